@@ -1,0 +1,1 @@
+//! Kernel capture: loading, attaching and pinning the eBPF programs, and reading their maps.

@@ -1,0 +1,1 @@
+//! TLS for interception: Sluice's certificate authority and the leaves it mints.
