@@ -4,6 +4,15 @@
 //! daemon; the daemon identifies the sandbox, decides per connection (pass through,
 //! intercept, refuse), and writes one audit record for each.
 
+pub mod audit;
 pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod detect;
+pub mod drain;
+pub mod net;
+pub mod proxy;
+pub mod sandbox;
 pub mod tls;

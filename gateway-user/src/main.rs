@@ -1,5 +1,18 @@
 //! The `sluice` binary: CLI and node daemon.
 
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    init_logging();
+    sluice::cli::Cli::parse().run()
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info` level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

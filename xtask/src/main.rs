@@ -1,1 +1,60 @@
-fn main() {}
+//! `cargo xtask …`: set-up of the toolchain, running the daemon, and the test suite.
+//!
+//! Every command first makes sure the machine has what the build needs (see [`setup`]),
+//! so a fresh machine needs no manual step.
+
+mod cmd;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Sluice development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what the build and the tests need when it is missing (a no-op when all is present).
+    Setup,
+    /// Build Sluice (release) and run the node daemon with embedded defaults.
+    Run {
+        /// Arguments passed to `sluice run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, end-to-end tests and kernel tests (needs root).
+    Test {
+        /// Only run tests whose name contains this filter.
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run(setup::Needs::ALL),
+        Task::Run { args } => run_daemon(&args),
+        Task::Test { filter } => test::run(filter.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(args: &[String]) -> anyhow::Result<()> {
+    setup::run(setup::Needs::BUILD)?;
+    let bin = cmd::build_sluice(true)?;
+    let mut run = std::process::Command::new(bin);
+    run.arg("run").args(args);
+    cmd::exec(run)
+}

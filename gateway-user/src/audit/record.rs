@@ -1,0 +1,122 @@
+//! The audit record: a flat JSON object, one per line.
+
+use serde::Serialize;
+
+/// What the record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A TCP connection from a sandbox.
+    Connection,
+    /// One DNS query from a sandbox.
+    Dns,
+    /// One intercepted HTTP request.
+    Request,
+    /// A sandbox was enrolled or removed.
+    Sandbox,
+}
+
+/// How the gateway handled a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Bytes copied to the original destination unchanged.
+    Relay,
+    /// TLS copied byte for byte after the SNI peek.
+    Passthrough,
+    /// TLS terminated with a Sluice leaf, requests inspected.
+    Intercept,
+    /// Refused before any byte reached an upstream.
+    Refused,
+}
+
+/// The outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Allowed and completed.
+    Allow,
+    /// Refused by policy or by a safety rule.
+    Deny,
+    /// Failed: the reason says which side.
+    Error,
+}
+
+/// Who made the connection, from the kernel's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Who {
+    /// The daemon's sandbox id.
+    pub sandbox: u64,
+    /// The sandbox's session, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Process id (root pid namespace).
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// The cgroup the process was in.
+    pub cgroup: u64,
+}
+
+/// One audit record.
+///
+/// # Security
+/// Holds no secret: URLs and headers are recorded after credential placeholders are
+/// restored, and request or response bodies are never recorded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    /// RFC 3339 UTC time the record was written.
+    pub time: String,
+    /// What the record is about.
+    pub kind: Kind,
+    /// Who made the connection.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub who: Option<Who>,
+    /// Original destination `addr:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Host name from SNI, Host, or the DNS question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// How the connection was handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// The outcome; `None` is written as an error "closed without result".
+    pub decision: Decision,
+    /// Why, in words a person can act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bytes from the sandbox to the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream to the sandbox.
+    pub bytes_down: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: f64,
+    /// DNS: the query type (`A`, `AAAA`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// DNS: the addresses answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<String>,
+}
+
+impl Record {
+    /// A record of `kind` with every optional field empty and decision `Error`.
+    pub fn new(kind: Kind) -> Record {
+        Record {
+            time: String::new(),
+            kind,
+            who: None,
+            destination: None,
+            host: None,
+            mode: None,
+            decision: Decision::Error,
+            reason: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0.0,
+            qtype: None,
+            answers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The `sluice` command line: the daemon and the clients of its control API.
+
+mod enter;
+mod exec;
+mod sandboxes;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Exit code when Sluice itself (not the command it runs) fails, as container runtimes do.
+pub const EXIT_SLUICE_FAILED: u8 = 125;
+
+/// Sluice: an egress gateway for sandboxed AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// Configuration file. Default is /etc/sluice/sluice.toml if it exists, else built-in defaults.
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node daemon.
+    Run,
+    /// Run a command in a new sandbox: its sockets are captured from birth.
+    Exec(exec::ExecArgs),
+    /// Enroll an existing cgroup (e.g. a container's) as a sandbox.
+    Enroll {
+        /// The cgroup v2 directory.
+        #[arg(long)]
+        cgroup: PathBuf,
+        /// The session the sandbox runs under.
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Remove a cgroup from capture (its processes keep running, uncaptured sockets stay refused).
+    Unenroll {
+        /// The cgroup v2 directory.
+        #[arg(long)]
+        cgroup: PathBuf,
+    },
+    /// List enrolled sandboxes.
+    Sandboxes,
+    /// Check a configuration file and print it with every default filled in.
+    CheckConfig,
+    /// Internal: join a sandbox cgroup (and namespace) and run a command. Used by `exec`.
+    #[command(hide = true)]
+    InternalEnter(enter::EnterArgs),
+}
+
+impl Cli {
+    /// Runs the command and returns the process exit code.
+    pub fn run(self) -> ExitCode {
+        if let Command::InternalEnter(args) = &self.command {
+            return enter::run(args);
+        }
+        let config = match Config::load(self.config.as_deref()) {
+            Ok(config) => config,
+            Err(e) => return fail(&e),
+        };
+        if let Command::CheckConfig = self.command {
+            print!("{}", config.dump());
+            return ExitCode::SUCCESS;
+        }
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return fail(&format!("start the async runtime: {e}")),
+        };
+        runtime.block_on(async move {
+            match self.command {
+                Command::Run => match crate::daemon::run(config).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&format!("{e:#}")),
+                },
+                Command::Exec(args) => exec::run(&config, args).await,
+                Command::Enroll { cgroup, session } => {
+                    sandboxes::enroll(&config, cgroup, session).await
+                }
+                Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
+                Command::Sandboxes => sandboxes::list(&config).await,
+                Command::CheckConfig | Command::InternalEnter(_) => ExitCode::SUCCESS,
+            }
+        })
+    }
+}
+
+/// Prints `sluice: <message>` and returns the failure exit code.
+pub fn fail(message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("sluice: {message}");
+    ExitCode::from(EXIT_SLUICE_FAILED)
+}
+
+/// A control API client for the daemon named by `config`.
+fn client(config: &Config) -> Result<crate::control::client::ControlClient, String> {
+    let path = config.admin_token_path();
+    let token = crate::control::auth::AdminToken::read(&path).map_err(|e| {
+        format!(
+            "{e}; the daemon creates it on first start: is `sluice run` running, and are you root?"
+        )
+    })?;
+    Ok(crate::control::client::ControlClient::new(
+        config.listen.control,
+        token,
+    ))
+}

@@ -1,0 +1,95 @@
+//! `sluice enroll`, `unenroll` and `sandboxes`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::control::types::CreateSandbox;
+
+/// Enrolls an existing cgroup.
+pub async fn enroll(config: &Config, cgroup: PathBuf, session: Option<String>) -> ExitCode {
+    let client = match super::client(config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(&e),
+    };
+    if !cgroup.is_dir() {
+        return super::fail(&format!(
+            "cgroup {} does not exist: create it first (mkdir under the cgroup2 mount) or use `sluice exec`",
+            cgroup.display()
+        ));
+    }
+    let cgroup = std::fs::canonicalize(&cgroup).unwrap_or(cgroup);
+    match client
+        .create_sandbox(&CreateSandbox {
+            netns: false,
+            session,
+            cgroup: Some(cgroup),
+        })
+        .await
+    {
+        Ok(s) => {
+            println!(
+                "enrolled {} as sandbox {} (cgroup id {})",
+                s.cgroup.display(),
+                s.id,
+                s.cgroup_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e),
+    }
+}
+
+/// Unenrolls the sandbox whose cgroup is `cgroup`.
+pub async fn unenroll(config: &Config, cgroup: &Path) -> ExitCode {
+    let client = match super::client(config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(&e),
+    };
+    let wanted = std::fs::canonicalize(cgroup).unwrap_or_else(|_| cgroup.to_path_buf());
+    let list = match client.sandboxes().await {
+        Ok(list) => list,
+        Err(e) => return super::fail(&e),
+    };
+    let Some(sandbox) = list.into_iter().find(|s| s.cgroup == wanted) else {
+        return super::fail(&format!(
+            "{} is not enrolled; `sluice sandboxes` lists what is",
+            cgroup.display()
+        ));
+    };
+    match client.remove_sandbox(sandbox.id).await {
+        Ok(s) => {
+            println!("unenrolled sandbox {} ({})", s.id, s.cgroup.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e),
+    }
+}
+
+/// Prints the enrolled sandboxes.
+pub async fn list(config: &Config) -> ExitCode {
+    let client = match super::client(config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(&e),
+    };
+    match client.sandboxes().await {
+        Ok(list) => {
+            println!(
+                "{:<6} {:<12} {:<8} {:<10} CGROUP",
+                "ID", "CGROUP_ID", "NETNS", "SESSION"
+            );
+            for s in list {
+                println!(
+                    "{:<6} {:<12} {:<8} {:<10} {}",
+                    s.id,
+                    s.cgroup_id,
+                    if s.netns.is_some() { "own" } else { "node" },
+                    s.session.as_deref().unwrap_or("-"),
+                    s.cgroup.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e),
+    }
+}

@@ -1,0 +1,117 @@
+//! The CLI's client of the control API.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::auth::AdminToken;
+use super::types::{ApiError, CreateSandbox, Health, SandboxView};
+
+/// Why a control API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon could not be reached.
+    #[error(
+        "cannot reach the sluice daemon's control API at {addr}: {detail}; is `sluice run` running (with the same --config)?"
+    )]
+    Unreachable {
+        /// The API address.
+        addr: SocketAddr,
+        /// The connect error.
+        detail: String,
+    },
+    /// The daemon answered with an error.
+    #[error("sluice daemon: {message} (HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("sluice daemon: unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// A client bound to one daemon.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    addr: SocketAddr,
+    token: AdminToken,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ControlClient {
+    /// A client for the API at `addr` using `token`.
+    pub fn new(addr: SocketAddr, token: AdminToken) -> ControlClient {
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        ControlClient { addr, token, http }
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None::<&()>).await
+    }
+
+    /// `POST /v1/sandboxes`.
+    pub async fn create_sandbox(&self, req: &CreateSandbox) -> Result<SandboxView, ClientError> {
+        self.call(Method::POST, "/v1/sandboxes", Some(req)).await
+    }
+
+    /// `GET /v1/sandboxes`.
+    pub async fn sandboxes(&self) -> Result<Vec<SandboxView>, ClientError> {
+        self.call(Method::GET, "/v1/sandboxes", None::<&()>).await
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`.
+    pub async fn remove_sandbox(&self, id: u64) -> Result<SandboxView, ClientError> {
+        self.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None::<&()>)
+            .await
+    }
+
+    async fn call<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header(header::AUTHORIZATION, self.token.bearer())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr,
+                detail: std::error::Error::source(&e).map_or(e.to_string(), ToString::to_string),
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ClientError::Api { status, message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}

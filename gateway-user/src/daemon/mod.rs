@@ -1,0 +1,123 @@
+//! The node daemon (`sluice run`): capture, listeners, control API, drain on signal.
+
+mod dns;
+mod listeners;
+mod lock;
+mod node;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use listeners::ListenerSet;
+pub use lock::{DaemonLock, LockError};
+pub use node::{Node, NodeError};
+
+use crate::audit::AuditLog;
+use crate::capture::{self, Capture, CaptureConfig};
+use crate::config::Config;
+use crate::control::{auth::AdminToken, serve_control};
+use crate::drain::Drain;
+use crate::net::Cidr;
+use crate::proxy::ProxyContext;
+use crate::sandbox::Registry;
+
+/// How long in-flight connections get to finish after SIGTERM.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _lock = DaemonLock::acquire(&config.capture.pin_dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.state_dir)
+        .with_context(|| format!("daemon: create state_dir {}", config.state_dir.display()))?;
+    let token = AdminToken::load_or_create(&config.admin_token_path())?;
+    let (audit, audit_writer) = AuditLog::open(&config.audit_path())?;
+
+    let parent_cgroup = parent_cgroup(&config)?;
+    let capture = Arc::new(Capture::install(&CaptureConfig {
+        parent_cgroup: parent_cgroup.clone(),
+        pin_dir: config.capture.pin_dir.clone(),
+        proxy_port: config.listen.transparent_port,
+        dns_port: config.listen.dns_port,
+    })?);
+    let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
+    let proxy = Arc::new(ProxyContext {
+        capture: capture.clone(),
+        sandboxes: registry.clone(),
+        audit: audit.clone(),
+        connect_timeout: config.connect_timeout(),
+        allow_internal: config
+            .upstream
+            .allow_internal
+            .iter()
+            .filter_map(|c| Cidr::parse(c).ok())
+            .collect(),
+        max_connections: 65_536,
+    });
+    let drain = Drain::new();
+    let node = Arc::new(Node::new(
+        config.clone(),
+        capture,
+        registry,
+        proxy,
+        drain.clone(),
+        parent_cgroup,
+    ));
+
+    let listen = &config.listen;
+    let set = listeners::bind_here(listen.transparent_port, listen.dns_port)
+        .context("daemon: bind the transparent and DNS listeners")?;
+    node.serve(set, &drain)?;
+    node.restore();
+    let control = tokio::net::TcpListener::bind(listen.control)
+        .await
+        .with_context(|| format!("daemon: bind the control API on {}", listen.control))?;
+    drain.spawn(serve_control(control, node.clone(), token, drain.clone()));
+    tracing::info!(
+        transparent = listen.transparent_port,
+        dns = listen.dns_port,
+        control = %listen.control,
+        parent_cgroup = %node.parent_cgroup.display(),
+        sandboxes = node.registry.list().len(),
+        "sluice: ready"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("sluice: stopping (capture stays pinned: sandboxes are refused until restart)");
+    drain.shutdown(DRAIN_GRACE).await;
+    drop(node);
+    drop(audit);
+    if tokio::time::timeout(Duration::from_secs(2), audit_writer.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit: writer did not drain in 2 s");
+    }
+    Ok(())
+}
+
+/// The sandbox parent cgroup: absolute as configured, else under the cgroup2 mount.
+pub fn parent_cgroup(config: &Config) -> anyhow::Result<PathBuf> {
+    let configured = &config.capture.parent_cgroup;
+    if configured.is_absolute() {
+        return Ok(configured.clone());
+    }
+    Ok(capture::cgroup2_mount()?.join(configured))
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("daemon: install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("daemon: install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The node: everything the daemon serves, and the sandbox lifecycle.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use gateway_common::SandboxEntry;
+
+use super::listeners::{self, ListenerSet};
+use crate::audit::{AuditLog, Decision, Kind, Record, Who};
+use crate::capture::{self, Capture};
+use crate::config::Config;
+use crate::control::types::{CreateSandbox, Health};
+use crate::drain::Drain;
+use crate::proxy::{ProxyContext, serve_transparent};
+use crate::sandbox::{Registry, Sandbox, cgroup, netns};
+
+/// Why a sandbox operation failed; maps onto an HTTP status in the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The request cannot work as given.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such sandbox.
+    #[error("{0}")]
+    NotFound(String),
+    /// It already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The node failed to carry it out.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The running node.
+#[derive(Debug)]
+pub struct Node {
+    /// The configuration it runs with.
+    pub config: Config,
+    /// The kernel side.
+    pub capture: Arc<Capture>,
+    /// Enrolled sandboxes.
+    pub registry: Arc<Registry>,
+    /// Shared by every transparent listener.
+    pub proxy: Arc<ProxyContext>,
+    /// Audit records.
+    pub audit: AuditLog,
+    /// The daemon's drain; each sandbox's listeners run under a child of it.
+    pub drain: Drain,
+    /// The parent cgroup of created sandboxes.
+    pub parent_cgroup: PathBuf,
+    sandbox_drains: Mutex<HashMap<u64, Drain>>,
+}
+
+impl Node {
+    /// Assembles a node from its parts (nothing is started).
+    pub fn new(
+        config: Config,
+        capture: Arc<Capture>,
+        registry: Arc<Registry>,
+        proxy: Arc<ProxyContext>,
+        drain: Drain,
+        parent_cgroup: PathBuf,
+    ) -> Node {
+        let audit = proxy.audit.clone();
+        Node {
+            config,
+            capture,
+            registry,
+            proxy,
+            audit,
+            drain,
+            parent_cgroup,
+            sandbox_drains: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Serves a set of listeners (transparent + DNS) under `drain`.
+    pub fn serve(&self, set: ListenerSet, drain: &Drain) -> std::io::Result<()> {
+        for listener in set.tcp {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            drain.spawn(serve_transparent(
+                listener,
+                self.proxy.clone(),
+                drain.clone(),
+            ));
+        }
+        for socket in set.udp {
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            super::dns::serve(self, socket, drain);
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/health`.
+    pub fn health(&self) -> Health {
+        Health {
+            status: "ok".to_owned(),
+            sandboxes: self.registry.list().len(),
+            connections: self.capture.conn_count().unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// Creates a sandbox cgroup under the parent (optionally with its own network namespace),
+    /// or enrolls an existing cgroup, and registers it with the kernel.
+    pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<Arc<Sandbox>, NodeError> {
+        tokio::task::block_in_place(|| match req.cgroup.clone() {
+            Some(path) => self.enroll_existing(&path, req),
+            None => self.create_owned(req),
+        })
+    }
+
+    /// Unregisters a sandbox; for a sandbox Sluice created, kills what runs in it and removes
+    /// its cgroup and namespace.
+    pub async fn remove_sandbox(&self, id: u64) -> Result<Arc<Sandbox>, NodeError> {
+        let sandbox = self
+            .registry
+            .by_id(id)
+            .ok_or_else(|| NodeError::NotFound(format!("no sandbox {id}")))?;
+        tokio::task::block_in_place(|| self.teardown(&sandbox))?;
+        self.registry
+            .remove(id)
+            .map_err(|e| NodeError::Failed(e.to_string()))?;
+        self.audit_sandbox(&sandbox, "removed");
+        Ok(sandbox)
+    }
+
+    /// Re-adopts persisted sandboxes after a restart: drops those whose cgroup is gone,
+    /// re-registers the rest and re-creates in-namespace listeners.
+    pub fn restore(&self) {
+        for sandbox in self.registry.list() {
+            let alive = capture::cgroup_id(&sandbox.cgroup).is_ok_and(|id| id == sandbox.cgroup_id);
+            let result = if alive {
+                self.activate(&sandbox)
+            } else {
+                Err(NodeError::NotFound("cgroup gone".into()))
+            };
+            if let Err(e) = result {
+                tracing::warn!(sandbox = sandbox.id, error = %e, "restore: dropping sandbox");
+                let _ = self.teardown(&sandbox);
+                let _ = self.registry.remove(sandbox.id);
+            }
+        }
+    }
+
+    fn create_owned(&self, req: CreateSandbox) -> Result<Arc<Sandbox>, NodeError> {
+        let id = self.registry.allocate_id();
+        let path = self.parent_cgroup.join(format!("sb-{id}"));
+        cgroup::create(&path).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let mut sandbox = Sandbox {
+            id,
+            cgroup: path.clone(),
+            cgroup_id: 0,
+            netns: None,
+            session: req.session,
+            owned: true,
+            extra_attach: false,
+        };
+        let built = (|| {
+            sandbox.cgroup_id =
+                capture::cgroup_id(&path).map_err(|e| NodeError::Failed(e.to_string()))?;
+            if req.netns {
+                let ns = netns::create(&format!("sluice-sb-{id}"))
+                    .map_err(|e| NodeError::Failed(e.to_string()))?;
+                sandbox.netns = Some(ns);
+            }
+            self.activate(&sandbox)
+        })();
+        if let Err(e) = built {
+            let _ = self.teardown(&sandbox);
+            return Err(e);
+        }
+        self.commit(sandbox)
+    }
+
+    fn enroll_existing(&self, path: &Path, req: CreateSandbox) -> Result<Arc<Sandbox>, NodeError> {
+        if req.netns {
+            return Err(NodeError::BadRequest(
+                "--netns applies to sandboxes Sluice creates; an existing cgroup keeps its runtime's namespace".into(),
+            ));
+        }
+        let cgroup_id = capture::cgroup_id(path).map_err(|e| {
+            NodeError::BadRequest(format!(
+                "cgroup {} cannot be used ({e}); give the path of an existing cgroup v2 directory",
+                path.display()
+            ))
+        })?;
+        if let Some(existing) = self.registry.by_cgroup(cgroup_id) {
+            return Err(NodeError::Conflict(format!(
+                "cgroup {} is already enrolled as sandbox {}",
+                path.display(),
+                existing.id
+            )));
+        }
+        let extra_attach = !path.starts_with(&self.parent_cgroup);
+        let sandbox = Sandbox {
+            id: self.registry.allocate_id(),
+            cgroup: path.to_path_buf(),
+            cgroup_id,
+            netns: None,
+            session: req.session,
+            owned: false,
+            extra_attach,
+        };
+        if extra_attach {
+            self.capture
+                .attach_extra(path)
+                .map_err(|e| NodeError::Failed(e.to_string()))?;
+        }
+        if let Err(e) = self.activate(&sandbox) {
+            let _ = self.teardown(&sandbox);
+            return Err(e);
+        }
+        self.commit(sandbox)
+    }
+
+    /// Starts the sandbox's in-namespace listeners (if any) and registers it with the kernel.
+    fn activate(&self, sandbox: &Sandbox) -> Result<(), NodeError> {
+        if let Some(ns) = &sandbox.netns {
+            let listen = &self.config.listen;
+            let set = listeners::bind_in(ns, listen.transparent_port, listen.dns_port)
+                .map_err(|e| NodeError::Failed(e.to_string()))?;
+            let drain = self.drain.child();
+            self.serve(set, &drain)
+                .map_err(|e| NodeError::Failed(e.to_string()))?;
+            self.drains().insert(sandbox.id, drain);
+        }
+        let entry = SandboxEntry {
+            sandbox_id: sandbox.id,
+            flags: 0,
+            _pad: 0,
+        };
+        self.capture
+            .register_sandbox(sandbox.cgroup_id, entry)
+            .map_err(|e| NodeError::Failed(e.to_string()))
+    }
+
+    fn commit(&self, sandbox: Sandbox) -> Result<Arc<Sandbox>, NodeError> {
+        let sandbox = self
+            .registry
+            .insert(sandbox)
+            .map_err(|e| NodeError::Failed(e.to_string()))?;
+        self.audit_sandbox(&sandbox, "enrolled");
+        Ok(sandbox)
+    }
+
+    fn teardown(&self, sandbox: &Sandbox) -> Result<(), NodeError> {
+        let fail = |e: String| NodeError::Failed(e);
+        let _ = self.capture.unregister_sandbox(sandbox.cgroup_id);
+        if let Some(drain) = self.drains().remove(&sandbox.id) {
+            drain.stop_now();
+        }
+        if sandbox.owned {
+            cgroup::kill_all(&sandbox.cgroup).or_else(|e| match e {
+                cgroup::CgroupError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(())
+                }
+                e => Err(fail(e.to_string())),
+            })?;
+            cgroup::remove_tree(&sandbox.cgroup).map_err(|e| fail(e.to_string()))?;
+        }
+        if sandbox.extra_attach {
+            self.capture
+                .detach_extra(&sandbox.cgroup)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        if let Some(ns) = &sandbox.netns {
+            netns::delete(ns).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn audit_sandbox(&self, sandbox: &Sandbox, what: &str) {
+        let mut record = Record::new(Kind::Sandbox);
+        record.who = Some(Who {
+            sandbox: sandbox.id,
+            session: sandbox.session.clone(),
+            pid: 0,
+            uid: 0,
+            cgroup: sandbox.cgroup_id,
+        });
+        record.decision = Decision::Allow;
+        record.reason = Some(format!("{what}: {}", sandbox.cgroup.display()));
+        self.audit.write(record);
+    }
+
+    fn drains(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Drain>> {
+        self.sandbox_drains
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,109 @@
+//! Relay: dial the original destination and copy bytes both ways.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Why a relay ended badly, and on which side.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The upstream refused, was unreachable, or did not answer in time.
+    #[error("upstream: connect {destination}: {detail}")]
+    Connect {
+        /// Where.
+        destination: SocketAddr,
+        /// What happened.
+        detail: String,
+    },
+    /// The copy failed part way (bytes already moved are still counted).
+    #[error("relay: {detail}")]
+    Copy {
+        /// Bytes from the sandbox so far.
+        up: u64,
+        /// Bytes to the sandbox so far.
+        down: u64,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// Dials `destination` within `timeout`, with Nagle off (streams such as SSE must not coalesce).
+pub async fn dial(destination: SocketAddr, timeout: Duration) -> Result<TcpStream, RelayError> {
+    let fail = |detail: String| RelayError::Connect {
+        destination,
+        detail,
+    };
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(destination))
+        .await
+        .map_err(|_| fail(format!("timed out after {} ms", timeout.as_millis())))?
+        .map_err(|e| fail(e.to_string()))?;
+    stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    Ok(stream)
+}
+
+/// Copies both ways until both sides are done; returns (bytes up, bytes down). On error the
+/// bytes moved so far are in the error.
+pub async fn copy<A, B>(client: &mut A, upstream: &mut B) -> Result<(u64, u64), RelayError>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Counting {
+        inner: client,
+        read: 0,
+    };
+    let mut upstream = Counting {
+        inner: upstream,
+        read: 0,
+    };
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok(_) => Ok((client.read, upstream.read)),
+        Err(e) => Err(RelayError::Copy {
+            up: client.read,
+            down: upstream.read,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Counts the bytes read through it; writes pass straight on.
+struct Counting<'a, S> {
+    inner: &'a mut S,
+    read: u64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}

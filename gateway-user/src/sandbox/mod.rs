@@ -1,0 +1,34 @@
+//! Sandboxes: the cgroups (and optional network namespaces) whose sockets Sluice captures.
+//!
+//! The [`Registry`] is the daemon's view, keyed by cgroup id like the kernel's
+//! `SLUICE_SANDBOXES` map, and persisted in the state directory so a restarted daemon
+//! re-adopts every sandbox (and re-creates its in-namespace listeners).
+
+pub mod cgroup;
+pub mod netns;
+mod registry;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use registry::{Registry, RegistryError};
+
+/// One enrolled sandbox.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The daemon's id, also the `sandbox_id` in the kernel map.
+    pub id: u64,
+    /// The cgroup directory.
+    pub cgroup: PathBuf,
+    /// The cgroup id (the directory's inode number).
+    pub cgroup_id: u64,
+    /// The sandbox's own network namespace (a bind-mounted nsfs file), if it has one.
+    pub netns: Option<PathBuf>,
+    /// The session the sandbox runs under.
+    pub session: Option<String>,
+    /// Whether Sluice created the cgroup (and so removes it, killing what is left inside).
+    pub owned: bool,
+    /// Whether the cgroup lies outside the sandbox parent, so programs were attached to it.
+    pub extra_attach: bool,
+}

@@ -1,0 +1,150 @@
+//! Installs what building and testing Sluice needs, when it is missing.
+//!
+//! Each check is cheap and each install runs only when its check fails, so on a machine
+//! that has everything this prints one line per item and changes nothing.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::cmd;
+
+/// Which groups of prerequisites a task needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    build: bool,
+    test: bool,
+}
+
+impl Needs {
+    /// What building the daemon (with its eBPF programs) needs.
+    pub const BUILD: Needs = Needs {
+        build: true,
+        test: false,
+    };
+    /// Everything: the build plus the servers and clients the tests start.
+    pub const ALL: Needs = Needs {
+        build: true,
+        test: true,
+    };
+}
+
+/// Debian packages the eBPF build needs (bpf-linker links against LLVM 22, the nightly's LLVM).
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+
+/// Debian packages the tests run: real servers and real clients, no mocks.
+const TEST_PACKAGES: &[&str] = &[
+    "bpftool",
+    "iproute2",
+    "curl",
+    "python3",
+    "redis-server",
+    "nghttp2-client",
+    "openssl",
+];
+
+/// The bpf-linker release known to work with LLVM 22 here.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Checks every prerequisite in `needs` and installs the missing ones.
+pub fn run(needs: Needs) -> anyhow::Result<()> {
+    let mut packages: Vec<&str> = Vec::new();
+    if needs.build {
+        packages.extend(BUILD_PACKAGES);
+    }
+    if needs.test {
+        packages.extend(TEST_PACKAGES);
+    }
+    apt_packages(&packages)?;
+    if needs.build {
+        nightly_rust_src()?;
+        bpf_linker()?;
+    }
+    Ok(())
+}
+
+fn apt_packages(wanted: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup: debian packages present ({})", wanted.join(", "));
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "setup: missing debian packages: {list}; install them with `sudo apt-get install -y {list}` \
+             or run this command as root",
+            list = missing.join(" ")
+        );
+    }
+    eprintln!("setup: installing debian packages: {}", missing.join(", "));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-q"]);
+    cmd::status(update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    cmd::status(install).context("setup: apt-get install")
+}
+
+fn deb_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("setup: run rustup (is rustup installed?)")?;
+    if !installed.status.success() {
+        bail!(
+            "setup: the nightly toolchain is missing; the eBPF programs need it: `rustup toolchain install nightly`"
+        );
+    }
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        eprintln!("setup: nightly rust-src present");
+        return Ok(());
+    }
+    eprintln!("setup: adding rust-src to the nightly toolchain (the eBPF build uses -Z build-std)");
+    let mut add = Command::new("rustup");
+    add.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
+    cmd::status(add)
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    if cmd::succeeds(Command::new("bpf-linker").arg("--version")) {
+        eprintln!("setup: bpf-linker present");
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    let mut install = Command::new(cmd::cargo());
+    install
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22");
+    cmd::status(install).context("setup: cargo install bpf-linker")
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
