@@ -6,4 +6,5 @@
 
 pub mod capture;
 pub mod detect;
+pub mod dns;
 pub mod tls;
