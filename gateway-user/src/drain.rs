@@ -38,6 +38,11 @@ impl Drain {
         self.stop_accepting.clone().cancelled_owned()
     }
 
+    /// A token cancelled when listeners must stop (for servers that take a token).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop_accepting.clone()
+    }
+
     /// Resolves when in-flight work must be abandoned.
     pub fn aborted(&self) -> impl Future<Output = ()> + Send + 'static {
         self.abort.clone().cancelled_owned()

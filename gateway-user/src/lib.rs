@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod detect;
+pub mod dns;
 pub mod drain;
 pub mod net;
 pub mod proxy;

@@ -73,7 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = &config.listen;
     let set = listeners::bind_here(listen.transparent_port, listen.dns_port)
         .context("daemon: bind the transparent and DNS listeners")?;
-    node.serve(set, &drain)?;
+    node.serve(set, &drain, None)?;
     node.restore();
     let control = tokio::net::TcpListener::bind(listen.control)
         .await

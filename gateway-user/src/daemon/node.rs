@@ -49,6 +49,8 @@ pub struct Node {
     pub drain: Drain,
     /// The parent cgroup of created sandboxes.
     pub parent_cgroup: PathBuf,
+    /// The sandboxes' DNS resolver (static table, then the system resolver).
+    pub resolver: crate::dns::Resolver,
     sandbox_drains: Mutex<HashMap<u64, Drain>>,
 }
 
@@ -63,7 +65,15 @@ impl Node {
         parent_cgroup: PathBuf,
     ) -> Node {
         let audit = proxy.audit.clone();
+        let hosts = config
+            .dns
+            .hosts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let resolver = crate::dns::Resolver::new(hosts);
         Node {
+            resolver,
             config,
             capture,
             registry,
@@ -75,8 +85,9 @@ impl Node {
         }
     }
 
-    /// Serves a set of listeners (transparent + DNS) under `drain`.
-    pub fn serve(&self, set: ListenerSet, drain: &Drain) -> std::io::Result<()> {
+    /// Serves a set of listeners (transparent + DNS) under `drain`; `who` names the sandbox
+    /// when the set lives in that sandbox's own namespace.
+    pub fn serve(&self, set: ListenerSet, drain: &Drain, who: Option<&Who>) -> std::io::Result<()> {
         for listener in set.tcp {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             drain.spawn(serve_transparent(
@@ -87,7 +98,7 @@ impl Node {
         }
         for socket in set.udp {
             let socket = tokio::net::UdpSocket::from_std(socket)?;
-            super::dns::serve(self, socket, drain);
+            super::dns::serve(self, socket, drain, who.cloned());
         }
         Ok(())
     }
@@ -222,7 +233,7 @@ impl Node {
             let set = listeners::bind_in(ns, listen.transparent_port, listen.dns_port)
                 .map_err(|e| NodeError::Failed(e.to_string()))?;
             let drain = self.drain.child();
-            self.serve(set, &drain)
+            self.serve(set, &drain, Some(&who(sandbox)))
                 .map_err(|e| NodeError::Failed(e.to_string()))?;
             self.drains().insert(sandbox.id, drain);
         }
@@ -275,13 +286,7 @@ impl Node {
 
     fn audit_sandbox(&self, sandbox: &Sandbox, what: &str) {
         let mut record = Record::new(Kind::Sandbox);
-        record.who = Some(Who {
-            sandbox: sandbox.id,
-            session: sandbox.session.clone(),
-            pid: 0,
-            uid: 0,
-            cgroup: sandbox.cgroup_id,
-        });
+        record.who = Some(who(sandbox));
         record.decision = Decision::Allow;
         record.reason = Some(format!("{what}: {}", sandbox.cgroup.display()));
         self.audit.write(record);
@@ -291,5 +296,16 @@ impl Node {
         self.sandbox_drains
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The audit identity of a sandbox itself (no process).
+fn who(sandbox: &Sandbox) -> Who {
+    Who {
+        sandbox: sandbox.id,
+        session: sandbox.session.clone(),
+        pid: 0,
+        uid: 0,
+        cgroup: sandbox.cgroup_id,
     }
 }
