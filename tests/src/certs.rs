@@ -242,7 +242,6 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

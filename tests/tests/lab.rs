@@ -1,11 +1,6 @@
 //! Tests of the test lab itself (root only): namespaces, isolation, fakes, certs, cgroups.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
+#![expect(clippy::expect_used, reason = "tests")]
 
 #[path = "lab/fakes.rs"]
 mod fakes;

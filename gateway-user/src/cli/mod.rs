@@ -48,6 +48,12 @@ enum Command {
     },
     /// List enrolled sandboxes.
     Sandboxes,
+    /// Detach and unpin the kernel programs (the daemon must be stopped).
+    Uninstall {
+        /// Also when sandboxes are still enrolled (their sockets stop being captured).
+        #[arg(long)]
+        force: bool,
+    },
     /// Check a configuration file and print it with every default filled in.
     CheckConfig,
     /// Internal: join a sandbox cgroup (and namespace) and run a command. Used by `exec`.
@@ -65,9 +71,24 @@ impl Cli {
             Ok(config) => config,
             Err(e) => return fail(&e),
         };
-        if let Command::CheckConfig = self.command {
-            print!("{}", config.dump());
-            return ExitCode::SUCCESS;
+        match self.command {
+            Command::CheckConfig => {
+                print!("{}", config.dump());
+                return ExitCode::SUCCESS;
+            }
+            Command::Uninstall { force } => {
+                return match crate::daemon::uninstall(&config, force) {
+                    Ok(()) => {
+                        println!(
+                            "capture pinned at {} removed",
+                            config.capture.pin_dir.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&format!("{e:#}")),
+                };
+            }
+            _ => {}
         }
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -88,7 +109,9 @@ impl Cli {
                 }
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes => sandboxes::list(&config).await,
-                Command::CheckConfig | Command::InternalEnter(_) => ExitCode::SUCCESS,
+                Command::CheckConfig | Command::Uninstall { .. } | Command::InternalEnter(_) => {
+                    ExitCode::SUCCESS
+                }
             }
         })
     }

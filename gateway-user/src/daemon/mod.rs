@@ -6,7 +6,6 @@ mod lock;
 mod node;
 
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,13 +38,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let token = AdminToken::load_or_create(&config.admin_token_path())?;
     let (audit, audit_writer) = AuditLog::open(&config.audit_path())?;
 
-    let parent_cgroup = parent_cgroup(&config)?;
-    let capture = Arc::new(Capture::install(&CaptureConfig {
-        parent_cgroup: parent_cgroup.clone(),
-        pin_dir: config.capture.pin_dir.clone(),
-        proxy_port: config.listen.transparent_port,
-        dns_port: config.listen.dns_port,
-    })?);
+    let capture_config = capture_config(&config)?;
+    let parent_cgroup = capture_config.parent_cgroup.clone();
+    let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
     let proxy = Arc::new(ProxyContext {
         capture: capture.clone(),
@@ -102,13 +97,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sandbox parent cgroup: absolute as configured, else under the cgroup2 mount.
-pub fn parent_cgroup(config: &Config) -> anyhow::Result<PathBuf> {
+/// The kernel capture settings of `config`; a relative parent cgroup is resolved under the
+/// cgroup2 mount.
+pub fn capture_config(config: &Config) -> anyhow::Result<CaptureConfig> {
     let configured = &config.capture.parent_cgroup;
-    if configured.is_absolute() {
-        return Ok(configured.clone());
+    let parent_cgroup = if configured.is_absolute() {
+        configured.clone()
+    } else {
+        capture::cgroup2_mount()?.join(configured)
+    };
+    Ok(CaptureConfig {
+        parent_cgroup,
+        pin_dir: config.capture.pin_dir.clone(),
+        proxy_port: config.listen.transparent_port,
+        dns_port: config.listen.dns_port,
+    })
+}
+
+/// Detaches and unpins the capture of `config` (`sluice uninstall`). Refuses while a daemon
+/// runs, and while sandboxes are enrolled unless `force`.
+pub fn uninstall(config: &Config, force: bool) -> anyhow::Result<()> {
+    let _lock = DaemonLock::acquire(&config.capture.pin_dir)?;
+    let enrolled = Registry::load(&config.state_dir.join("sandboxes.json"))?
+        .list()
+        .len();
+    if enrolled > 0 && !force {
+        anyhow::bail!(
+            "{enrolled} sandboxes are enrolled; their sockets would no longer be captured. \
+             Unenroll them first, or pass --force"
+        );
     }
-    Ok(capture::cgroup2_mount()?.join(configured))
+    let capture_config = capture_config(config)?;
+    Capture::uninstall(&capture_config)?;
+    let _ = std::fs::remove_file(config.state_dir.join("sandboxes.json"));
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

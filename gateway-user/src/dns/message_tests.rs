@@ -1,6 +1,5 @@
 //! Table tests for [`super::answer`] and [`super::prepare`]: real queries built with hickory.
 
-
 use std::cell::Cell;
 use std::net::IpAddr;
 

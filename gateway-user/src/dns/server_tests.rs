@@ -1,6 +1,5 @@
 //! End-to-end tests of [`super::DnsServer`] on loopback sockets bound to port 0.
 
-
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

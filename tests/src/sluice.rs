@@ -1,0 +1,223 @@
+//! The real `sluice` binary, run as a node daemon inside a lab's node namespace.
+//!
+//! Each daemon gets its own state directory, its own sandbox parent cgroup and its own bpffs
+//! pin directory (never the production defaults), and removes all three on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cgroup::cgroup2_mount;
+use crate::netlab::NetLab;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Extra settings for a test daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra TOML appended to the generated configuration.
+    pub extra_toml: String,
+    /// Static DNS answers (`name`, `address`).
+    pub dns_hosts: Vec<(String, String)>,
+}
+
+/// A running daemon (or one that was killed and can be restarted).
+#[derive(Debug)]
+pub struct Sluice {
+    bin: PathBuf,
+    node_ns: PathBuf,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// The sandbox parent cgroup of this daemon.
+    pub parent_cgroup: PathBuf,
+    /// The pin directory of this daemon.
+    pub pin_dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// The `sluice` binary under test: `$SLUICE_BIN` (set by `cargo xtask test`), else the
+/// workspace's release or debug build.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target");
+    let release = root.join("release/sluice");
+    if release.exists() {
+        release
+    } else {
+        root.join("debug/sluice")
+    }
+}
+
+impl Sluice {
+    /// Writes a configuration and starts `sluice run` in the lab's node namespace, returning
+    /// once it logs that it is ready.
+    pub fn start(lab: &NetLab, options: &Options) -> std::io::Result<Sluice> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("sluice-e2e-{}-{n}", std::process::id());
+        let mount = cgroup2_mount().map_err(std::io::Error::other)?;
+        let dir = tempfile::Builder::new().prefix(&name).tempdir()?;
+        let parent_cgroup = mount.join(&name);
+        let pin_dir = PathBuf::from("/sys/fs/bpf").join(&name);
+        let mut toml = format!(
+            "state_dir = {state:?}\n[capture]\nparent_cgroup = {parent:?}\npin_dir = {pin:?}\n",
+            state = dir.path().join("state"),
+            parent = parent_cgroup,
+            pin = pin_dir,
+        );
+        if !options.dns_hosts.is_empty() {
+            toml.push_str("[dns.hosts]\n");
+            for (host, addr) in &options.dns_hosts {
+                toml.push_str(&format!("{host:?} = [{addr:?}]\n"));
+            }
+        }
+        toml.push_str(&options.extra_toml);
+        let config = dir.path().join("sluice.toml");
+        std::fs::write(&config, toml)?;
+        let mut sluice = Sluice {
+            bin: binary(),
+            node_ns: lab.node_ns_path(),
+            dir,
+            config,
+            parent_cgroup,
+            pin_dir,
+            child: None,
+            starts: 0,
+        };
+        sluice.restart()?;
+        Ok(sluice)
+    }
+
+    /// (Re)starts the daemon with the same configuration and waits until it is ready.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.starts += 1;
+        let log_path = self.log_path(self.starts);
+        let log = std::fs::File::create(&log_path)?;
+        let child = self
+            .command()
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains("sluice: ready") {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(std::io::Error::other(format!(
+                    "sluice run exited ({status}):\n{text}"
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "sluice run not ready in 30 s:\n{text}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `sluice --config … <args>` in the node namespace (for CLI calls and `exec`).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.node_ns.display()))
+            .arg("--")
+            .arg(&self.bin)
+            .arg("--config")
+            .arg(&self.config);
+        cmd
+    }
+
+    /// `sluice exec [flags] -- <argv>`.
+    pub fn exec(&self, flags: &[&str], argv: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec").args(flags).arg("--").args(argv);
+        cmd
+    }
+
+    /// Kills the daemon with SIGKILL (no cleanup: the pinned programs stay).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits (bounded) for it to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).ok()?);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Every audit record written so far, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("state/audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (up to 5 s) for an audit record matching `pred` and returns it.
+    pub fn wait_audit(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(found) = self.audit().into_iter().find(|r| pred(r)) {
+                return Some(found);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's log of its `n`th start (1-based).
+    pub fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log_path(&self, n: u32) -> PathBuf {
+        self.dir.path().join(format!("sluice-{n}.log"))
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.command().args(["uninstall", "--force"]).output();
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        let _ = std::fs::remove_dir(&self.parent_cgroup);
+    }
+}
