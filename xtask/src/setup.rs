@@ -46,6 +46,7 @@ const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "nghttp2-client",
     "openssl",
+    "dnsutils",
 ];
 
 /// The bpf-linker release known to work with LLVM 22 here.

@@ -48,6 +48,8 @@ enum Command {
     },
     /// List enrolled sandboxes.
     Sandboxes,
+    /// Print the daemon's health as JSON.
+    Status,
     /// Detach and unpin the kernel programs (the daemon must be stopped).
     Uninstall {
         /// Also when sandboxes are still enrolled (their sockets stop being captured).
@@ -109,6 +111,7 @@ impl Cli {
                 }
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes => sandboxes::list(&config).await,
+                Command::Status => sandboxes::status(&config).await,
                 Command::CheckConfig | Command::Uninstall { .. } | Command::InternalEnter(_) => {
                     ExitCode::SUCCESS
                 }

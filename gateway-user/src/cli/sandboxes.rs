@@ -93,3 +93,21 @@ pub async fn list(config: &Config) -> ExitCode {
         Err(e) => super::fail(&e),
     }
 }
+
+/// Prints the daemon's health as JSON.
+pub async fn status(config: &Config) -> ExitCode {
+    let client = match super::client(config) {
+        Ok(c) => c,
+        Err(e) => return super::fail(&e),
+    };
+    match client.health().await {
+        Ok(health) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&health).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e),
+    }
+}

@@ -1,0 +1,386 @@
+//! Kernel capture end to end: the real `sluice` daemon in a lab's node namespace, sandboxed
+//! processes started by `sluice exec`, test hosts in the lab's net namespace.
+
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers fail loudly")]
+
+use std::net::SocketAddr;
+use std::process::Output;
+
+use serde_json::Value;
+use tests::sluice::{Options, Sluice};
+use tests::{NetLab, TestCgroup, addrs, upstream};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/capture/sandbox.py");
+
+fn lab_and_daemon(options: &Options) -> (NetLab, Sluice) {
+    let lab = NetLab::new("cap").unwrap();
+    let sluice = Sluice::start(&lab, options).unwrap();
+    (lab, sluice)
+}
+
+/// Runs the helper script in a new sandbox and returns its JSON line.
+fn in_sandbox(sluice: &Sluice, flags: &[&str], args: &[&str]) -> Value {
+    let mut argv = vec!["python3", SCRIPT];
+    argv.extend_from_slice(args);
+    let out = sluice.exec(flags, &argv).output().unwrap();
+    parse(&out)
+}
+
+fn parse(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "no JSON from sandbox: status {}, stdout {stdout:?}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn connection_to<'a>(dest: &'a str, pid: u64) -> impl Fn(&Value) -> bool + 'a {
+    move |r: &Value| r["kind"] == "connection" && r["destination"] == dest && r["pid"] == pid
+}
+
+#[test]
+fn sandboxed_tcp_reaches_hosts_through_the_daemon() {
+    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let v4 = SocketAddr::new(addrs::HOST_A.into(), 80);
+    let v6 = SocketAddr::new(addrs::HOST_V6_A.into(), 80);
+    let _a = upstream::http()
+        .route("/hello", "hi4")
+        .start(&lab, v4)
+        .unwrap();
+    let _b = upstream::http()
+        .route("/hello", "hi6")
+        .start(&lab, v6)
+        .unwrap();
+
+    let cases = [
+        ("4", "198.51.100.10", "198.51.100.10:80", "198.51.100.10"),
+        (
+            "6",
+            "2001:db8:1::10",
+            "[2001:db8:1::10]:80",
+            "2001:db8:1::10",
+        ),
+        (
+            "6",
+            "::ffff:198.51.100.10",
+            "198.51.100.10:80",
+            "::ffff:198.51.100.10",
+        ),
+    ];
+    for (family, host, audited, peer) in cases {
+        let got = in_sandbox(&sluice, &[], &["get", family, host, "80"]);
+        assert_eq!(got["status"], "HTTP/1.1 200 OK", "{host}: {got}");
+        assert_eq!(
+            got["peer"][0], peer,
+            "getpeername shows the original destination: {got}"
+        );
+        assert_eq!(got["peer"][1], 80);
+        let pid = got["pid"].as_u64().unwrap();
+        let record = sluice
+            .wait_audit(connection_to(audited, pid))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no audit record for {audited} pid {pid}: {:?}",
+                    sluice.audit()
+                )
+            });
+        assert_eq!(record["decision"], "allow", "{record}");
+        assert_eq!(record["mode"], "relay");
+        assert!(record["bytes_down"].as_u64().unwrap() > 0, "{record}");
+        assert!(record["sandbox"].as_u64().is_some(), "{record}");
+    }
+}
+
+#[test]
+fn bypass_attempts_from_a_sandbox_fail() {
+    let options = Options {
+        dns_hosts: vec![("example.test".into(), "198.51.100.10".into())],
+        ..Options::default()
+    };
+    let (lab, sluice) = lab_and_daemon(&options);
+    let _web = upstream::http()
+        .route("/hello", "hi")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
+        .unwrap();
+    const EPERM: u64 = 1;
+
+    let udp = in_sandbox(&sluice, &[], &["udp", "198.51.100.10", "9999"]);
+    assert_eq!(
+        (udp["ok"].as_bool(), udp["errno"].as_u64()),
+        (Some(false), Some(EPERM)),
+        "{udp}"
+    );
+    for step in ["raw", "ping", "packet"] {
+        let got = in_sandbox(&sluice, &[], &[step]);
+        assert_eq!(
+            (got["ok"].as_bool(), got["errno"].as_u64()),
+            (Some(false), Some(EPERM)),
+            "{step}: {got}"
+        );
+    }
+
+    // DNS to an arbitrary resolver address is answered by the daemon.
+    let out = sluice
+        .exec(
+            &[],
+            &[
+                "dig",
+                "+short",
+                "+timeout=3",
+                "+tries=1",
+                "@203.0.113.53",
+                "example.test",
+                "A",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "198.51.100.10",
+        "{out:?}"
+    );
+    assert!(
+        sluice
+            .wait_audit(|r| r["kind"] == "dns" && r["host"] == "example.test")
+            .is_some()
+    );
+
+    // Moving into a child cgroup does not escape capture.
+    let nested = in_sandbox(&sluice, &[], &["join-child", "198.51.100.10", "80"]);
+    assert!(
+        nested["cgroup"].as_str().unwrap().ends_with("/nested"),
+        "{nested}"
+    );
+    assert_eq!(nested["status"], "HTTP/1.1 200 OK", "{nested}");
+    let pid = nested["pid"].as_u64().unwrap();
+    assert!(
+        sluice
+            .wait_audit(connection_to("198.51.100.10:80", pid))
+            .is_some(),
+        "nested connect audited"
+    );
+
+    // The control API and other loopback services are refused, and the refusal is audited.
+    let api = in_sandbox(&sluice, &[], &["get", "4", "127.0.0.1", "3000"]);
+    assert!(
+        api.get("status").is_none_or(|s| s == ""),
+        "control API must not answer a sandbox: {api}"
+    );
+    let pid = api["pid"].as_u64().unwrap();
+    let refused = sluice
+        .wait_audit(connection_to("127.0.0.1:3000", pid))
+        .unwrap();
+    assert_eq!(refused["decision"], "deny", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("loopback"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn killed_daemon_fails_closed_and_restart_readopts() {
+    let (lab, mut sluice) = lab_and_daemon(&Options::default());
+    let _web = upstream::http()
+        .route("/hello", "hi")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
+        .unwrap();
+    let cgroup = TestCgroup::new(&sluice.parent_cgroup, "runtime-made").unwrap();
+    let enrolled = sluice
+        .command()
+        .args(["enroll", "--cgroup"])
+        .arg(cgroup.path())
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success(), "{enrolled:?}");
+
+    let curl = |cg: &TestCgroup| {
+        let mut cmd = lab.exec_in_node("curl");
+        cmd.args(["-sS", "--max-time", "5", "http://198.51.100.10/hello"]);
+        cg.wrap(&cmd).output().unwrap()
+    };
+    let ok = curl(&cgroup);
+    assert_eq!(ok.stdout, b"hi", "{ok:?}");
+
+    sluice.kill9();
+    let refused = curl(&cgroup);
+    assert_eq!(
+        refused.status.code(),
+        Some(7),
+        "curl must fail to connect, not reach the host: {refused:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{refused:?}"
+    );
+
+    sluice.restart().unwrap();
+    assert_eq!(curl(&cgroup).stdout, b"hi");
+    let show = std::process::Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&sluice.parent_cgroup)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    for hook in [
+        "sock_create",
+        "connect4",
+        "connect6",
+        "sendmsg4",
+        "sendmsg6",
+        "recvmsg4",
+        "recvmsg6",
+        "getpeername4",
+        "getpeername6",
+        "sock_ops",
+    ] {
+        let n = text
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == hook))
+            .count();
+        assert_eq!(n, 1, "{hook} attached {n} times after restart:\n{text}");
+    }
+}
+
+#[test]
+fn processes_outside_sandboxes_are_not_captured() {
+    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let web = upstream::http()
+        .route("/hello", "hi")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
+        .unwrap();
+    let out = lab
+        .exec_in_node("curl")
+        .args(["-sS", "--max-time", "5", "http://198.51.100.10/hello"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"hi", "{out:?}");
+    assert_eq!(web.requests().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        sluice.audit().iter().all(|r| r["kind"] != "connection"),
+        "a direct connection outside any sandbox was audited as captured: {:?}",
+        sluice.audit()
+    );
+}
+
+#[test]
+fn exec_netns_sandbox_reaches_hosts_only_through_the_daemon() {
+    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let _web = upstream::http()
+        .route("/hello", "hi")
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 80))
+        .unwrap();
+    let out = sluice
+        .exec(
+            &["--netns"],
+            &[
+                "sh",
+                "-c",
+                "ip -o link | wc -l; exec curl -sS --max-time 5 http://203.0.113.10/hello",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\nhi",
+        "only loopback in the sandbox namespace, yet the host answers"
+    );
+    assert!(
+        sluice
+            .wait_audit(|r| r["kind"] == "connection"
+                && r["destination"] == "203.0.113.10:80"
+                && r["decision"] == "allow")
+            .is_some()
+    );
+    let list = sluice.command().arg("sandboxes").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).lines().count(),
+        1,
+        "the sandbox is removed after exec: {list:?}"
+    );
+}
+
+#[test]
+fn exec_passes_exit_codes_and_reports_missing_commands() {
+    let (_lab, sluice) = lab_and_daemon(&Options::default());
+    let code = sluice.exec(&[], &["sh", "-c", "exit 7"]).output().unwrap();
+    assert_eq!(code.status.code(), Some(7));
+    let missing = sluice
+        .exec(&[], &["no-such-command-sluice"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("command not found: no-such-command-sluice"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn misuse_gets_clear_errors() {
+    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let second = sluice.command().arg("run").output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another sluice daemon") && err.contains(&*sluice.pin_dir.to_string_lossy()),
+        "{err}"
+    );
+
+    let missing = sluice
+        .command()
+        .args([
+            "enroll",
+            "--cgroup",
+            "/sys/fs/cgroup/unified/no-such-sluice-cgroup",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("does not exist"),
+        "{missing:?}"
+    );
+
+    let no_daemon = lab
+        .exec_in_node(tests::sluice::binary())
+        .args(["--config", "/nonexistent.toml", "sandboxes"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&no_daemon.stderr).contains("/nonexistent.toml"),
+        "{no_daemon:?}"
+    );
+}
+
+#[test]
+fn connection_records_do_not_leak() {
+    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let _echo = upstream::tcp_echo()
+        .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 7))
+        .unwrap();
+    let got = in_sandbox(&sluice, &[], &["many", "198.51.100.11", "7", "2000"]);
+    assert_eq!(got["ok"], 2000, "{got}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = sluice.command().arg("status").output().unwrap();
+        let health: Value =
+            serde_json::from_slice(&status.stdout).unwrap_or_else(|_| panic!("{status:?}"));
+        if health["connections"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection map still holds entries: {health}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
