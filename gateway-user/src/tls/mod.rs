@@ -1,1 +1,26 @@
 //! TLS for interception: Sluice's certificate authority and the leaves it mints.
+//!
+//! - [`ca`]: the CA, kept in the state directory (key at mode 0600), reused across restarts,
+//!   rotated 7 days before it expires; or provided by the operator.
+//! - [`leaf`]: per-host leaves signed by the CA with one shared key, cached, minted once per
+//!   host even under concurrent misses.
+//! - [`server_config`]: the shared rustls `ServerConfig`s (one per mirrored ALPN set) whose
+//!   resolver picks the cached leaf by SNI.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub mod ca;
+pub mod leaf;
+pub mod server_config;
+
+pub use ca::{CaError, CaOrigin, CaSettings, CertificateAuthority};
+pub use leaf::{LeafError, LeafHost, LeafMinter};
+pub use server_config::{ServerConfigCache, TlsConfigError, mirrored_alpn, root_store_with};
+
+/// Locks `mutex`, ignoring poisoning: every critical section here leaves the data consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;
