@@ -115,7 +115,13 @@ impl TestEnv {
     /// Start `python3 -c script` in the test netns; in `cgroup` if given (born there).
     pub fn spawn_python(&self, cgroup: Option<&Path>, script: &str) -> Child {
         let mut cmd = Command::new(python());
-        cmd.arg("-c").arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-c").arg(script);
+        self.spawn(cgroup, cmd)
+    }
+
+    /// Start `cmd` in the test netns; in `cgroup` if given (born there). Output is piped.
+    pub fn spawn(&self, cgroup: Option<&Path>, mut cmd: Command) -> Child {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let procs = cgroup.map(|c| {
             OpenOptions::new().write(true).open(c.join("cgroup.procs")).expect("open cgroup.procs")
         });
@@ -133,7 +139,7 @@ impl TestEnv {
                 Ok(())
             });
         }
-        cmd.spawn().expect("spawn python")
+        cmd.spawn().expect("spawn")
     }
 }
 
