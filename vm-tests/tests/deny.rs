@@ -1,6 +1,11 @@
 //! What a sandbox may not do, what an unregistered cgroup may not do, and that processes
 //! outside the parent cgroup are left alone.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::time::Duration;
 
@@ -36,7 +41,10 @@ fn sandbox_may_only_use_tcp_dns_unix_and_route_netlink() {
     let sandbox = env.sandbox(&capture, "sb", 1);
     let out = finish(env.spawn_python(Some(&sandbox), ATTEMPTS));
     // Ping sockets are refused by net.ipv4.ping_group_range (EACCES) before our hook runs.
-    let got: Vec<String> = out.lines().map(|l| l.replace("ping EACCES", "ping EPERM")).collect();
+    let got: Vec<String> = out
+        .lines()
+        .map(|l| l.replace("ping EACCES", "ping EPERM"))
+        .collect();
     assert_eq!(
         got,
         [
@@ -72,7 +80,10 @@ fn packet_sockets_need_cap_net_raw() {
             "import socket, errno\ntry:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); \
              print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])",
         );
-    assert_eq!(vm_tests::finish(env.spawn(Some(&sandbox), cmd)).trim(), "EPERM");
+    assert_eq!(
+        vm_tests::finish(env.spawn(Some(&sandbox), cmd)).trim(),
+        "EPERM"
+    );
 }
 
 #[test]
@@ -105,7 +116,11 @@ for name, f in [
         print(name, errno.errorcode.get(e.errno, e.errno))
 "#;
     let out = finish(env.spawn_python(Some(&stranger), script));
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["tcp EPERM", "udp EPERM", "unix ok"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["tcp EPERM", "udp EPERM", "unix ok"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -119,7 +134,10 @@ fn unregistering_a_sandbox_refuses_it() {
     capture.unregister_sandbox(id).unwrap();
     assert!(capture.sandboxes().unwrap().is_empty());
     let script = "import socket, errno\ntry:\n    socket.socket(); print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])";
-    assert_eq!(finish(env.spawn_python(Some(&sandbox), script)).trim(), "EPERM");
+    assert_eq!(
+        finish(env.spawn_python(Some(&sandbox), script)).trim(),
+        "EPERM"
+    );
 }
 
 #[test]

@@ -1,6 +1,11 @@
 //! DNS from a sandbox reaches the gateway's DNS listener, and the reply appears to come from
 //! the resolver the application asked.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::{net::UdpSocket, thread, time::Duration};
 
@@ -61,5 +66,9 @@ fn dns_is_redirected_and_the_reply_source_restored() {
     // v4-mapped queries from an IPv6 socket arrive at the IPv4 listener.
     assert_eq!(r4.join().unwrap(), ["q4", "qm", "qc"]);
     assert_eq!(r6.join().unwrap(), ["q6"]);
-    assert_eq!(capture.conn_count().unwrap(), 0, "UDP never enters the connection map");
+    assert_eq!(
+        capture.conn_count().unwrap(),
+        0,
+        "UDP never enters the connection map"
+    );
 }

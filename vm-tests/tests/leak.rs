@@ -1,5 +1,10 @@
 //! Connection map entries are removed when the connections close.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::{
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -35,7 +40,10 @@ fn conns_entries_are_removed_after_close() {
                 match proxy.accept() {
                     Ok((stream, peer)) => {
                         // Sample some lookups while the load runs.
-                        if accepted.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                        if accepted
+                            .fetch_add(1, Ordering::Relaxed)
+                            .is_multiple_of(1000)
+                        {
                             let local = stream.local_addr().unwrap();
                             let key = sluice::capture::conn_key(&stream, peer, local).unwrap();
                             if capture.lookup(&key).unwrap().is_some() {
@@ -64,5 +72,8 @@ fn conns_entries_are_removed_after_close() {
         thread::sleep(Duration::from_millis(100));
         left = capture.conn_count().unwrap();
     }
-    assert_eq!(left, 0, "{left} entries left after {CONNECTIONS} closed connections");
+    assert_eq!(
+        left, 0,
+        "{left} entries left after {CONNECTIONS} closed connections"
+    );
 }

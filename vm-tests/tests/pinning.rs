@@ -1,6 +1,11 @@
 //! Pinned links outlive the process that installed them, are re-adopted instead of attached
 //! twice, keep enforcing (fail closed) while no daemon runs, and are removed by uninstall.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::{fs, process::Command};
 
@@ -35,11 +40,18 @@ fn reinstall_readopts_and_pins_fail_closed() {
     assert_attached_once(&env);
 
     // Daemon gone, links pinned: the connect is redirected to the dead listener.
-    assert_eq!(finish(env.spawn_python(Some(&sandbox), CONNECT)).trim(), "ECONNREFUSED");
+    assert_eq!(
+        finish(env.spawn_python(Some(&sandbox), CONNECT)).trim(),
+        "ECONNREFUSED"
+    );
 
     let again = Capture::install(&cfg).unwrap();
     assert_attached_once(&env);
-    assert_eq!(again.sandboxes().unwrap().len(), 1, "the pinned sandbox map survived");
+    assert_eq!(
+        again.sandboxes().unwrap().len(),
+        1,
+        "the pinned sandbox map survived"
+    );
     let opened = Capture::open(&cfg).unwrap();
     assert_eq!(opened.sandboxes().unwrap(), again.sandboxes().unwrap());
     drop((again, opened));
@@ -47,12 +59,24 @@ fn reinstall_readopts_and_pins_fail_closed() {
     Capture::uninstall(&cfg).unwrap();
     Capture::uninstall(&cfg).unwrap();
     assert!(!env.pin_dir.exists(), "pins left behind");
-    assert!(attached_programs(&env.parent).is_empty(), "programs still attached");
-    assert!(env.parent.exists(), "the parent holds a sandbox cgroup, so it stays");
-    assert!(matches!(Capture::open(&cfg), Err(CaptureError::NotInstalled(_))));
+    assert!(
+        attached_programs(&env.parent).is_empty(),
+        "programs still attached"
+    );
+    assert!(
+        env.parent.exists(),
+        "the parent holds a sandbox cgroup, so it stays"
+    );
+    assert!(matches!(
+        Capture::open(&cfg),
+        Err(CaptureError::NotInstalled(_))
+    ));
 
     // Nothing attached any more: the sandbox is no longer redirected (the netns has no route).
-    assert_eq!(finish(env.spawn_python(Some(&sandbox), CONNECT)).trim(), "ENETUNREACH");
+    assert_eq!(
+        finish(env.spawn_python(Some(&sandbox), CONNECT)).trim(),
+        "ENETUNREACH"
+    );
 }
 
 #[test]
@@ -62,10 +86,18 @@ fn pins_survive_the_installing_process() {
     // Install from a separate process that exits right away.
     let exe = std::env::current_exe().unwrap();
     let status = Command::new(exe)
-        .args(["--exact", "install_in_child_process", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "install_in_child_process",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("SLUICE_TEST_PARENT", &cfg.parent_cgroup)
         .env("SLUICE_TEST_PIN_DIR", &cfg.pin_dir)
-        .env("SLUICE_TEST_PORTS", format!("{} {}", cfg.proxy_port, cfg.dns_port))
+        .env(
+            "SLUICE_TEST_PORTS",
+            format!("{} {}", cfg.proxy_port, cfg.dns_port),
+        )
         .status()
         .unwrap();
     assert!(status.success());
@@ -74,7 +106,10 @@ fn pins_survive_the_installing_process() {
     assert_attached_once(&env);
     drop(capture);
     Capture::uninstall(&cfg).unwrap();
-    assert!(!cfg.parent_cgroup.exists(), "an empty parent cgroup is removed");
+    assert!(
+        !cfg.parent_cgroup.exists(),
+        "an empty parent cgroup is removed"
+    );
 }
 
 /// Helper for `pins_survive_the_installing_process`; does nothing unless run by it.
@@ -119,10 +154,20 @@ fn stale_links_of_a_removed_parent_are_replaced() {
 fn refuses_the_cgroup_root_and_foreign_paths() {
     let env = TestEnv::new();
     let mount = sluice::capture::cgroup2_mount().unwrap();
-    for parent in [mount.clone(), mount.join("..").join("x"), "/tmp/not-a-cgroup".into()] {
-        let cfg = sluice::capture::CaptureConfig { parent_cgroup: parent, ..env.config(1, 2) };
-        let err = Capture::install(&cfg).err().expect("install must refuse");
-        assert!(matches!(err, CaptureError::CgroupOutsideHierarchy { .. }), "{err}");
+    for parent in [
+        mount.clone(),
+        mount.join("..").join("x"),
+        "/tmp/not-a-cgroup".into(),
+    ] {
+        let cfg = sluice::capture::CaptureConfig {
+            parent_cgroup: parent,
+            ..env.config(1, 2)
+        };
+        let err = Capture::install(&cfg).expect_err("install must refuse");
+        assert!(
+            matches!(err, CaptureError::CgroupOutsideHierarchy { .. }),
+            "{err}"
+        );
     }
     let capture = env.install(free_port(&env), free_port(&env));
     assert!(matches!(

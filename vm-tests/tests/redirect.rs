@@ -1,6 +1,11 @@
 //! TCP connects from a sandbox reach the proxy listener, the kernel's record gives the
 //! original destination and the process, and getpeername shows the original destination.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::{io::Write as _, net::SocketAddr, time::Duration};
 
@@ -46,18 +51,31 @@ fn tcp_connects_are_redirected_and_recorded() {
         let (mut stream, peer) = accept_timeout(listener, Duration::from_secs(10));
         let local = stream.local_addr().unwrap();
         let key = conn_key(&stream, peer, local).unwrap();
-        let rec = capture.lookup(&key).unwrap().unwrap_or_else(|| panic!("no record for {key:?}"));
-        assert_eq!(original_destination(&rec), want.parse::<SocketAddr>().unwrap());
+        let rec = capture
+            .lookup(&key)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record for {key:?}"));
+        assert_eq!(
+            original_destination(&rec),
+            want.parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(rec.tgid, pid);
         assert_eq!(rec.protocol, gateway_common::PROTO_TCP);
-        assert_eq!((rec.cgroup_id, rec.sandbox_cgroup_id), (sandbox_id, sandbox_id));
+        assert_eq!(
+            (rec.cgroup_id, rec.sandbox_cgroup_id),
+            (sandbox_id, sandbox_id)
+        );
         assert_eq!(rec.netns_cookie, key.netns_cookie);
         stream.write_all(b"x").unwrap();
     }
     let out = finish(child);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["198.51.100.7 80", "2001:db8::7 80", "::ffff:198.51.100.7 80"]
+        [
+            "198.51.100.7 80",
+            "2001:db8::7 80",
+            "::ffff:198.51.100.7 80"
+        ]
     );
 }
 
@@ -76,7 +94,10 @@ fn nested_cgroups_belong_to_their_sandbox() {
     let (mut stream, peer) = accept_timeout(&proxy, Duration::from_secs(10));
     let key = conn_key(&stream, peer, stream.local_addr().unwrap()).unwrap();
     let rec = capture.lookup(&key).unwrap().expect("record");
-    assert_eq!(original_destination(&rec), "203.0.113.9:443".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        original_destination(&rec),
+        "203.0.113.9:443".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(rec.cgroup_id, cgroup_id(&nested).unwrap());
     assert_eq!(rec.sandbox_cgroup_id, cgroup_id(&sandbox).unwrap());
     stream.write_all(b"x").unwrap();
@@ -93,7 +114,8 @@ fn extra_cgroups_are_captured_until_detached() {
     capture.attach_extra(&extra).unwrap(); // re-adopts, no second attachment
     let attached = vm_tests::attached_programs(&extra);
     assert!(
-        attached.values().all(|n| *n == 1) && attached.len() == sluice::capture::program_names().count(),
+        attached.values().all(|n| *n == 1)
+            && attached.len() == sluice::capture::program_names().count(),
         "{attached:?}"
     );
     vm_tests::register(&capture, &extra, 3);
@@ -105,7 +127,10 @@ fn extra_cgroups_are_captured_until_detached() {
     let (mut stream, peer) = accept_timeout(&proxy, Duration::from_secs(10));
     let key = conn_key(&stream, peer, stream.local_addr().unwrap()).unwrap();
     let rec = capture.lookup(&key).unwrap().expect("record");
-    assert_eq!(original_destination(&rec), "198.51.100.8:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        original_destination(&rec),
+        "198.51.100.8:8080".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(rec.sandbox_cgroup_id, cgroup_id(&extra).unwrap());
     stream.write_all(b"x").unwrap();
     finish(child);
