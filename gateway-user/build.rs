@@ -11,16 +11,34 @@ use aya_build::{Package, Toolchain};
 fn main() -> aya_build::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    let ebpf_dir = manifest_dir.join("..").join("gateway-ebpf").canonicalize()?;
-    let common_dir = manifest_dir.join("..").join("gateway-common").canonicalize()?;
+    let ebpf_dir = manifest_dir
+        .join("..")
+        .join("gateway-ebpf")
+        .canonicalize()?;
+    let common_dir = manifest_dir
+        .join("..")
+        .join("gateway-common")
+        .canonicalize()?;
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     println!("cargo:rerun-if-changed={}", common_dir.display());
 
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
         fs::write(out_dir.join("gateway-ebpf"), [])?;
-        println!("cargo:warning=AYA_BUILD_SKIP is set: kernel programs not built, capture cannot load");
+        println!(
+            "cargo:warning=AYA_BUILD_SKIP is set: kernel programs not built, capture cannot load"
+        );
         return Ok(());
+    }
+
+    if !on_path("bpf-linker") {
+        return Err(std::io::Error::other(
+            "bpf-linker not found on PATH: the kernel programs cannot be linked. Run the project \
+             setup (cargo xtask), or `LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker \
+             --no-default-features --features llvm-22`, or build with AYA_BUILD_SKIP=1 to skip \
+             the kernel programs",
+        )
+        .into());
     }
 
     // gateway-ebpf is its own workspace (excluded from the root one): aya-build runs
@@ -30,7 +48,17 @@ fn main() -> aya_build::Result<()> {
         .to_str()
         .ok_or_else(|| std::io::Error::other("gateway-ebpf path is not UTF-8"))?;
     aya_build::build_ebpf(
-        [Package { name: "gateway-ebpf", root_dir, ..Default::default() }],
+        [Package {
+            name: "gateway-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
+}
+
+/// Is an executable named `name` in one of the `PATH` directories?
+fn on_path(name: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(name).is_file()))
 }

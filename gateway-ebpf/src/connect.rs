@@ -48,14 +48,20 @@ pub fn route(
         if to_loopback && port == cfg.proxy_port {
             return Ok(Route::Untouched);
         }
-        return Ok(Route::Redirect { port: cfg.proxy_port, protocol: PROTO_TCP });
+        return Ok(Route::Redirect {
+            port: cfg.proxy_port,
+            protocol: PROTO_TCP,
+        });
     }
     if ty == SOCK_DGRAM && protocol == IPPROTO_UDP {
         if to_loopback && port == cfg.dns_port {
             return Ok(Route::Untouched);
         }
         if port == DNS_PORT {
-            return Ok(Route::Redirect { port: cfg.dns_port, protocol: PROTO_UDP });
+            return Ok(Route::Redirect {
+                port: cfg.dns_port,
+                protocol: PROTO_UDP,
+            });
         }
     }
     Err(Refusal::Denied)
@@ -105,7 +111,11 @@ pub fn steer6(ctx: &SockAddrContext) -> Result<(), Refusal> {
                 protocol,
             );
             sandbox::remember(ctx, &rec)?;
-            let target = if is_mapped(&sa.ip) { &MAPPED_LOOPBACK6 } else { &LOOPBACK6 };
+            let target = if is_mapped(&sa.ip) {
+                &MAPPED_LOOPBACK6
+            } else {
+                &LOOPBACK6
+            };
             // SAFETY: connect6/sendmsg6 may rewrite the destination.
             unsafe { sockaddr::write6(ctx.sock_addr, target, port) };
             Ok(())

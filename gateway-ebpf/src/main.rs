@@ -14,8 +14,8 @@ mod addr;
 mod connect;
 mod peername;
 mod sandbox;
-mod sockaddr;
 mod sock_create;
+mod sockaddr;
 mod sockops;
 mod udp;
 
@@ -24,14 +24,11 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap},
 };
-use gateway_common::{
-    ConnKey, ConnRecord, GatewayConfig, MAX_CONNS, MAX_SANDBOXES, SandboxEntry,
-};
+use gateway_common::{ConnKey, ConnRecord, GatewayConfig, MAX_CONNS, MAX_SANDBOXES, SandboxEntry};
 
 /// Enrolled sandboxes by cgroup id; written by the daemon.
 #[map(name = "SLUICE_SANDBOXES")]
-static SLUICE_SANDBOXES: HashMap<u64, SandboxEntry> =
-    HashMap::with_max_entries(MAX_SANDBOXES, 0);
+static SLUICE_SANDBOXES: HashMap<u64, SandboxEntry> = HashMap::with_max_entries(MAX_SANDBOXES, 0);
 
 /// The gateway's listener ports; one entry, written by the daemon.
 #[map(name = "SLUICE_CONFIG")]

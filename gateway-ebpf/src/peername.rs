@@ -24,7 +24,11 @@ pub fn sl_getpeer6(ctx: SockAddrContext) -> i32 {
 /// Is the socket's current peer port the gateway listener its record points at?
 #[inline(always)]
 fn is_listener(cfg: &GatewayConfig, rec: &ConnRecord, port: u16) -> bool {
-    let listener = if rec.protocol == PROTO_TCP { cfg.proxy_port } else { cfg.dns_port };
+    let listener = if rec.protocol == PROTO_TCP {
+        cfg.proxy_port
+    } else {
+        cfg.dns_port
+    };
     port == listener
 }
 
@@ -59,6 +63,12 @@ fn try_getpeer6(ctx: &SockAddrContext) -> Option<()> {
         return None;
     }
     // SAFETY: getpeername6 may rewrite the reported address.
-    unsafe { sockaddr::write6(ctx.sock_addr, &bytes_to_words(&rec.orig_addr), rec.orig_port) };
+    unsafe {
+        sockaddr::write6(
+            ctx.sock_addr,
+            &bytes_to_words(&rec.orig_addr),
+            rec.orig_port,
+        )
+    };
     Some(())
 }

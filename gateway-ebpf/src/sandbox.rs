@@ -5,7 +5,9 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie},
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_netns_cookie,
+        },
     },
     programs::SockAddrContext,
 };
@@ -75,8 +77,12 @@ pub fn new_record(
     protocol: u8,
 ) -> ConnRecord {
     // SAFETY: helper calls; `ctx` is the program's context pointer.
-    let (cgroup_id, netns_cookie) =
-        unsafe { (bpf_get_current_cgroup_id(), bpf_get_netns_cookie(ctx.as_ptr())) };
+    let (cgroup_id, netns_cookie) = unsafe {
+        (
+            bpf_get_current_cgroup_id(),
+            bpf_get_netns_cookie(ctx.as_ptr()),
+        )
+    };
     ConnRecord {
         orig_addr,
         orig_port,

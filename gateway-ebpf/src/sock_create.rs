@@ -32,7 +32,11 @@ fn try_sock_create(ctx: &SockContext) -> Result<(), Refusal> {
         return Ok(());
     }
     sandbox::gate()?;
-    if allowed(family, ty, protocol) { Ok(()) } else { Err(Refusal::Denied) }
+    if allowed(family, ty, protocol) {
+        Ok(())
+    } else {
+        Err(Refusal::Denied)
+    }
 }
 
 /// The socket kinds a sandbox may create besides `AF_UNIX`: TCP and UDP over IPv4/IPv6 (the

@@ -37,13 +37,13 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
     if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let rec = record(ctx.ops)?;
         let key = conn_key(ctx.ops, &rec);
-        SLUICE_CONNS.insert(&key, &rec, 0).ok()?;
+        SLUICE_CONNS.insert(key, rec, 0).ok()?;
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG;
         ctx.set_cb_flags(flags as i32).ok()?;
     } else if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_CLOSE {
         let rec = record(ctx.ops)?;
         let key = conn_key(ctx.ops, &rec);
-        let _ = SLUICE_CONNS.remove(&key);
+        let _ = SLUICE_CONNS.remove(key);
     }
     Some(())
 }

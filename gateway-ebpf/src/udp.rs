@@ -66,6 +66,12 @@ fn try_recvmsg6(ctx: &SockAddrContext) -> Option<()> {
         return None;
     }
     // SAFETY: recvmsg6 may rewrite the source address.
-    unsafe { sockaddr::write6(ctx.sock_addr, &bytes_to_words(&rec.orig_addr), rec.orig_port) };
+    unsafe {
+        sockaddr::write6(
+            ctx.sock_addr,
+            &bytes_to_words(&rec.orig_addr),
+            rec.orig_port,
+        )
+    };
     Some(())
 }

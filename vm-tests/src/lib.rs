@@ -3,7 +3,12 @@
 //!
 //! These tests need root on a real kernel; they never touch the default `/sys/fs/bpf/sluice`
 //! or `sluice.sandboxes`, nor the cgroup2 root.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support"
+)]
 
 use std::{
     collections::BTreeMap,
@@ -26,7 +31,7 @@ use std::{
 
 use gateway_common::SandboxEntry;
 use nix::sched::CloneFlags;
-use sluice::capture::{Capture, CaptureConfig, cgroup2_mount, cgroup_id};
+use sluice::capture::{Capture, CaptureConfig, cgroup_id, cgroup2_mount};
 
 /// Unique names per test process and test.
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -49,13 +54,23 @@ pub struct TestEnv {
 impl TestEnv {
     /// Create the network namespace (loopback up) and pick the names.
     pub fn new() -> Self {
-        let name = format!("sluice-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "sluice-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         run("ip", &["netns", "add", &name]);
         run("ip", &["-n", &name, "link", "set", "lo", "up"]);
         let netns = File::open(format!("/run/netns/{name}")).expect("open netns");
         let parent = cgroup2_mount().expect("cgroup2 mount").join(&name);
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(&name);
-        Self { name, parent, pin_dir, extras: Vec::new(), netns }
+        Self {
+            name,
+            parent,
+            pin_dir,
+            extras: Vec::new(),
+            netns,
+        }
     }
 
     /// The capture configuration for this test.
@@ -70,7 +85,8 @@ impl TestEnv {
 
     /// Install the capture for this test.
     pub fn install(&self, proxy_port: u16, dns_port: u16) -> Capture {
-        Capture::install(&self.config(proxy_port, dns_port)).unwrap_or_else(|e| panic!("install: {e}"))
+        Capture::install(&self.config(proxy_port, dns_port))
+            .unwrap_or_else(|e| panic!("install: {e}"))
     }
 
     /// Run `f` on a thread inside the test network namespace (sockets it creates stay there).
@@ -99,7 +115,9 @@ impl TestEnv {
 
     /// A cgroup outside the parent, directly below the cgroup2 mount.
     pub fn extra_cgroup(&mut self) -> PathBuf {
-        let path = cgroup2_mount().unwrap().join(format!("{}-extra", self.name));
+        let path = cgroup2_mount()
+            .unwrap()
+            .join(format!("{}-extra", self.name));
         fs::create_dir_all(&path).expect("create cgroup");
         self.extras.push(path.clone());
         path
@@ -115,15 +133,27 @@ impl TestEnv {
     /// Start `python3 -c script` in the test netns; in `cgroup` if given (born there).
     pub fn spawn_python(&self, cgroup: Option<&Path>, script: &str) -> Child {
         let mut cmd = Command::new(python());
-        cmd.arg("-c").arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-c").arg(script);
+        self.spawn(cgroup, cmd)
+    }
+
+    /// Start `cmd` in the test netns; in `cgroup` if given (born there). Output is piped.
+    pub fn spawn(&self, cgroup: Option<&Path>, mut cmd: Command) -> Child {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let procs = cgroup.map(|c| {
-            OpenOptions::new().write(true).open(c.join("cgroup.procs")).expect("open cgroup.procs")
+            OpenOptions::new()
+                .write(true)
+                .open(c.join("cgroup.procs"))
+                .expect("open cgroup.procs")
         });
         let ns_fd = self.netns.as_raw_fd();
         let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
         // SAFETY: the closure only makes two syscalls (setns, write) on fds that stay open
         // until `spawn` returns; it allocates nothing.
-        #[expect(unsafe_code, reason = "pre_exec: join the netns and cgroup before exec")]
+        #[expect(
+            unsafe_code,
+            reason = "pre_exec: join the netns and cgroup before exec"
+        )]
         unsafe {
             cmd.pre_exec(move || {
                 nix::sched::setns(BorrowedFd::borrow_raw(ns_fd), CloneFlags::CLONE_NEWNET)?;
@@ -133,7 +163,7 @@ impl TestEnv {
                 Ok(())
             });
         }
-        cmd.spawn().expect("spawn python")
+        cmd.spawn().expect("spawn")
     }
 }
 
@@ -156,7 +186,9 @@ impl Drop for TestEnv {
         for cg in self.extras.iter().chain(std::iter::once(&self.parent)) {
             remove_tree(cg, |_| Ok(()));
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -164,7 +196,13 @@ impl Drop for TestEnv {
 pub fn register(capture: &Capture, path: &Path, sandbox_id: u64) {
     let id = cgroup_id(path).expect("cgroup id");
     capture
-        .register_sandbox(id, SandboxEntry { sandbox_id, ..Default::default() })
+        .register_sandbox(
+            id,
+            SandboxEntry {
+                sandbox_id,
+                ..Default::default()
+            },
+        )
         .expect("register");
 }
 
@@ -182,9 +220,17 @@ pub fn python() -> &'static Path {
 
 /// Wait for a child, failing the test with its stderr if it did not exit successfully.
 pub fn finish(child: Child) -> String {
-    let Output { status, stdout, stderr } = wait_timeout(child, Duration::from_secs(120));
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = wait_timeout(child, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    assert!(status.success(), "child failed: {status}\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&stderr));
+    assert!(
+        status.success(),
+        "child failed: {status}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&stderr)
+    );
     stdout
 }
 
@@ -231,7 +277,11 @@ pub fn attached_programs(cgroup: &Path) -> BTreeMap<String, usize> {
         .arg(cgroup)
         .output()
         .expect("bpftool");
-    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut counts = BTreeMap::new();
     if text.trim().is_empty() {

@@ -1,5 +1,10 @@
 //! Every kernel program passes the verifier and is attached exactly once.
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use sluice::capture::program_names;
 use vm_tests::{TestEnv, attached_programs, free_port};

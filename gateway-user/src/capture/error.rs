@@ -115,14 +115,28 @@ pub enum CaptureError {
 
 impl CaptureError {
     /// An [`CaptureError::Io`] for `action` on `path`.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { action, path, source }
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     /// A [`CaptureError::Map`] for `action` on `map`.
-    pub(crate) fn map(map: &'static str, action: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {
-        move |source| Self::Map { map, action, source: Box::new(source) }
+    pub(crate) fn map(
+        map: &'static str,
+        action: &'static str,
+    ) -> impl FnOnce(aya::maps::MapError) -> Self {
+        move |source| Self::Map {
+            map,
+            action,
+            source: Box::new(source),
+        }
     }
 
     /// A [`CaptureError::Program`] for `action` on `program`.
@@ -130,6 +144,10 @@ impl CaptureError {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        move |source| Self::Program { program, action, source: Box::new(source) }
+        move |source| Self::Program {
+            program,
+            action,
+            source: Box::new(source),
+        }
     }
 }

@@ -60,7 +60,10 @@ fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
     let fd = sock.as_fd().as_raw_fd();
     // SAFETY: `fd` is a valid borrowed descriptor for the duration of the call, and
     // `cookie`/`len` point to a writable u64 and its size, as SO_NETNS_COOKIE expects.
-    #[expect(unsafe_code, reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper")]
+    #[expect(
+        unsafe_code,
+        reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper"
+    )]
     let rc = unsafe {
         libc::getsockopt(
             fd,
@@ -70,7 +73,11 @@ fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
             &raw mut len,
         )
     };
-    if rc == 0 { Ok(cookie) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(cookie)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +88,12 @@ mod tests {
     use super::*;
 
     fn rec(addr: IpAddr, port: u16, family: u16) -> ConnRecord {
-        ConnRecord { orig_addr: mapped_octets(addr), orig_port: port, family, ..Default::default() }
+        ConnRecord {
+            orig_addr: mapped_octets(addr),
+            orig_port: port,
+            family,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -95,7 +107,10 @@ mod tests {
             (rec(mapped, 80, 10), "198.51.100.7:80"),
             (rec(Ipv6Addr::LOCALHOST.into(), 53, 10), "[::1]:53"),
         ] {
-            assert_eq!(original_destination(&record), want.parse::<SocketAddr>().unwrap());
+            assert_eq!(
+                original_destination(&record),
+                want.parse::<SocketAddr>().unwrap()
+            );
         }
     }
 
@@ -108,7 +123,13 @@ mod tests {
         let key = conn_key(&stream, peer, local).unwrap();
         assert_ne!(key.netns_cookie, 0);
         assert_eq!(key.client_addr, mapped_octets(peer.ip()));
-        assert_eq!(Ipv6Addr::from(key.proxy_addr), Ipv4Addr::LOCALHOST.to_ipv6_mapped());
-        assert_eq!((key.client_port, key.proxy_port), (peer.port(), local.port()));
+        assert_eq!(
+            Ipv6Addr::from(key.proxy_addr),
+            Ipv4Addr::LOCALHOST.to_ipv6_mapped()
+        );
+        assert_eq!(
+            (key.client_port, key.proxy_port),
+            (peer.port(), local.port())
+        );
     }
 }

@@ -79,7 +79,9 @@ impl Loaded {
             loader.map_pin_path(name, layout.map(name));
         }
         loader.override_global("AYA_LOG_LEVEL", &log_level, false);
-        let mut ebpf = loader.load(OBJECT).map_err(|e| CaptureError::Load(Box::new(e)))?;
+        let mut ebpf = loader
+            .load(OBJECT)
+            .map_err(|e| CaptureError::Load(Box::new(e)))?;
         for (name, kind) in PROGRAMS {
             load_program(&mut ebpf, name, kind)?;
         }
@@ -99,7 +101,11 @@ impl Loaded {
     }
 
     /// Attach every program whose link is not pinned in `link_dir` to `cgroup`, and pin it.
-    pub(crate) fn attach_missing(&mut self, cgroup: &Path, link_dir: &Path) -> Result<(), CaptureError> {
+    pub(crate) fn attach_missing(
+        &mut self,
+        cgroup: &Path,
+        link_dir: &Path,
+    ) -> Result<(), CaptureError> {
         let fd = File::open(cgroup).map_err(CaptureError::io("open cgroup", cgroup))?;
         pins::create_dir(link_dir)?;
         for (name, kind) in PROGRAMS {
@@ -108,7 +114,8 @@ impl Loaded {
                 continue;
             }
             let link = attach_program(&mut self.ebpf, name, kind, &fd)?;
-            link.pin(&pin).map_err(CaptureError::program(name, "pin link"))?;
+            link.pin(&pin)
+                .map_err(CaptureError::program(name, "pin link"))?;
         }
         Ok(())
     }
@@ -127,13 +134,18 @@ pub(crate) fn adopt_pinned(link_dir: &Path, cgroup_id: u64) -> Result<bool, Capt
         let attached_to =
             pins::link_cgroup_id(&path).map_err(CaptureError::io("inspect link", &path))?;
         if attached_to != cgroup_id {
-            let link =
-                PinnedLink::from_pin(&path).map_err(CaptureError::program(name, "open link pin"))?;
+            let link = PinnedLink::from_pin(&path)
+                .map_err(CaptureError::program(name, "open link pin"))?;
             tracing::warn!(
-                program = name, attached_to, cgroup_id,
+                program = name,
+                attached_to,
+                cgroup_id,
                 "gateway: pinned link is not attached to the cgroup any more; replacing it"
             );
-            drop(link.unpin().map_err(CaptureError::io("unpin stale link", &path))?);
+            drop(
+                link.unpin()
+                    .map_err(CaptureError::io("unpin stale link", &path))?,
+            );
             complete = false;
         }
     }
@@ -141,14 +153,20 @@ pub(crate) fn adopt_pinned(link_dir: &Path, cgroup_id: u64) -> Result<bool, Capt
 }
 
 fn load_program(ebpf: &mut Ebpf, name: &'static str, kind: Kind) -> Result<(), CaptureError> {
-    let prog = ebpf.program_mut(name).ok_or(CaptureError::MissingProgram(name))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingProgram(name))?;
     let load = CaptureError::program(name, "load (verifier)");
     match kind {
-        Kind::Sock => <&mut CgroupSock>::try_from(prog).map_err(CaptureError::program(name, "load"))?.load(),
-        Kind::SockAddr => {
-            <&mut CgroupSockAddr>::try_from(prog).map_err(CaptureError::program(name, "load"))?.load()
-        }
-        Kind::SockOps => <&mut SockOps>::try_from(prog).map_err(CaptureError::program(name, "load"))?.load(),
+        Kind::Sock => <&mut CgroupSock>::try_from(prog)
+            .map_err(CaptureError::program(name, "load"))?
+            .load(),
+        Kind::SockAddr => <&mut CgroupSockAddr>::try_from(prog)
+            .map_err(CaptureError::program(name, "load"))?
+            .load(),
+        Kind::SockOps => <&mut SockOps>::try_from(prog)
+            .map_err(CaptureError::program(name, "load"))?
+            .load(),
     }
     .map_err(load)
 }
@@ -159,23 +177,43 @@ fn attach_program(
     kind: Kind,
     cgroup: &File,
 ) -> Result<FdLink, CaptureError> {
-    let prog = ebpf.program_mut(name).ok_or(CaptureError::MissingProgram(name))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingProgram(name))?;
     let mode = CgroupAttachMode::Single;
     let link = match kind {
         Kind::Sock => {
-            let p = <&mut CgroupSock>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
-            let id = p.attach(cgroup, mode).map_err(CaptureError::program(name, "attach"))?;
-            FdLink::try_from(p.take_link(id).map_err(CaptureError::program(name, "attach"))?)
+            let p =
+                <&mut CgroupSock>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
+            let id = p
+                .attach(cgroup, mode)
+                .map_err(CaptureError::program(name, "attach"))?;
+            FdLink::try_from(
+                p.take_link(id)
+                    .map_err(CaptureError::program(name, "attach"))?,
+            )
         }
         Kind::SockAddr => {
-            let p = <&mut CgroupSockAddr>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
-            let id = p.attach(cgroup, mode).map_err(CaptureError::program(name, "attach"))?;
-            FdLink::try_from(p.take_link(id).map_err(CaptureError::program(name, "attach"))?)
+            let p = <&mut CgroupSockAddr>::try_from(prog)
+                .map_err(CaptureError::program(name, "attach"))?;
+            let id = p
+                .attach(cgroup, mode)
+                .map_err(CaptureError::program(name, "attach"))?;
+            FdLink::try_from(
+                p.take_link(id)
+                    .map_err(CaptureError::program(name, "attach"))?,
+            )
         }
         Kind::SockOps => {
-            let p = <&mut SockOps>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
-            let id = p.attach(cgroup, mode).map_err(CaptureError::program(name, "attach"))?;
-            FdLink::try_from(p.take_link(id).map_err(CaptureError::program(name, "attach"))?)
+            let p =
+                <&mut SockOps>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
+            let id = p
+                .attach(cgroup, mode)
+                .map_err(CaptureError::program(name, "attach"))?;
+            FdLink::try_from(
+                p.take_link(id)
+                    .map_err(CaptureError::program(name, "attach"))?,
+            )
         }
     };
     link.map_err(CaptureError::program(name, "attach"))
@@ -191,12 +229,14 @@ impl LogPump {
     fn spawn(mut flush: impl FnMut() + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let spawned = std::thread::Builder::new().name("sluice-kernel-log".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                flush();
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("sluice-kernel-log".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    flush();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
         if let Err(err) = spawned {
             tracing::warn!(%err, "gateway: cannot start the kernel log thread");
         }

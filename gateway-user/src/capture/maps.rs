@@ -3,9 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use gateway_common::{
-    CONFIG_READY, ConnKey, ConnRecord, GatewayConfig, SandboxEntry, map_names,
-};
+use gateway_common::{CONFIG_READY, ConnKey, ConnRecord, GatewayConfig, SandboxEntry, map_names};
 
 use super::{CaptureError, pins::PinLayout};
 
@@ -40,7 +38,11 @@ impl Maps {
     /// Write the listener ports and mark the configuration ready: from now on sandbox
     /// sockets are redirected instead of refused.
     pub(crate) fn write_config(&self, proxy_port: u16, dns_port: u16) -> Result<(), CaptureError> {
-        let cfg = GatewayConfig { proxy_port, dns_port, flags: CONFIG_READY };
+        let cfg = GatewayConfig {
+            proxy_port,
+            dns_port,
+            flags: CONFIG_READY,
+        };
         lock(&self.config)
             .set(0, cfg, 0)
             .map_err(CaptureError::map(map_names::CONFIG, "write"))

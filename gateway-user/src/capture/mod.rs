@@ -91,7 +91,12 @@ impl Capture {
         };
         let maps = Maps::open(&layout)?;
         maps.write_config(cfg.proxy_port, cfg.dns_port)?;
-        Ok(Self { layout, cgroup2, maps, loaded: Mutex::new(loaded) })
+        Ok(Self {
+            layout,
+            cgroup2,
+            maps,
+            loaded: Mutex::new(loaded),
+        })
     }
 
     /// Open an existing installation's pinned maps without attaching anything.
@@ -100,7 +105,12 @@ impl Capture {
         let cgroup2 = cgroup2_mount()?;
         let layout = PinLayout::new(&cfg.pin_dir);
         let maps = Maps::open(&layout)?;
-        Ok(Self { layout, cgroup2, maps, loaded: Mutex::new(None) })
+        Ok(Self {
+            layout,
+            cgroup2,
+            maps,
+            loaded: Mutex::new(None),
+        })
     }
 
     /// Unpin and detach everything under `pin_dir` (extra links, links, maps), and remove the
@@ -127,7 +137,11 @@ impl Capture {
 
     /// Enroll the sandbox whose cgroup has id `cgroup_id`: its sockets (and those of cgroups
     /// below it) are redirected from now on.
-    pub fn register_sandbox(&self, cgroup_id: u64, entry: SandboxEntry) -> Result<(), CaptureError> {
+    pub fn register_sandbox(
+        &self,
+        cgroup_id: u64,
+        entry: SandboxEntry,
+    ) -> Result<(), CaptureError> {
         self.maps.register(cgroup_id, entry)
     }
 
@@ -176,7 +190,9 @@ impl Capture {
     pub fn detach_extra(&self, cgroup: &Path) -> Result<(), CaptureError> {
         match cgroup_id(cgroup) {
             Ok(id) => pins::remove_links(&self.layout.extra(id)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => pins::prune_defunct_extras(&self.layout),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                pins::prune_defunct_extras(&self.layout)
+            }
             Err(e) => Err(CaptureError::io("read cgroup id of", cgroup)(e)),
         }
     }

@@ -20,8 +20,12 @@ use super::CaptureError;
 pub(crate) const SOCK_ORIG: &str = "SLUICE_SOCK_ORIG";
 
 /// Every pinned map, by name.
-pub(crate) const MAPS: [&str; 4] =
-    [map_names::SANDBOXES, map_names::CONFIG, map_names::CONNS, SOCK_ORIG];
+pub(crate) const MAPS: [&str; 4] = [
+    map_names::SANDBOXES,
+    map_names::CONFIG,
+    map_names::CONNS,
+    SOCK_ORIG,
+];
 
 /// Paths inside one pin directory.
 #[derive(Clone, Debug)]
@@ -31,7 +35,9 @@ pub(crate) struct PinLayout {
 
 impl PinLayout {
     pub(crate) fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self {
+            root: root.to_path_buf(),
+        }
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -69,7 +75,10 @@ pub(crate) fn remove_links(dir: &Path) -> Result<(), CaptureError> {
     for path in entries(dir)? {
         match PinnedLink::from_pin(&path) {
             // Dropping the unpinned link closes its last reference and detaches it.
-            Ok(link) => drop(link.unpin().map_err(CaptureError::io("unpin link", &path))?),
+            Ok(link) => drop(
+                link.unpin()
+                    .map_err(CaptureError::io("unpin link", &path))?,
+            ),
             Err(err) => {
                 tracing::warn!(path = %path.display(), %err, "gateway: not a link pin, removing it");
                 remove_file(&path)?;
@@ -151,17 +160,32 @@ pub(crate) fn link_cgroup_id(pin: &Path) -> io::Result<u64> {
     }
 
     let path = std::ffi::CString::new(pin.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let get = ObjGetAttr { pathname: path.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
-    #[expect(unsafe_code, reason = "aya 0.14 has no accessor for a link's cgroup id")]
+    let get = ObjGetAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    #[expect(
+        unsafe_code,
+        reason = "aya 0.14 has no accessor for a link's cgroup id"
+    )]
     // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET; `path` outlives the call.
     let fd = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &raw const get, std::mem::size_of::<ObjGetAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &raw const get,
+            std::mem::size_of::<ObjGetAttr>(),
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     let raw_fd = i32::try_from(fd).map_err(io::Error::other)?;
-    #[expect(unsafe_code, reason = "taking ownership of the fd BPF_OBJ_GET returned")]
+    #[expect(
+        unsafe_code,
+        reason = "taking ownership of the fd BPF_OBJ_GET returned"
+    )]
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw_fd) };
 
@@ -172,7 +196,10 @@ pub(crate) fn link_cgroup_id(pin: &Path) -> io::Result<u64> {
         info_len: std::mem::size_of_val(&info) as u32,
         info: info.as_mut_ptr() as u64,
     };
-    #[expect(unsafe_code, reason = "aya 0.14 has no accessor for a link's cgroup id")]
+    #[expect(
+        unsafe_code,
+        reason = "aya 0.14 has no accessor for a link's cgroup id"
+    )]
     // SAFETY: `attr` is a valid bpf_attr prefix for BPF_OBJ_GET_INFO_BY_FD whose `info`
     // points to a writable buffer of `info_len` bytes; `fd` stays open during the call.
     let rc = unsafe {
@@ -189,7 +216,11 @@ pub(crate) fn link_cgroup_id(pin: &Path) -> io::Result<u64> {
     let (head, rest) = info.split_at(4);
     let link_type = u32::from_ne_bytes(head.try_into().map_err(io::Error::other)?);
     let cgroup_id = u64::from_ne_bytes(rest[12..20].try_into().map_err(io::Error::other)?);
-    Ok(if link_type == BPF_LINK_TYPE_CGROUP { cgroup_id } else { 0 })
+    Ok(if link_type == BPF_LINK_TYPE_CGROUP {
+        cgroup_id
+    } else {
+        0
+    })
 }
 
 /// Remove the extra attachments whose cgroup no longer exists (their links are defunct).

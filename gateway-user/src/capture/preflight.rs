@@ -12,7 +12,11 @@ use super::CaptureError;
 const BPFFS: &str = "/sys/fs/bpf";
 
 /// Capabilities needed to load, attach and pin: (bit, name).
-const NEEDED_CAPS: [(u32, &str); 3] = [(39, "CAP_BPF"), (12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
+const NEEDED_CAPS: [(u32, &str); 3] = [
+    (39, "CAP_BPF"),
+    (12, "CAP_NET_ADMIN"),
+    (21, "CAP_SYS_ADMIN"),
+];
 
 /// Fail unless the process has every capability in [`NEEDED_CAPS`] in its effective set.
 pub(crate) fn check_capabilities() -> Result<(), CaptureError> {
@@ -28,7 +32,9 @@ pub(crate) fn check_capabilities() -> Result<(), CaptureError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(CaptureError::MissingCapabilities { missing: missing.join(", ") })
+        Err(CaptureError::MissingCapabilities {
+            missing: missing.join(", "),
+        })
     }
 }
 
@@ -44,7 +50,10 @@ pub(crate) fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
 /// Where cgroup2 is mounted, read from `/proc/self/mounts` (the first cgroup2 mount).
 pub fn cgroup2_mount() -> Result<PathBuf, CaptureError> {
     let mounts = fs::read_to_string("/proc/self/mounts").map_err(CaptureError::ReadMounts)?;
-    mount_points(&mounts, "cgroup2").into_iter().next().ok_or(CaptureError::NoCgroup2)
+    mount_points(&mounts, "cgroup2")
+        .into_iter()
+        .next()
+        .ok_or(CaptureError::NoCgroup2)
 }
 
 /// Make sure `pin_dir` is on a bpffs, mounting bpffs at `/sys/fs/bpf` if it is missing there.
@@ -73,7 +82,9 @@ pub(crate) fn ensure_bpffs(pin_dir: &Path) -> Result<(), CaptureError> {
 /// Fail unless `cgroup` lies strictly below the cgroup2 mount `mount` (never its root) and
 /// has no `..` components.
 pub(crate) fn check_below_mount(cgroup: &Path, mount: &Path) -> Result<(), CaptureError> {
-    let clean = cgroup.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let clean = cgroup
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
     if clean && cgroup.starts_with(mount) && cgroup != mount {
         Ok(())
     } else {
@@ -86,8 +97,10 @@ pub(crate) fn check_below_mount(cgroup: &Path, mount: &Path) -> Result<(), Captu
 
 /// Create the parent cgroup (and missing ancestors) if needed.
 pub(crate) fn ensure_cgroup(path: &Path) -> Result<(), CaptureError> {
-    fs::create_dir_all(path)
-        .map_err(|source| CaptureError::CreateCgroup { path: path.to_path_buf(), source })
+    fs::create_dir_all(path).map_err(|source| CaptureError::CreateCgroup {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Mount points of filesystems of type `fstype` in a `/proc/self/mounts` text, in order.
@@ -143,15 +156,26 @@ none /mnt/my\\040cg cgroup2 rw 0 0
     fn finds_mounts_by_type_in_order() {
         assert_eq!(
             mount_points(MOUNTS, "cgroup2"),
-            vec![PathBuf::from("/sys/fs/cgroup/unified"), PathBuf::from("/mnt/my cg")]
+            vec![
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                PathBuf::from("/mnt/my cg")
+            ]
         );
-        assert_eq!(mount_points(MOUNTS, "bpf"), vec![PathBuf::from("/sys/fs/bpf")]);
+        assert_eq!(
+            mount_points(MOUNTS, "bpf"),
+            vec![PathBuf::from("/sys/fs/bpf")]
+        );
         assert!(mount_points(MOUNTS, "nfs").is_empty());
     }
 
     #[test]
     fn unescapes_octal() {
-        for (raw, want) in [("/a\\040b", "/a b"), ("/plain", "/plain"), ("/x\\", "/x\\"), ("/\\011t", "/\tt")] {
+        for (raw, want) in [
+            ("/a\\040b", "/a b"),
+            ("/plain", "/plain"),
+            ("/x\\", "/x\\"),
+            ("/\\011t", "/\tt"),
+        ] {
             assert_eq!(unescape(raw), want, "{raw}");
         }
     }
@@ -182,7 +206,11 @@ none /mnt/my\\040cg cgroup2 rw 0 0
             ("/sys/fs/cgroup/other", false),
             ("/tmp/x", false),
         ] {
-            assert_eq!(check_below_mount(Path::new(path), mount).is_ok(), ok, "{path}");
+            assert_eq!(
+                check_below_mount(Path::new(path), mount).is_ok(),
+                ok,
+                "{path}"
+            );
         }
     }
 }
