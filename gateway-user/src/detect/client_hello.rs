@@ -116,7 +116,8 @@ fn handshake_len(buf: &[u8]) -> Result<usize, Error> {
     let mut header = [0u8; HANDSHAKE_HEADER_LEN];
     let mut gathered = 0;
     let mut total = None;
-    for fragment in Records::new(buf) {
+    let mut records = Records::new(buf);
+    while let Some(fragment) = records.next() {
         let fragment = fragment?;
         for (slot, byte) in header.iter_mut().skip(gathered).zip(fragment) {
             *slot = *byte;
@@ -138,6 +139,10 @@ fn handshake_len(buf: &[u8]) -> Result<usize, Error> {
         if let Some(total) = total
             && gathered >= total
         {
+            let wire_len = buf.len() - records.rest.len();
+            if wire_len > MAX_CLIENT_HELLO_LEN {
+                return Err(Error::TooLarge); // Complete, but small records made it too long.
+            }
             return Ok(total);
         }
     }

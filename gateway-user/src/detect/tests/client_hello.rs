@@ -344,6 +344,7 @@ fn detect_hello_over_cap_is_too_large() {
         parse(&fragmented[..MAX_CLIENT_HELLO_LEN - 1]),
         Err(Error::Incomplete)
     );
+    assert_eq!(parse(&fragmented), Err(Error::TooLarge));
 }
 
 #[test]
