@@ -81,7 +81,6 @@ fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 

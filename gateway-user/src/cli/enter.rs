@@ -1,7 +1,8 @@
 //! `sluice internal-enter`: the first process of a sandbox.
 //!
 //! It moves itself into the sandbox cgroup (and network namespace) before it has opened a
-//! single socket, then replaces itself with the command, so every socket the workload ever
+//! single socket, confines itself (see [`crate::sandbox::confine`]), then replaces itself
+//! with the command, so every socket the workload ever
 //! creates is born captured.
 
 use std::ffi::OsString;
@@ -9,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::sandbox::{cgroup, netns};
+use crate::sandbox::{cgroup, confine, netns};
 
 /// Arguments of the hidden `internal-enter` command.
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,9 @@ pub fn run(args: &EnterArgs) -> ExitCode {
         return super::fail(&e);
     }
     if let Some(Err(e)) = args.netns.as_deref().map(netns::enter) {
+        return super::fail(&e);
+    }
+    if let Err(e) = confine::confine() {
         return super::fail(&e);
     }
     let Some((program, rest)) = args.command.split_first() else {

@@ -5,6 +5,7 @@
 //! re-adopts every sandbox (and re-creates its in-namespace listeners).
 
 pub mod cgroup;
+pub mod confine;
 pub mod netns;
 mod registry;
 

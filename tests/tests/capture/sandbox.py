@@ -52,6 +52,15 @@ def main():
         report(step=step, **attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)))
     elif step == "packet":
         report(step=step, **attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0x0300)))
+    elif step == "vsock":
+        report(step=step, **attempt(lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)))
+    elif step == "escape":
+        # Move to the cgroup2 root (outside the sandbox): must be impossible.
+        base = [l.split()[1] for l in open("/proc/self/mounts") if l.split()[2] == "cgroup2"][0]
+        def move():
+            with open(os.path.join(base, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        report(step=step, **attempt(move))
     elif step == "many":
         host, port, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         ok = 0
@@ -63,15 +72,20 @@ def main():
             s.close()
         report(step=step, ok=ok)
     elif step == "join-child":
-        # Move into a child cgroup of our own, then connect: still captured.
-        own = open("/proc/self/cgroup").read().strip().split("::")[-1]
-        base = [l.split()[1] for l in open("/proc/self/mounts") if l.split()[2] == "cgroup2"][0]
-        child = os.path.join(base + own, "nested")
-        os.makedirs(child, exist_ok=True)
-        with open(os.path.join(child, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-        report(step=step, cgroup=open("/proc/self/cgroup").read().strip(),
-               **http_get(socket.AF_INET, sys.argv[2], int(sys.argv[3])))
+        # Move into a child cgroup of our own, then connect: still captured. Our own cgroup is
+        # the sandbox directory under the parent (argv[2]) that lists our pid.
+        parent = sys.argv[2]
+        own = [os.path.join(parent, d) for d in os.listdir(parent)
+               if os.path.isdir(os.path.join(parent, d))
+               and str(os.getpid()) in open(os.path.join(parent, d, "cgroup.procs")).read().split()][0]
+        def nest():
+            child = os.path.join(own, "nested")
+            os.makedirs(child, exist_ok=True)
+            with open(os.path.join(child, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        nesting = attempt(nest)
+        report(step=step, nesting=nesting, cgroup=open("/proc/self/cgroup").read().strip(),
+               **http_get(socket.AF_INET, sys.argv[3], int(sys.argv[4])))
     else:
         report(step=step, error="unknown step")
 

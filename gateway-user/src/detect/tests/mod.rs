@@ -1,6 +1,5 @@
 //! Tests for detection: table tests of the pure parsers, recorded hellos from real
 //! clients, and the async loop under a paused clock.
-#![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
 mod build;
 mod client_hello;

@@ -1,5 +1,4 @@
 //! Tests of the CA, leaf minting and the interception server configs; all in memory.
-#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::path::Path;
 use std::sync::Arc;
