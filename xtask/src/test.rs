@@ -26,13 +26,65 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     suite.args(["--workspace", "--exclude", "vm-tests"]);
     suite.env("SLUICE_BIN", &bin);
     with_threads(&mut suite, filter, 2);
-    cmd::status(suite)?;
+    let mut totals = Totals::default();
+    let first = run_counted(suite, &mut totals);
 
     let mut kernel = cargo_test();
     kernel.args(["--package", "vm-tests"]);
     kernel.env("SLUICE_BIN", &bin);
     with_threads(&mut kernel, filter, 1);
-    cmd::status(kernel)
+    let second = if first.is_ok() {
+        run_counted(kernel, &mut totals)
+    } else {
+        Ok(())
+    };
+
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    first.and(second)
+}
+
+/// Test counts summed over every `test result:` line.
+#[derive(Debug, Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cmd`, passing its stdout through while adding up the test counts it reports.
+fn run_counted(mut cmd: Command, totals: &mut Totals) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    eprintln!("xtask: $ {cmd:?}");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                totals.passed += count(result, "passed");
+                totals.failed += count(result, "failed");
+                totals.ignored += count(result, "ignored");
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(())
+}
+
+/// The number before `word` in a `test result:` line (`ok. 3 passed; 0 failed; …`).
+fn count(result: &str, word: &str) -> u64 {
+    let words: Vec<&str> = result.split([' ', ';']).filter(|w| !w.is_empty()).collect();
+    words
+        .windows(2)
+        .find(|pair| pair[1] == word)
+        .and_then(|pair| pair[0].parse().ok())
+        .unwrap_or(0)
 }
 
 fn cargo_test() -> Command {
