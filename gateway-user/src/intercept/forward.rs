@@ -48,8 +48,10 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     let target = match wire.and_then(|()| check(&parts, &state)) {
         Ok(target) => target,
         Err(error) => {
-            let mut response = answer(audit, error.status(), Decision::Deny, error.to_string());
-            if !state.h2 {
+            let status = error.status();
+            let mut response = answer(audit, status, Decision::Deny, error.to_string());
+            if !state.h2 && status == StatusCode::BAD_REQUEST {
+                // The framing of what follows on this connection cannot be trusted.
                 close_after(&mut response);
             }
             return response;

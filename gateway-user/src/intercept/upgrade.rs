@@ -1,12 +1,17 @@
 //! HTTP/1.1 WebSocket upgrades: forward the upgrade request over an HTTP/1.1-only upstream
 //! connection; on 101 both sides switch protocols and bytes are copied both ways.
 
-use std::sync::atomic::Ordering;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
@@ -56,16 +61,61 @@ pub(super) async fn forward(
                 return;
             }
         };
-        let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+        let mut client = Counting::new(TokioIo::new(client), up);
+        let mut server = Counting::new(TokioIo::new(server), down);
         match tokio::io::copy_bidirectional(&mut client, &mut server).await {
-            Ok((sent, received)) => {
-                up.fetch_add(sent, Ordering::Relaxed);
-                down.fetch_add(received, Ordering::Relaxed);
-            }
+            Ok(_) => {}
+            // Peers often close without a TLS close_notify once the WebSocket is closed.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
             Err(error) => audit.set_reason(format!("WebSocket tunnel ended: {error}")),
         }
     });
     state.track_upgrade(task);
     let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
     Response::from_parts(parts, body)
+}
+
+/// Counts the bytes read from `io` (so totals survive a tunnel that ends in an error).
+struct Counting<T> {
+    io: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    fn new(io: T, read: Arc<AtomicU64>) -> Self {
+        Counting { io, read }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        this.read.fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
