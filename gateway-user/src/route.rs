@@ -258,7 +258,6 @@ fn tcp_allowed(policy: &RoutePolicy, dest: SocketAddr) -> bool {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -244,7 +244,6 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -261,7 +260,8 @@ mod tests {
 
     #[test]
     fn authority_table() {
-        let cases: &[(&str, &[(&str, &str)], Result<&str, ()>)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<&'a str, ()>);
+        let cases: &[Case<'_>] = &[
             ("/", &[("host", "a.test")], Ok("a.test")),
             ("/", &[("host", "a.test:8443")], Ok("a.test:8443")),
             ("https://a.test/x", &[], Ok("a.test")),

@@ -10,7 +10,8 @@ fn tracker_table_every_split() {
     let ok = Ok(());
     let both = Err(CheckError::LengthAndChunked);
     let bad_len = Err(CheckError::BadContentLength);
-    let cases: Vec<(&str, &str, Vec<Result<(), CheckError>>)> = vec![
+    type Case = (&'static str, &'static str, Vec<Result<(), CheckError>>);
+    let cases: Vec<Case> = vec![
         (
             "one get",
             "GET / HTTP/1.1\r\nHost: a\r\n\r\n",

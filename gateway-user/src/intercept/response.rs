@@ -29,7 +29,6 @@ pub(super) fn text(status: StatusCode, message: &str) -> Response<BoxBody> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -272,7 +272,6 @@ fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamError {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -53,7 +53,6 @@ fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamE
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -64,7 +63,7 @@ mod tests {
         std::fs::write(&empty, "nothing here\n").unwrap();
         let missing = dir.path().join("missing.pem");
         for path in [empty, missing] {
-            let err = client_configs(&[path.clone()]).unwrap_err();
+            let err = client_configs(std::slice::from_ref(&path)).unwrap_err();
             assert!(
                 err.to_string().contains(&path.display().to_string()),
                 "{err}"

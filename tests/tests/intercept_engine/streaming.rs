@@ -89,10 +89,12 @@ async fn sse_events_arrive_one_by_one() {
                 worst(&delays),
                 worst(&direct)
             );
-            assert!(
-                worst(&delays) < 25_000,
-                "an event was held back: {delays:?}"
-            );
+            // The fake upstream does not set TCP_NODELAY, so its first one or two events can
+            // wait ~40 ms for a delayed ACK (direct connections show it too); with NODELAY on
+            // the fake every event arrives within a few ms. Steady state must be immediate.
+            let (early, steady): (Vec<&(u64, u64)>, Vec<_>) = delays.iter().partition(|d| d.0 < 2);
+            assert!(early.iter().all(|d| d.1 < 60_000), "held back: {delays:?}");
+            assert!(steady.iter().all(|d| d.1 < 25_000), "held back: {delays:?}");
         }
     }
 }
@@ -126,6 +128,16 @@ async fn websocket_echo_through_the_upgrade() {
         records[0]["bytes_up"].as_u64().unwrap() > 200_000,
         "{records:?}"
     );
+    assert!(
+        records[0]["bytes_down"].as_u64().unwrap() > 200_000,
+        "{records:?}"
+    );
+    assert!(records[0].get("reason").is_none(), "{records:?}");
+    let summaries = engine.wait_summaries(1);
+    let summary = summaries[0].as_ref().unwrap();
+    assert_eq!(summary.requests, 1);
+    assert!(summary.bytes_down > 200_000, "{summary:?}");
+    assert_eq!(summary.protocol, "http/1.1");
 }
 
 /// Peak resident memory of this process so far, in KiB.
