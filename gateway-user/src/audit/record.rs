@@ -98,6 +98,18 @@ pub struct Record {
     /// DNS: the addresses answered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<String>,
+    /// Request: the HTTP method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request: the full URL (`scheme://host[:port]/path?query`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Request: the status sent to the sandbox (upstream's, or Sluice's own refusal/error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request: the protocols, downstream then upstream (`h2>http/1.1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 impl Record {
@@ -117,6 +129,10 @@ impl Record {
             duration_ms: 0.0,
             qtype: None,
             answers: Vec::new(),
+            method: None,
+            url: None,
+            status: None,
+            protocol: None,
         }
     }
 }

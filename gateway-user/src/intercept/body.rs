@@ -1,0 +1,201 @@
+//! Streaming bodies that count bytes, and the per-request audit guard that rides on the
+//! response body so the record is written when the response is really over.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::audit::{AuditLog, Decision, Record};
+use crate::upstream::BoxError;
+
+/// The body type the engine sends (both directions).
+pub(super) type BoxBody = crate::upstream::Body;
+
+/// Byte counters of one connection (shared by its requests and upgrades).
+#[derive(Debug, Default)]
+pub(super) struct ConnCounters {
+    pub(super) requests: AtomicU64,
+    pub(super) up: AtomicU64,
+    pub(super) down: AtomicU64,
+}
+
+/// Writes one request record when dropped (also when the request is cancelled).
+#[derive(Debug)]
+pub(super) struct RequestAudit {
+    log: AuditLog,
+    record: Record,
+    started: Instant,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+    conn: Arc<ConnCounters>,
+    decided: bool,
+    body_done: bool,
+}
+
+impl RequestAudit {
+    pub(super) fn start(log: &AuditLog, record: Record, conn: Arc<ConnCounters>) -> Self {
+        conn.requests.fetch_add(1, Ordering::Relaxed);
+        RequestAudit {
+            log: log.clone(),
+            record,
+            started: Instant::now(),
+            up: Arc::default(),
+            down: Arc::default(),
+            conn,
+            decided: false,
+            body_done: true,
+        }
+    }
+
+    pub(super) fn record_mut(&mut self) -> &mut Record {
+        &mut self.record
+    }
+
+    /// The counter of request body bytes.
+    pub(super) fn up(&self) -> Arc<AtomicU64> {
+        self.up.clone()
+    }
+
+    /// The counter of response body bytes.
+    pub(super) fn down(&self) -> Arc<AtomicU64> {
+        self.down.clone()
+    }
+
+    /// Sets the outcome. A response body still to stream is tracked by [`Counted`].
+    pub(super) fn decide(&mut self, decision: Decision, status: u16, reason: Option<String>) {
+        self.record.decision = decision;
+        self.record.status = Some(status);
+        self.record.reason = reason;
+        self.decided = true;
+    }
+
+    /// Notes why the request ended the way it did (without changing the decision).
+    pub(super) fn set_reason(&mut self, reason: String) {
+        self.record.reason = Some(reason);
+    }
+
+    fn body_started(&mut self) {
+        self.body_done = false;
+    }
+
+    fn body_finished(&mut self, error: Option<String>) {
+        self.body_done = true;
+        if let Some(error) = error {
+            self.record.reason = Some(format!("response body failed: {error}"));
+        }
+    }
+}
+
+impl Drop for RequestAudit {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.record.decision = Decision::Error;
+            self.record.reason = Some("closed without result".to_owned());
+        } else if !self.body_done && self.record.reason.is_none() {
+            self.record.reason = Some("response cut short (sandbox or upstream went away)".into());
+        }
+        let (up, down) = (
+            self.up.load(Ordering::Relaxed),
+            self.down.load(Ordering::Relaxed),
+        );
+        self.conn.up.fetch_add(up, Ordering::Relaxed);
+        self.conn.down.fetch_add(down, Ordering::Relaxed);
+        self.record.bytes_up = up;
+        self.record.bytes_down = down;
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let kind = self.record.kind;
+        self.log
+            .write(std::mem::replace(&mut self.record, Record::new(kind)));
+    }
+}
+
+/// A body passed through unchanged, counting data bytes, optionally carrying the request's
+/// audit guard (dropped, and so written, when the body ends or is dropped).
+pub(super) struct Counted<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+    audit: Option<RequestAudit>,
+}
+
+impl<B> Counted<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Wraps `inner`, counting into `count`.
+    pub(super) fn boxed(inner: B, count: Arc<AtomicU64>) -> BoxBody {
+        Counted {
+            inner,
+            count,
+            audit: None,
+        }
+        .boxed_unsync()
+    }
+
+    /// Wraps `inner`, counting into the guard's download counter; the guard is written
+    /// when the body ends.
+    pub(super) fn boxed_with_audit(inner: B, mut audit: RequestAudit) -> BoxBody {
+        audit.body_started();
+        if inner.is_end_stream() {
+            audit.body_finished(None);
+        }
+        Counted {
+            inner,
+            count: audit.down(),
+            audit: Some(audit),
+        }
+        .boxed_unsync()
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let error: BoxError = error.into();
+                if let Some(mut audit) = this.audit.take() {
+                    audit.body_finished(Some(error.to_string()));
+                }
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                if let Some(mut audit) = this.audit.take() {
+                    audit.body_finished(None);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

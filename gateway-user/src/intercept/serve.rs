@@ -1,0 +1,253 @@
+//! Connection entry points: TLS accept with a minted leaf, then an HTTP/1.1 or HTTP/2
+//! server (hyper) running the per-request pipeline.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::body::ConnCounters;
+use super::framing::{Sniffer, Verdicts};
+use super::{ConnSummary, InterceptContext, InterceptError, forward, response};
+use crate::audit::Who;
+use crate::tls::LeafHost;
+
+/// Limit on the sandbox's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limit on receiving a complete HTTP/1 request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Streams one sandbox may have open at once on an HTTP/2 connection.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// How long a rejected connection may stay open to read its answer.
+const REJECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TLS from the sandbox with a leaf minted for `host` (ALPN mirrored from
+/// `client_alpn`), then serves HTTP/1.1 or HTTP/2 (by ALPN), forwarding every request to
+/// `dest` over verified TLS for the request's host. `io` must replay the peeked ClientHello.
+///
+/// Returns once the sandbox closes the connection (and any WebSocket on it has ended).
+///
+/// # Security
+/// Each request's Host must name `host` (421 otherwise), so a connection opened for one
+/// host cannot be used to reach another.
+pub async fn intercept_tls<IO>(
+    io: IO,
+    host: &str,
+    client_alpn: &[Vec<u8>],
+    dest: SocketAddr,
+    who: Option<Who>,
+    ctx: Arc<InterceptContext>,
+) -> Result<ConnSummary, InterceptError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tls, leaf_host) = accept(io, host, client_alpn, &ctx).await?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let state = ConnState::new(ctx, dest, who, Some(leaf_host.to_string()), h2);
+    Ok(serve(tls, state).await)
+}
+
+/// Serves plain HTTP/1 from the sandbox on any port, forwarding every request to `dest`
+/// (scheme `http`). Returns once the sandbox closes the connection.
+pub async fn intercept_http<IO>(
+    io: IO,
+    dest: SocketAddr,
+    who: Option<Who>,
+    ctx: Arc<InterceptContext>,
+) -> Result<ConnSummary, InterceptError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = ConnState::new(ctx, dest, who, None, false);
+    Ok(serve(io, state).await)
+}
+
+/// Refuses an intercepted TLS connection readably: handshakes with a leaf minted for
+/// `host`, answers the request(s) with 403 and `reason` in the body, then closes.
+///
+/// # Security
+/// Nothing is forwarded. The connection is closed after the first answer, or after 10 s.
+pub async fn reject_tls<IO>(
+    io: IO,
+    host: &str,
+    client_alpn: &[Vec<u8>],
+    reason: &str,
+    ctx: Arc<InterceptContext>,
+) -> Result<(), InterceptError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tls, _) = accept(io, host, client_alpn, &ctx).await?;
+    let answered = Arc::new(tokio::sync::Notify::new());
+    let message = Arc::new(format!("refused: {reason}"));
+    let service = service_fn({
+        let answered = answered.clone();
+        move |_request| {
+            answered.notify_one();
+            let response = response::text(http::StatusCode::FORBIDDEN, &message);
+            async move { Ok::<_, Infallible>(response) }
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(false).timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let served = tokio::time::timeout(REJECT_TIMEOUT, async move {
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            () = answered.notified() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    })
+    .await;
+    match served {
+        Ok(Err(error)) => Err(InterceptError::Http(error.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// What every request of one connection shares.
+#[derive(Debug)]
+pub(super) struct ConnState {
+    pub(super) ctx: Arc<InterceptContext>,
+    pub(super) dest: SocketAddr,
+    pub(super) who: Option<Who>,
+    /// The host the TLS leaf was for; `None` on plain HTTP.
+    pub(super) sni: Option<String>,
+    /// Whether the sandbox speaks HTTP/2 on this connection.
+    pub(super) h2: bool,
+    pub(super) counters: Arc<ConnCounters>,
+    /// WebSocket copies started on this connection; awaited before returning.
+    pub(super) upgrades: Mutex<Vec<JoinHandle<()>>>,
+    /// Framing facts of HTTP/1 request heads as they arrived on the wire.
+    pub(super) framing: Option<Arc<Verdicts>>,
+}
+
+impl ConnState {
+    fn new(
+        ctx: Arc<InterceptContext>,
+        dest: SocketAddr,
+        who: Option<Who>,
+        sni: Option<String>,
+        h2: bool,
+    ) -> Arc<ConnState> {
+        Arc::new(ConnState {
+            ctx,
+            dest,
+            who,
+            sni,
+            h2,
+            counters: Arc::default(),
+            upgrades: Mutex::new(Vec::new()),
+            framing: (!h2).then(Arc::default),
+        })
+    }
+
+    /// `https` or `http`.
+    pub(super) fn scheme(&self) -> &'static str {
+        if self.sni.is_some() { "https" } else { "http" }
+    }
+
+    /// `h2` or `http/1.1`.
+    pub(super) fn protocol(&self) -> &'static str {
+        if self.h2 { "h2" } else { "http/1.1" }
+    }
+
+    pub(super) fn track_upgrade(&self, task: JoinHandle<()>) {
+        self.upgrades
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+}
+
+async fn accept<IO>(
+    io: IO,
+    host: &str,
+    client_alpn: &[Vec<u8>],
+    ctx: &InterceptContext,
+) -> Result<(TlsStream<IO>, LeafHost), InterceptError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let leaf_host = LeafHost::parse(host)?;
+    let config = ctx.tls.server_config_for(&leaf_host, client_alpn).await?;
+    let handshake = TlsAcceptor::from(config).accept(io);
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| InterceptError::HandshakeTimeout {
+            host: host.to_owned(),
+        })?
+        .map_err(|source| InterceptError::Handshake {
+            host: host.to_owned(),
+            source,
+        })?;
+    Ok((tls, leaf_host))
+}
+
+/// Serves HTTP on `io` until the sandbox closes; downstream errors end up in the summary.
+async fn serve<IO>(io: IO, state: Arc<ConnState>) -> ConnSummary
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .adaptive_window(true);
+    let service_state = state.clone();
+    let service = service_fn(move |request| {
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(forward::handle(request, state).await) }
+    });
+    let result = match &state.framing {
+        Some(verdicts) => {
+            let io = Sniffer::new(io, verdicts.clone());
+            builder
+                .http1_only()
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .await
+        }
+        None => {
+            builder
+                .http2_only()
+                .serve_connection(TokioIo::new(io), service)
+                .await
+        }
+    };
+    let upgrades = std::mem::take(
+        &mut *state
+            .upgrades
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    for task in upgrades {
+        let _ = task.await;
+    }
+    let counters = &state.counters;
+    ConnSummary {
+        requests: counters.requests.load(Ordering::Relaxed),
+        bytes_up: counters.up.load(Ordering::Relaxed),
+        bytes_down: counters.down.load(Ordering::Relaxed),
+        protocol: state.protocol().to_owned(),
+        error: result
+            .err()
+            .map(|e| format!("downstream: HTTP connection error: {e}")),
+    }
+}

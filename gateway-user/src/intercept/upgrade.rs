@@ -1,0 +1,121 @@
+//! HTTP/1.1 WebSocket upgrades: forward the upgrade request over an HTTP/1.1-only upstream
+//! connection; on 101 both sides switch protocols and bytes are copied both ways.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::body::{BoxBody, Counted, RequestAudit};
+use super::checks;
+use super::forward::{Target, answer, respond};
+use super::serve::ConnState;
+use crate::audit::Decision;
+
+/// Forwards a checked upgrade request; the byte copy runs on a task the connection awaits,
+/// and the request's record is written when the tunnel closes.
+pub(super) async fn forward(
+    mut request: Request<Incoming>,
+    target: &Target,
+    state: &ConnState,
+    mut audit: RequestAudit,
+) -> Response<BoxBody> {
+    let downstream = hyper::upgrade::on(&mut request);
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, Counted::boxed(body, audit.up()));
+    let mut upstream = match state.ctx.upstream.send(state.dest, request, true).await {
+        Ok(upstream) => upstream,
+        Err(error) => return answer(audit, error.status(), Decision::Error, error.to_string()),
+    };
+    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return respond(upstream, target, state, audit);
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+    let (mut parts, _) = upstream.into_parts();
+    checks::strip_response_hop_by_hop(&mut parts.headers, true);
+    audit.record_mut().protocol = Some("http/1.1>websocket".to_owned());
+    audit.decide(
+        Decision::Allow,
+        StatusCode::SWITCHING_PROTOCOLS.as_u16(),
+        None,
+    );
+    let (up, down) = (audit.up(), audit.down());
+    let task = tokio::spawn(async move {
+        let mut audit = audit;
+        let (client, server) = match tokio::join!(downstream, upstream_upgrade) {
+            (Ok(client), Ok(server)) => (client, server),
+            (client, _) => {
+                let side = if client.is_err() {
+                    "sandbox"
+                } else {
+                    "upstream"
+                };
+                audit.set_reason(format!("{side} did not complete the WebSocket upgrade"));
+                return;
+            }
+        };
+        let mut client = Counting::new(TokioIo::new(client), up);
+        let mut server = Counting::new(TokioIo::new(server), down);
+        match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+            Ok(_) => {}
+            // Peers often close without a TLS close_notify once the WebSocket is closed.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(error) => audit.set_reason(format!("WebSocket tunnel ended: {error}")),
+        }
+    });
+    state.track_upgrade(task);
+    let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// Counts the bytes read from `io` (so totals survive a tunnel that ends in an error).
+struct Counting<T> {
+    io: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    fn new(io: T, read: Arc<AtomicU64>) -> Self {
+        Counting { io, read }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        this.read.fetch_add(n as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,312 @@
+//! The upstream client: pooled HTTP/1.1 and HTTP/2 to the original destination, with TLS
+//! verified for the request's host.
+//!
+//! - Every connection goes to the address the caller passes (the original destination in
+//!   transparent mode, the resolved CONNECT target in proxy mode), never to a resolution of
+//!   the sandbox-supplied name.
+//! - TLS: SNI is the request's host; the certificate must verify for that host against the
+//!   webpki roots plus the configured extra roots. ALPN offers `h2` and `http/1.1`, so h2 is
+//!   used when the upstream offers it (WebSocket upgrades offer only `http/1.1`).
+//! - Connections are pooled per (destination address, host, scheme): one hyper-util client
+//!   per destination, whose pool is keyed by scheme and authority.
+
+mod connect;
+mod roots;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+
+use connect::DestConnector;
+pub use connect::UpstreamStream;
+pub use roots::client_configs;
+
+/// Error type of streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of requests sent upstream (streamed, never buffered).
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Most destinations with a client (and pool) kept at once; the map is cleared when full
+/// (connections in use stay open).
+const CLIENT_CAPACITY: usize = 4096;
+/// Idle pooled connections kept per (destination, host, scheme).
+const MAX_IDLE_PER_HOST: usize = 32;
+
+/// Settings of the upstream client.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// Limit on TCP connect and on the TLS handshake (each). Default is 10 s.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response head after the request was sent. Default is 300 s.
+    pub response_timeout: Duration,
+    /// Idle pooled connections close after this. Default is 90 s.
+    pub pool_idle_timeout: Duration,
+    /// PEM files of extra trusted roots (besides webpki-roots). Default is none.
+    pub extra_roots: Vec<PathBuf>,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(300),
+            pool_idle_timeout: Duration::from_secs(90),
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+/// Why the upstream connection could not be made (cloneable: it travels through hyper's
+/// error chain and is read back from there).
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The destination answered with a reset.
+    #[error("upstream: connection to {dest} refused")]
+    Refused {
+        /// The address dialled.
+        dest: SocketAddr,
+    },
+    /// No answer to the TCP connect in time.
+    #[error("upstream: connecting to {dest} timed out after {after:?}")]
+    Timeout {
+        /// The address dialled.
+        dest: SocketAddr,
+        /// The limit.
+        after: Duration,
+    },
+    /// Another TCP error.
+    #[error("upstream: connecting to {dest} failed: {source}")]
+    Dial {
+        /// The address dialled.
+        dest: SocketAddr,
+        /// The OS error.
+        source: Arc<std::io::Error>,
+    },
+    /// The host cannot be a TLS server name.
+    #[error("upstream: {host:?} is not a valid TLS server name")]
+    BadName {
+        /// The host.
+        host: String,
+    },
+    /// The upstream's certificate did not verify for the host.
+    #[error("upstream certificate for {host} is not valid: {reason}")]
+    Certificate {
+        /// The host the certificate had to be valid for.
+        host: String,
+        /// rustls's verdict (unknown issuer, wrong name, expired...).
+        reason: String,
+    },
+    /// The TLS handshake did not finish in time.
+    #[error("upstream: TLS handshake with {host} at {dest} timed out")]
+    TlsTimeout {
+        /// The host.
+        host: String,
+        /// The address dialled.
+        dest: SocketAddr,
+    },
+    /// Another TLS failure (protocol alert, closed connection...).
+    #[error("upstream: TLS handshake with {host} at {dest} failed: {source}")]
+    Tls {
+        /// The host.
+        host: String,
+        /// The address dialled.
+        dest: SocketAddr,
+        /// The error.
+        source: Arc<std::io::Error>,
+    },
+}
+
+/// Errors of the upstream client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The connection could not be made.
+    #[error(transparent)]
+    Connect(ConnectError),
+    /// The upstream accepted the request but sent no response head in time.
+    #[error("upstream: no response within {after:?}")]
+    ResponseTimeout {
+        /// The limit.
+        after: Duration,
+    },
+    /// The exchange failed after connecting (reset, protocol error...).
+    #[error("upstream: request failed: {0}")]
+    Request(String),
+    /// An extra root file could not be read or holds no usable certificate.
+    #[error("upstream: extra root {path}: {reason}; fix or remove it in the configuration")]
+    Roots {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the client configuration (gateway side).
+    #[error("upstream: building the TLS client configuration failed: {0}")]
+    Config(#[source] rustls::Error),
+}
+
+impl UpstreamError {
+    /// The status to answer the sandbox with: 504 for timeouts, 502 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::ResponseTimeout { .. }
+            | UpstreamError::Connect(
+                ConnectError::Timeout { .. } | ConnectError::TlsTimeout { .. },
+            ) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// The shared upstream client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// ALPN `h2`, `http/1.1`.
+    tls: Arc<ClientConfig>,
+    /// ALPN `http/1.1` only, for upgrades.
+    tls_h1: Arc<ClientConfig>,
+    settings: UpstreamSettings,
+    clients: Mutex<HashMap<(SocketAddr, bool), Client<DestConnector, Body>>>,
+}
+
+impl UpstreamClient {
+    /// A client trusting webpki-roots plus `settings.extra_roots`. The TLS configurations
+    /// are built once here.
+    pub fn new(settings: UpstreamSettings) -> Result<UpstreamClient, UpstreamError> {
+        let (tls, tls_h1) = client_configs(&settings.extra_roots)?;
+        Ok(UpstreamClient {
+            inner: Arc::new(Inner {
+                tls,
+                tls_h1,
+                settings,
+                clients: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Sends `request` (absolute URI: scheme and authority name the upstream; the TLS name
+    /// is its host) over a pooled connection to `dest`, and returns the response head with
+    /// its body streaming. `upgrade` selects an HTTP/1.1-only connection (for WebSocket).
+    pub async fn send(
+        &self,
+        dest: SocketAddr,
+        request: Request<Body>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let client = self.client_for(dest, upgrade);
+        let after = self.inner.settings.response_timeout;
+        match tokio::time::timeout(after, client.request(request)).await {
+            Err(_) => Err(UpstreamError::ResponseTimeout { after }),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(classify(&error)),
+        }
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.inner.settings
+    }
+
+    fn client_for(&self, dest: SocketAddr, upgrade: bool) -> Client<DestConnector, Body> {
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(&(dest, upgrade)) {
+            return client.clone();
+        }
+        if clients.len() >= CLIENT_CAPACITY {
+            clients.clear();
+        }
+        let settings = &self.inner.settings;
+        let connector = DestConnector {
+            dest,
+            tls: Arc::clone(if upgrade {
+                &self.inner.tls_h1
+            } else {
+                &self.inner.tls
+            }),
+            connect_timeout: settings.connect_timeout,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(if upgrade { 0 } else { MAX_IDLE_PER_HOST })
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_adaptive_window(true)
+            .build(connector);
+        clients.insert((dest, upgrade), client.clone());
+        client
+    }
+}
+
+/// Finds our [`ConnectError`] in hyper's error chain, or describes the failure.
+fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut chain = Vec::new();
+    while let Some(err) = source {
+        if let Some(connect) = err.downcast_ref::<ConnectError>() {
+            return UpstreamError::Connect(connect.clone());
+        }
+        chain.push(err.to_string());
+        source = err.source();
+    }
+    UpstreamError::Request(chain.join(": "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table() {
+        let dest: SocketAddr = "203.0.113.10:443".parse().unwrap();
+        let cases = [
+            (
+                UpstreamError::Connect(ConnectError::Refused { dest }),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                UpstreamError::Connect(ConnectError::Timeout {
+                    dest,
+                    after: Duration::from_secs(1),
+                }),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (
+                UpstreamError::Connect(ConnectError::Certificate {
+                    host: "a.test".into(),
+                    reason: "x".into(),
+                }),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                UpstreamError::ResponseTimeout {
+                    after: Duration::from_secs(1),
+                },
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (UpstreamError::Request("x".into()), StatusCode::BAD_GATEWAY),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
+        }
+    }
+}
