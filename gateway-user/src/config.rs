@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::Cidr;
+use crate::route::{HostPattern, RoutePolicy, TcpTarget};
+
 /// Where the CLI looks for a configuration file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
 
@@ -30,6 +33,46 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How the daemon reaches upstream servers.
     pub upstream: UpstreamConfig,
+    /// Routing rules for every sandbox (until per-session policy is configured).
+    pub policy: PolicyConfig,
+}
+
+/// Routing rules.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// TLS server names copied byte for byte instead of intercepted (exact or `*.suffix`),
+    /// for clients that pin certificates. Default is empty.
+    pub passthrough: Vec<String>,
+    /// Non-HTTP TCP destinations allowed, as `HOST_OR_CIDR:PORT` (e.g. `203.0.113.0/24:22`).
+    /// Default is empty: opaque TCP is refused.
+    pub tcp_allow: Vec<String>,
+}
+
+impl PolicyConfig {
+    /// The parsed rules; the error names the bad entry.
+    pub fn route_policy(&self) -> Result<RoutePolicy, String> {
+        let mut policy = RoutePolicy::default();
+        for host in &self.passthrough {
+            policy
+                .passthrough
+                .push(HostPattern::parse(host).map_err(|e| format!("policy.passthrough: {e}"))?);
+        }
+        for rule in &self.tcp_allow {
+            let bad = || format!("policy.tcp_allow: {rule:?} is not HOST_OR_CIDR:PORT");
+            let (target, port) = rule.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let target = target.trim_start_matches('[').trim_end_matches(']');
+            let target = match Cidr::parse(target) {
+                Ok(cidr) => TcpTarget::Cidr(cidr),
+                Err(_) => TcpTarget::Host(
+                    HostPattern::parse(target).map_err(|e| format!("policy.tcp_allow: {e}"))?,
+                ),
+            };
+            policy.tcp_allow.push((target, port));
+        }
+        Ok(policy)
+    }
 }
 
 /// Kernel capture settings.
@@ -82,6 +125,9 @@ pub struct UpstreamConfig {
     /// Destinations allowed although they are loopback, private, link-local or metadata
     /// addresses (CIDR strings such as `10.1.0.0/16`). Default is empty: all refused.
     pub allow_internal: Vec<String>,
+    /// PEM files of roots trusted for upstream certificates besides the built-in web roots.
+    /// Default is empty.
+    pub extra_roots: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +139,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             audit: AuditConfig::default(),
             upstream: UpstreamConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -121,6 +168,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             connect_timeout_ms: 5000,
             allow_internal: Vec::new(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -196,8 +244,9 @@ impl Config {
                 self.state_dir.display()
             )));
         }
+        self.policy.route_policy().map_err(ConfigError::Invalid)?;
         for cidr in &self.upstream.allow_internal {
-            crate::net::Cidr::parse(cidr)
+            Cidr::parse(cidr)
                 .map_err(|e| ConfigError::Invalid(format!("upstream.allow_internal: {e}")))?;
         }
         Ok(())
@@ -268,6 +317,23 @@ mod tests {
             };
             assert!(msg.contains(want), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn tcp_allow_rules_parse() {
+        let policy = PolicyConfig {
+            passthrough: vec!["*.pinned.example".into()],
+            tcp_allow: vec![
+                "203.0.113.0/24:22".into(),
+                "[2001:db8::1]:5432".into(),
+                "git.example:9418".into(),
+            ],
+        };
+        let parsed = policy.route_policy().unwrap();
+        assert_eq!(parsed.passthrough.len(), 1);
+        assert_eq!(parsed.tcp_allow.len(), 3);
+        assert_eq!(parsed.tcp_allow[1].1, 5432);
+        assert!(matches!(parsed.tcp_allow[2].0, TcpTarget::Host(_)));
     }
 
     #[test]

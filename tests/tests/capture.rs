@@ -93,7 +93,10 @@ fn sandboxed_tcp_reaches_hosts_through_the_daemon() {
                 )
             });
         assert_eq!(record["decision"], "allow", "{record}");
-        assert_eq!(record["mode"], "relay");
+        assert_eq!(
+            record["mode"], "intercept",
+            "plain HTTP is intercepted: {record}"
+        );
         assert!(record["bytes_down"].as_u64().unwrap() > 0, "{record}");
         assert!(record["sandbox"].as_u64().is_some(), "{record}");
     }
@@ -392,7 +395,11 @@ fn misuse_gets_clear_errors() {
 
 #[test]
 fn connection_records_do_not_leak() {
-    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let options = Options {
+        extra_toml: "[policy]\ntcp_allow = [\"198.51.100.11:7\"]\n".into(),
+        ..Options::default()
+    };
+    let (lab, sluice) = lab_and_daemon(&options);
     let _echo = upstream::tcp_echo()
         .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 7))
         .unwrap();
@@ -412,4 +419,38 @@ fn connection_records_do_not_leak() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+#[test]
+fn opaque_tcp_needs_a_rule() {
+    let options = Options {
+        extra_toml: "[policy]\ntcp_allow = [\"198.51.100.11:7\"]\n".into(),
+        ..Options::default()
+    };
+    let (lab, sluice) = lab_and_daemon(&options);
+    let allowed = upstream::tcp_echo()
+        .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 7))
+        .unwrap();
+    let other = upstream::tcp_echo()
+        .start(&lab, SocketAddr::new(addrs::HOST_C.into(), 7))
+        .unwrap();
+    let ok = in_sandbox(&sluice, &[], &["many", "198.51.100.11", "7", "1"]);
+    assert_eq!(ok["ok"], 1, "{ok}");
+    let refused = in_sandbox(&sluice, &[], &["many", "198.51.100.12", "7", "1"]);
+    assert_eq!(
+        refused["ok"], 0,
+        "opaque TCP without a rule gets no echo: {refused}"
+    );
+    let record = sluice
+        .wait_audit(|r| r["destination"] == "198.51.100.12:7" && r["decision"] == "deny")
+        .unwrap_or_else(|| panic!("no refusal audited: {:?}", sluice.audit()));
+    assert!(
+        record["reason"].as_str().unwrap().contains("tcp_allow"),
+        "{record}"
+    );
+    assert_eq!(allowed.connections().len(), 1);
+    assert!(
+        other.connections().is_empty(),
+        "nothing reached the host without a rule"
+    );
 }

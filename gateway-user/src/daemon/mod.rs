@@ -19,10 +19,14 @@ use crate::audit::AuditLog;
 use crate::capture::{self, Capture, CaptureConfig};
 use crate::config::Config;
 use crate::control::{auth::AdminToken, serve_control};
+use crate::detect::Limits;
 use crate::drain::Drain;
+use crate::intercept::{AllowAll, InterceptContext};
 use crate::net::Cidr;
 use crate::proxy::ProxyContext;
 use crate::sandbox::Registry;
+use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
+use crate::upstream::{UpstreamClient, UpstreamSettings};
 
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -42,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let parent_cgroup = capture_config.parent_cgroup.clone();
     let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
+    let intercept = Arc::new(intercept_context(&config, &audit)?);
     let proxy = Arc::new(ProxyContext {
         capture: capture.clone(),
         sandboxes: registry.clone(),
@@ -54,6 +59,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .filter_map(|c| Cidr::parse(c).ok())
             .collect(),
         max_connections: 65_536,
+        detect_limits: Limits::default(),
+        route_policy: config.policy.route_policy().map_err(anyhow::Error::msg)?,
+        intercept,
     });
     let drain = Drain::new();
     let node = Arc::new(Node::new(
@@ -95,6 +103,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("audit: writer did not drain in 2 s");
     }
     Ok(())
+}
+
+/// The interception engine: the CA (created on first run), leaf cache, upstream client.
+fn intercept_context(config: &Config, audit: &AuditLog) -> anyhow::Result<InterceptContext> {
+    let ca =
+        CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
+            .context("daemon: load the CA")?;
+    tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
+    let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
+    let upstream = UpstreamClient::new(UpstreamSettings {
+        connect_timeout: config.connect_timeout(),
+        extra_roots: config.upstream.extra_roots.clone(),
+        ..UpstreamSettings::default()
+    })?;
+    Ok(InterceptContext {
+        tls: Arc::new(ServerConfigCache::new(minter)?),
+        upstream,
+        audit: audit.clone(),
+        policy: Arc::new(AllowAll),
+    })
 }
 
 /// The kernel capture settings of `config`; a relative parent cgroup is resolved under the

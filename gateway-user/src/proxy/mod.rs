@@ -5,6 +5,7 @@
 //! bind port 0.
 
 mod identify;
+pub mod pipeline;
 mod relay;
 mod transparent;
 
@@ -13,7 +14,10 @@ use std::time::Duration;
 
 use crate::audit::AuditLog;
 use crate::capture::Capture;
+use crate::detect::Limits;
+use crate::intercept::InterceptContext;
 use crate::net::Cidr;
+use crate::route::RoutePolicy;
 use crate::sandbox::Registry;
 
 pub use identify::{Identity, Refusal, check_destination};
@@ -34,4 +38,10 @@ pub struct ProxyContext {
     pub allow_internal: Vec<Cidr>,
     /// Most connections handled at once; further accepts wait.
     pub max_connections: usize,
+    /// How much to peek, for how long, before routing.
+    pub detect_limits: Limits,
+    /// Passthrough hosts and opaque-TCP rules.
+    pub route_policy: RoutePolicy,
+    /// The interception engine (CA, upstream client, request policy).
+    pub intercept: Arc<InterceptContext>,
 }

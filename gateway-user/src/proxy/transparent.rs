@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::ProxyContext;
 use super::identify::{check_destination, identify};
-use super::{ProxyContext, relay};
 use crate::audit::{ConnAudit, Decision, Kind, Mode, Record};
 use crate::drain::Drain;
 
@@ -48,7 +48,7 @@ pub async fn serve_transparent(listener: TcpListener, ctx: Arc<ProxyContext>, dr
 }
 
 /// One connection: identify, check, relay. Exactly one audit record, whatever happens.
-async fn handle(ctx: &ProxyContext, mut client: TcpStream) {
+async fn handle(ctx: &ProxyContext, client: TcpStream) {
     let _ = client.set_nodelay(true);
     let mut record = Record::new(Kind::Connection);
     let identity = match identify(ctx, &client) {
@@ -71,26 +71,8 @@ async fn handle(ctx: &ProxyContext, mut client: TcpStream) {
         reset(&client);
         return;
     }
-    audit.set_mode(Mode::Relay);
-    let mut upstream = match relay::dial(identity.destination, ctx.connect_timeout).await {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            audit.finish(Decision::Error, Some(e.to_string()));
-            reset(&client);
-            return;
-        }
-    };
-    match relay::copy(&mut client, &mut upstream).await {
-        Ok((up, down)) => {
-            audit.add_bytes(up, down);
-            audit.finish(Decision::Allow, None);
-        }
-        Err(relay::RelayError::Copy { up, down, detail }) => {
-            audit.add_bytes(up, down);
-            audit.finish(Decision::Error, Some(format!("relay: {detail}")));
-        }
-        Err(e) => audit.finish(Decision::Error, Some(e.to_string())),
-    }
+    let who = identity.who();
+    super::pipeline::serve(ctx, client, identity.destination, who, &mut audit).await;
 }
 
 /// Closes with a RST so the client sees "connection reset", not a clean empty reply.

@@ -1,0 +1,113 @@
+//! After identification: detect the protocol, route, and carry the route out.
+//!
+//! Shared by every entry point that knows the sandbox and the destination (the transparent
+//! listener today; the explicit proxy after `CONNECT`).
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{ProxyContext, relay};
+use crate::audit::{ConnAudit, Decision, Mode, Who};
+use crate::detect::{self, Outcome};
+use crate::intercept::{intercept_http, intercept_tls};
+use crate::route::{self, Detected, Route};
+
+/// Detects, routes and serves one connection to `dest`, filling in `audit`.
+pub async fn serve<IO>(
+    ctx: &ProxyContext,
+    mut client: IO,
+    dest: SocketAddr,
+    who: Who,
+    audit: &mut ConnAudit,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let detection = detect::detect(&mut client, ctx.detect_limits).await;
+    let chosen = route::route(&summarize(&detection.outcome), dest, &ctx.route_policy);
+    let client = detection.replay(client);
+    match chosen {
+        Route::Passthrough { host } => {
+            audit.set_mode(Mode::Passthrough);
+            audit.set_host(host);
+            relay_to(ctx, client, dest, audit).await;
+        }
+        Route::Relay => {
+            audit.set_mode(Mode::Relay);
+            relay_to(ctx, client, dest, audit).await;
+        }
+        Route::Intercept { host } => {
+            audit.set_mode(Mode::Intercept);
+            audit.set_host(host.clone());
+            let served = match &detection.outcome {
+                Outcome::Tls(hello) => {
+                    intercept_tls(
+                        client,
+                        &host,
+                        &hello.alpn,
+                        dest,
+                        Some(who),
+                        ctx.intercept.clone(),
+                    )
+                    .await
+                }
+                _ => intercept_http(client, dest, Some(who), ctx.intercept.clone()).await,
+            };
+            match served {
+                Ok(summary) => {
+                    audit.add_bytes(summary.bytes_up, summary.bytes_down);
+                    match summary.error {
+                        None => audit.finish(Decision::Allow, None),
+                        Some(e) => audit.finish(Decision::Error, Some(e)),
+                    }
+                }
+                Err(e) => audit.finish(Decision::Error, Some(e.to_string())),
+            }
+        }
+        Route::Reject(reason) => {
+            audit.set_mode(Mode::Refused);
+            audit.finish(Decision::Deny, Some(format!("policy: {reason}")));
+        }
+    }
+}
+
+/// What the router needs to know of a detection outcome.
+pub fn summarize(outcome: &Outcome) -> Detected {
+    match outcome {
+        Outcome::Tls(hello) => Detected::Tls {
+            sni: hello.server_name.clone(),
+        },
+        Outcome::Http1(req) => Detected::Http {
+            host: req.host.clone(),
+        },
+        Outcome::Opaque => Detected::Opaque,
+        Outcome::Timeout => Detected::Timeout,
+        Outcome::TooLarge => Detected::TooLarge,
+        Outcome::Malformed(why) => Detected::Malformed(why.to_string()),
+        Outcome::Closed => Detected::Closed,
+        Outcome::ReadFailed(kind) => {
+            Detected::Malformed(format!("downstream: read failed: {kind}"))
+        }
+    }
+}
+
+async fn relay_to<IO>(ctx: &ProxyContext, mut client: IO, dest: SocketAddr, audit: &mut ConnAudit)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut upstream = match relay::dial(dest, ctx.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(e) => return audit.finish(Decision::Error, Some(e.to_string())),
+    };
+    match relay::copy(&mut client, &mut upstream).await {
+        Ok((up, down)) => {
+            audit.add_bytes(up, down);
+            audit.finish(Decision::Allow, None);
+        }
+        Err(relay::RelayError::Copy { up, down, detail }) => {
+            audit.add_bytes(up, down);
+            audit.finish(Decision::Error, Some(format!("relay: {detail}")));
+        }
+        Err(e) => audit.finish(Decision::Error, Some(e.to_string())),
+    }
+}
