@@ -1,0 +1,266 @@
+//! TLS interception and passthrough end to end: sandboxed clients (curl, Python, Node) reach
+//! HTTPS test hosts through kernel capture and the real daemon.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tests::sluice::{Options, Sluice};
+use tests::upstream::{self, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interception");
+
+struct World {
+    _lab: NetLab,
+    sluice: Sluice,
+    ca_file: tempfile::TempPath,
+    api: RunningUpstream,
+    pinned: RunningUpstream,
+}
+
+/// `api.test` (h2 + h1, echo) at 203.0.113.10 is intercepted; `pinned.test` at 198.51.100.10
+/// is on the passthrough list.
+fn world() -> World {
+    let lab = NetLab::new("tls").unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let api = upstream::https(&ca)
+        .hostname("api.test")
+        .echo()
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let pinned = upstream::https(&ca)
+        .hostname("pinned.test")
+        .route("/", "pinned")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 443))
+        .unwrap();
+    let extra_toml = format!(
+        "[upstream]\nextra_roots = [{:?}]\n[policy]\npassthrough = [\"pinned.test\"]\n",
+        ca_file.to_path_buf()
+    );
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    World {
+        _lab: lab,
+        sluice,
+        ca_file,
+        api,
+        pinned,
+    }
+}
+
+impl World {
+    fn sluice_ca(&self) -> PathBuf {
+        self.sluice.state_dir().join("ca.pem")
+    }
+
+    fn curl(&self, args: &[&str]) -> std::process::Output {
+        let mut argv = vec!["curl", "-sS", "--max-time", "10"];
+        argv.extend_from_slice(args);
+        self.sluice.exec(&[], &argv).output().unwrap()
+    }
+}
+
+fn json(out: &std::process::Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("not JSON: {out:?}"))
+}
+
+#[test]
+fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
+    let w = world();
+    let ca = w.sluice_ca();
+    let ca = ca.to_str().unwrap();
+    // The client side speaks what the client offers; the upstream side uses h2 because the
+    // upstream offers it (h1 clients are bridged).
+    for (flag, client_version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = w.curl(&[
+            flag,
+            "--cacert",
+            ca,
+            "--resolve",
+            "api.test:443:203.0.113.10",
+            "-H",
+            "X-Agent-Test: yes",
+            "--data-binary",
+            "hello body",
+            "-w",
+            "\n%{http_version}",
+            "https://api.test/v1/echo?q=1",
+        ]);
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let echo = json(&out);
+        assert_eq!(echo["method"], "POST", "{echo}");
+        assert_eq!(echo["path"], "/v1/echo");
+        assert_eq!(echo["query"], "q=1");
+        assert_eq!(echo["version"], "HTTP/2.0", "upstream side: {echo}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.lines().last(),
+            Some(client_version),
+            "client side: {stdout}"
+        );
+        assert_eq!(
+            echo["sni"], "api.test",
+            "upstream SNI is the requested host: {echo}"
+        );
+        assert_eq!(echo["body_len"], 10);
+        assert_eq!(
+            echo["body_sha256"],
+            tests::upstream::sha256_hex(b"hello body")
+        );
+        let headers = echo["headers"].as_array().unwrap();
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == "x-agent-test" && h[1] == "yes"),
+            "{echo}"
+        );
+    }
+    // Trusting only the upstream's own CA fails: the client saw a Sluice leaf.
+    let own = w.curl(&[
+        "--cacert",
+        w.ca_file.to_str().unwrap(),
+        "--resolve",
+        "api.test:443:203.0.113.10",
+        "https://api.test/",
+    ]);
+    assert_eq!(own.status.code(), Some(60), "{own:?}");
+    let record = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "request"
+                && r["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("https://api.test/v1/echo"))
+        })
+        .unwrap_or_else(|| panic!("no request record: {:?}", w.sluice.audit()));
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["method"], "POST");
+    assert!(record["pid"].as_u64().is_some(), "{record}");
+}
+
+#[test]
+fn passthrough_hosts_show_the_real_certificate() {
+    let w = world();
+    let out = w.curl(&[
+        "--cacert",
+        w.ca_file.to_str().unwrap(),
+        "--resolve",
+        "pinned.test:443:198.51.100.10",
+        "https://pinned.test/",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pinned", "{out:?}");
+    let with_sluice_ca = w.curl(&[
+        "--cacert",
+        w.sluice_ca().to_str().unwrap(),
+        "--resolve",
+        "pinned.test:443:198.51.100.10",
+        "https://pinned.test/",
+    ]);
+    assert_eq!(
+        with_sluice_ca.status.code(),
+        Some(60),
+        "not intercepted: {with_sluice_ca:?}"
+    );
+    let record = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "connection" && r["mode"] == "passthrough" && r["decision"] == "allow"
+        })
+        .unwrap_or_else(|| panic!("{:?}", w.sluice.audit()));
+    assert_eq!(record["host"], "pinned.test");
+    assert!(!w.pinned.requests().is_empty());
+}
+
+#[test]
+fn python_and_node_clients_are_intercepted() {
+    let w = world();
+    let ca = w.sluice_ca();
+    let ca = ca.to_str().unwrap();
+    let py = w
+        .sluice
+        .exec(
+            &[],
+            &[
+                "python3",
+                &format!("{DIR}/clients.py"),
+                "203.0.113.10",
+                "api.test",
+                "/py",
+                ca,
+            ],
+        )
+        .output()
+        .unwrap();
+    let py = json(&py);
+    assert_eq!(py["status"], "HTTP/1.1 200 OK", "{py}");
+    assert!(
+        py["issuer"].as_str().unwrap().starts_with("Sluice CA"),
+        "{py}"
+    );
+    let node = w
+        .sluice
+        .exec(
+            &[],
+            &[
+                "node",
+                &format!("{DIR}/client.js"),
+                "203.0.113.10",
+                "api.test",
+                "/node",
+                ca,
+            ],
+        )
+        .output()
+        .unwrap();
+    let node = json(&node);
+    assert_eq!(node["status"], 200, "{node}");
+    assert!(
+        node["issuer"].as_str().unwrap().starts_with("Sluice CA"),
+        "{node}"
+    );
+    let paths: Vec<String> = w.api.requests().iter().map(|r| r.uri.to_string()).collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("/py")) && paths.iter().any(|p| p.ends_with("/node")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn tls_without_sni_is_refused_and_audited() {
+    let w = world();
+    let out = w.curl(&[
+        "--cacert",
+        w.sluice_ca().to_str().unwrap(),
+        "https://203.0.113.10/",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let record = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "connection"
+                && r["destination"] == "203.0.113.10:443"
+                && r["decision"] == "deny"
+        })
+        .unwrap_or_else(|| panic!("{:?}", w.sluice.audit()));
+    assert!(
+        record["reason"].as_str().unwrap().contains("SNI"),
+        "{record}"
+    );
+    assert!(w.api.requests().is_empty(), "nothing reached the host");
+}
