@@ -252,6 +252,19 @@ fn killed_daemon_fails_closed_and_restart_readopts() {
         sluice.audit(),
         sluice.log(2)
     );
+    let unenrolled = sluice
+        .command()
+        .args(["unenroll", "--cgroup"])
+        .arg(cgroup.path())
+        .output()
+        .unwrap();
+    assert!(unenrolled.status.success(), "{unenrolled:?}");
+    let after = parse(&cgroup.wrap(&get).output().unwrap());
+    const EPERM: u64 = 1;
+    assert_eq!(
+        after["errno"], EPERM,
+        "an unenrolled cgroup under the parent is refused: {after}"
+    );
     let show = std::process::Command::new("bpftool")
         .args(["cgroup", "show"])
         .arg(&sluice.parent_cgroup)

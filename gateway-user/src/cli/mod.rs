@@ -1,5 +1,6 @@
 //! The `sluice` command line: the daemon and the clients of its control API.
 
+mod ca;
 mod enter;
 mod exec;
 mod sandboxes;
@@ -50,6 +51,9 @@ enum Command {
     Sandboxes,
     /// Print the daemon's health as JSON.
     Status,
+    /// The CA that signs intercepted connections.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Detach and unpin the kernel programs (the daemon must be stopped).
     Uninstall {
         /// Also when sandboxes are still enrolled (their sockets stop being captured).
@@ -73,13 +77,14 @@ impl Cli {
             Ok(config) => config,
             Err(e) => return fail(&e),
         };
-        match self.command {
+        match &self.command {
             Command::CheckConfig => {
                 print!("{}", config.dump());
                 return ExitCode::SUCCESS;
             }
+            Command::Ca(ca) => return ca::run(&config, ca),
             Command::Uninstall { force } => {
-                return match crate::daemon::uninstall(&config, force) {
+                return match crate::daemon::uninstall(&config, *force) {
                     Ok(()) => {
                         println!(
                             "capture pinned at {} removed",
@@ -112,9 +117,10 @@ impl Cli {
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes => sandboxes::list(&config).await,
                 Command::Status => sandboxes::status(&config).await,
-                Command::CheckConfig | Command::Uninstall { .. } | Command::InternalEnter(_) => {
-                    ExitCode::SUCCESS
-                }
+                Command::CheckConfig
+                | Command::Ca(_)
+                | Command::Uninstall { .. }
+                | Command::InternalEnter(_) => ExitCode::SUCCESS,
             }
         })
     }

@@ -11,7 +11,10 @@ def report(**fields):
 
 
 def http_get(family, host, port, path="/hello"):
-    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        return {"error": type(e).__name__, "errno": e.errno, "at": "socket"}
     s.settimeout(10)
     try:
         s.connect((host, port))
