@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::Cidr;
 use crate::route::{HostPattern, RoutePolicy, TcpTarget};
+use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
@@ -35,6 +36,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Routing rules for every sandbox (until per-session policy is configured).
     pub policy: PolicyConfig,
+    /// Sessions allowed to use the explicit proxy. Default is none.
+    pub sessions: Vec<SessionConfig>,
 }
 
 /// Routing rules.
@@ -97,6 +100,8 @@ pub struct ListenConfig {
     pub dns_port: u16,
     /// Control API address. Default is `127.0.0.1:3000`.
     pub control: SocketAddr,
+    /// Explicit proxy (`HTTPS_PROXY`) address. Default is `127.0.0.1:3128`.
+    pub proxy: Option<SocketAddr>,
 }
 
 /// DNS responder settings.
@@ -140,6 +145,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
+            sessions: Vec::new(),
         }
     }
 }
@@ -159,6 +165,7 @@ impl Default for ListenConfig {
             transparent_port: 15001,
             dns_port: 15053,
             control: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            proxy: Some(SocketAddr::from(([127, 0, 0, 1], 3128))),
         }
     }
 }
@@ -245,6 +252,7 @@ impl Config {
             )));
         }
         self.policy.route_policy().map_err(ConfigError::Invalid)?;
+        Sessions::from_config(&self.sessions).map_err(ConfigError::Invalid)?;
         for cidr in &self.upstream.allow_internal {
             Cidr::parse(cidr)
                 .map_err(|e| ConfigError::Invalid(format!("upstream.allow_internal: {e}")))?;

@@ -18,5 +18,6 @@ pub mod net;
 pub mod proxy;
 pub mod route;
 pub mod sandbox;
+pub mod session;
 pub mod tls;
 pub mod upstream;

@@ -65,7 +65,12 @@ fn world() -> World {
 impl World {
     /// The CA a sandbox must trust, as `sluice ca export` prints it.
     fn sluice_ca(&self) -> PathBuf {
-        let out = self.sluice.command().args(["ca", "export"]).output().unwrap();
+        let out = self
+            .sluice
+            .command()
+            .args(["ca", "export"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
         let path = self.sluice.state_dir().join("exported-ca.pem");
         std::fs::write(&path, &out.stdout).unwrap();

@@ -23,8 +23,9 @@ use crate::detect::Limits;
 use crate::drain::Drain;
 use crate::intercept::{AllowAll, InterceptContext};
 use crate::net::Cidr;
-use crate::proxy::ProxyContext;
+use crate::proxy::{ExplicitProxy, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
+use crate::session::Sessions;
 use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
 use crate::upstream::{UpstreamClient, UpstreamSettings};
 
@@ -82,6 +83,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("daemon: bind the control API on {}", listen.control))?;
     drain.spawn(serve_control(control, node.clone(), token, drain.clone()));
+    if let Some(addr) = listen.proxy {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
+        let explicit = Arc::new(ExplicitProxy {
+            ctx: node.proxy.clone(),
+            sessions: Arc::new(
+                Sessions::from_config(&config.sessions).map_err(anyhow::Error::msg)?,
+            ),
+            resolver: node.resolver.clone(),
+        });
+        drain.spawn(serve_explicit(listener, explicit, drain.clone()));
+    }
     tracing::info!(
         transparent = listen.transparent_port,
         dns = listen.dns_port,

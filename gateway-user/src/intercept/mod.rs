@@ -27,7 +27,7 @@ use crate::audit::{AuditLog, Who};
 use crate::tls::{LeafError, ServerConfigCache, TlsConfigError};
 use crate::upstream::UpstreamClient;
 
-pub use serve::{intercept_http, intercept_tls, reject_tls};
+pub use serve::{forward_absolute, intercept_http, intercept_tls, reject_tls};
 
 /// Everything the engine needs, shared by all intercepted connections.
 #[derive(Debug)]

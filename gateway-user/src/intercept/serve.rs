@@ -117,6 +117,19 @@ where
     }
 }
 
+/// One absolute-form request received by the explicit proxy (`GET http://host/…`): the same
+/// checks, policy, upstream forwarding and audit record as a request on an intercepted
+/// plain-HTTP connection to `dest`.
+pub async fn forward_absolute(
+    request: hyper::Request<hyper::body::Incoming>,
+    dest: SocketAddr,
+    who: Option<Who>,
+    ctx: Arc<InterceptContext>,
+) -> hyper::Response<crate::upstream::Body> {
+    let state = ConnState::new(ctx, dest, who, None, false);
+    forward::handle(request, state).await
+}
+
 /// What every request of one connection shares.
 #[derive(Debug)]
 pub(super) struct ConnState {

@@ -4,6 +4,7 @@
 //! node's listeners and each sandbox namespace's listeners with the same code, and tests can
 //! bind port 0.
 
+mod explicit;
 mod identify;
 pub mod pipeline;
 mod relay;
@@ -20,6 +21,7 @@ use crate::net::Cidr;
 use crate::route::RoutePolicy;
 use crate::sandbox::Registry;
 
+pub use explicit::{ExplicitProxy, serve_explicit};
 pub use identify::{Identity, Refusal, check_destination};
 pub use transparent::serve_transparent;
 

@@ -1,0 +1,227 @@
+//! The explicit proxy (`HTTPS_PROXY`, port 3128): for hosts without eBPF capture.
+//!
+//! Identity comes from the session token in `Proxy-Authorization` (Basic, user `sluice`,
+//! password = token). `CONNECT host:port` tunnels go through the same detection, routing and
+//! interception as captured connections; absolute-form `http://` requests go through the same
+//! per-request pipeline.
+//!
+//! # Security
+//! Weaker than capture: a process can ignore the proxy variables. Every request without a
+//! valid token is refused (407) and audited; the token is never logged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::{ProxyContext, check_destination, pipeline};
+use crate::audit::{ConnAudit, Decision, Kind, Mode, Record, Who};
+use crate::dns::Resolver;
+use crate::drain::Drain;
+use crate::intercept::forward_absolute;
+use crate::session::Sessions;
+use crate::upstream::Body;
+
+/// What the explicit proxy needs besides the shared proxy context.
+#[derive(Debug)]
+pub struct ExplicitProxy {
+    /// Shared with the transparent listener.
+    pub ctx: Arc<ProxyContext>,
+    /// Who may use the proxy.
+    pub sessions: Arc<Sessions>,
+    /// Resolves `CONNECT` and URL host names (the daemon's own resolver).
+    pub resolver: Resolver,
+}
+
+/// Serves the explicit proxy on `listener` until `drain` stops.
+pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, drain: Drain) {
+    let stopping = drain.stopping();
+    tokio::pin!(stopping);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stopping => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "explicit proxy: accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let aborted = drain.aborted();
+        drain.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(proxy, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                _ = conn => {}
+                () = aborted => {}
+            }
+        });
+    }
+}
+
+async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<Body> {
+    let authorization = req
+        .headers()
+        .get(header::PROXY_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(session) = token(authorization).and_then(|t| proxy.sessions.authenticate(&t)) else {
+        let mut record = Record::new(Kind::Connection);
+        record.mode = Some(Mode::Refused);
+        record.host = req.uri().authority().map(ToString::to_string);
+        let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
+        audit.finish(
+            Decision::Deny,
+            Some("proxy: missing or unknown session token".into()),
+        );
+        let mut reply = text(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "sluice: send the session token as Proxy-Authorization Basic (user `sluice`, password = token)\n",
+        );
+        reply.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"sluice\""),
+        );
+        return reply;
+    };
+    let who = Who {
+        session: Some(session.id.clone()),
+        ..Who::default()
+    };
+    let Some(authority) = req.uri().authority().cloned() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "sluice: expected CONNECT host:port or an absolute http:// URL\n",
+        );
+    };
+    let is_connect = req.method() == Method::CONNECT;
+    let default_port = if is_connect { None } else { Some(80) };
+    let Some(port) = authority.port_u16().or(default_port) else {
+        return text(StatusCode::BAD_REQUEST, "sluice: CONNECT needs host:port\n");
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let dest = match resolve(&proxy.resolver, &host, port).await {
+        Ok(dest) => dest,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                &format!("sluice: gateway: resolve {host}: {e}\n"),
+            );
+        }
+    };
+    if let Err(refusal) = check_destination(dest, &proxy.ctx.allow_internal) {
+        let mut record = Record::new(Kind::Connection);
+        record.who = Some(who);
+        record.destination = Some(dest.to_string());
+        record.host = Some(host);
+        record.mode = Some(Mode::Refused);
+        let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
+        audit.finish(Decision::Deny, Some(refusal.to_string()));
+        return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
+    }
+    if !is_connect {
+        return forward_absolute(req, dest, Some(who), proxy.ctx.intercept.clone()).await;
+    }
+    let mut record = Record::new(Kind::Connection);
+    record.who = Some(who.clone());
+    record.destination = Some(dest.to_string());
+    record.host = Some(host);
+    let ctx = proxy.ctx.clone();
+    tokio::spawn(async move {
+        let mut audit = ConnAudit::start(&ctx.audit, record);
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                pipeline::serve(&ctx, TokioIo::new(upgraded), dest, who, &mut audit).await
+            }
+            Err(e) => audit.finish(
+                Decision::Error,
+                Some(format!("downstream: CONNECT upgrade failed: {e}")),
+            ),
+        }
+    });
+    Response::new(empty())
+}
+
+/// The token from `Basic base64(sluice:TOKEN)`.
+fn token(header: Option<&str>) -> Option<String> {
+    let encoded = header?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    (user == "sluice" && !password.is_empty()).then(|| password.to_owned())
+}
+
+async fn resolve(resolver: &Resolver, host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs = resolver.lookup(host).await.map_err(|e| e.to_string())?;
+    addrs
+        .first()
+        .map(|ip| SocketAddr::new(*ip, port))
+        .ok_or_else(|| "no addresses".to_owned())
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let body = Full::new(Bytes::from(message.to_owned()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut reply = Response::new(body);
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_table() {
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let cases = [
+            (Some(basic("sluice:sluice_stk_abc")), Some("sluice_stk_abc")),
+            (Some(basic("other:sluice_stk_abc")), None),
+            (Some(basic("sluice:")), None),
+            (Some("Bearer sluice_stk_abc".to_owned()), None),
+            (Some("Basic !!!".to_owned()), None),
+            (None, None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(token(header.as_deref()).as_deref(), want, "{header:?}");
+        }
+    }
+}
