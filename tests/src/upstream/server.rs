@@ -67,6 +67,8 @@ where
                         _ = &mut rx => break,
                         accepted = listener.accept() => match accepted {
                             Ok((stream, peer)) => {
+                                // Streams (SSE) must not wait on Nagle + delayed ACK.
+                                let _ = stream.set_nodelay(true);
                                 tokio::spawn(handler(stream, peer));
                             }
                             Err(err) => {
