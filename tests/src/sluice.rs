@@ -203,6 +203,23 @@ impl Sluice {
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
 
+    /// A field of the daemon's `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`, …).
+    pub fn memory_kib(&self, field: &str) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

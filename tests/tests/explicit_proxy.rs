@@ -1,11 +1,7 @@
 //! Explicit proxy mode end to end: curl with `-x` (as `HTTPS_PROXY` would) against the real
 //! daemon, authenticated by a session token.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::net::SocketAddr;
 

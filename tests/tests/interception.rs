@@ -274,3 +274,186 @@ fn tls_without_sni_is_refused_and_audited() {
     );
     assert!(w.api.requests().is_empty(), "nothing reached the host");
 }
+
+#[test]
+fn bad_first_bytes_are_refused_and_audited_and_the_daemon_stays_up() {
+    let mut w = world();
+    let out = w
+        .sluice
+        .exec(
+            &[],
+            &["python3", &format!("{DIR}/bad_input.py"), "203.0.113.10"],
+        )
+        .output()
+        .unwrap();
+    let got = json(&out);
+    for case in ["garbage", "truncated", "oversize", "silent"] {
+        assert_eq!(got[case]["closed"], true, "{case}: {got}");
+        assert!(
+            got[case]["bytes"].as_u64().unwrap_or(0) == 0,
+            "nothing answered {case}: {got}"
+        );
+    }
+    let refusals: Vec<String> = w
+        .sluice
+        .audit()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "connection"
+                && r["destination"] == "203.0.113.10:443"
+                && r["decision"] == "deny"
+        })
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        4,
+        "one refusal record per bad connection: {refusals:?}"
+    );
+    for want in [
+        "malformed",
+        "closed before",
+        "detection limit",
+        "sent nothing",
+    ] {
+        assert!(
+            refusals.iter().any(|r| r.contains(want)),
+            "{want}: {refusals:?}"
+        );
+    }
+    assert!(w.api.requests().is_empty(), "nothing reached the host");
+    assert!(w.sluice.is_running());
+    let ok = w.curl(&[
+        "--cacert",
+        w.sluice_ca().to_str().unwrap(),
+        "--resolve",
+        "api.test:443:203.0.113.10",
+        "https://api.test/still-up",
+    ]);
+    assert!(ok.status.success(), "the daemon still serves: {ok:?}");
+}
+
+#[test]
+fn upstream_failures_and_host_mismatch_get_readable_errors() {
+    let w = world();
+    let ca = w.sluice_ca();
+    let ca = ca.to_str().unwrap();
+    // SNI api.test, Host other.test: 421.
+    let mismatch = w.curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        "api.test:443:203.0.113.10",
+        "-H",
+        "Host: other.test",
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "https://api.test/",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&mismatch.stdout),
+        "421",
+        "{mismatch:?}"
+    );
+    // The upstream at 198.51.100.10 has a certificate for pinned.test only: asking for
+    // wrong.test there (not on the passthrough list) is a 502 naming the certificate.
+    let wrong = w.curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        "wrong.test:443:198.51.100.10",
+        "https://wrong.test/",
+    ]);
+    let body = String::from_utf8_lossy(&wrong.stdout);
+    assert!(body.contains("certificate"), "{wrong:?}");
+    // Nothing listens on 198.51.100.11:443: 502.
+    let refused = w.curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        "down.test:443:198.51.100.11",
+        "-w",
+        "\n%{http_code}",
+        "https://down.test/",
+    ]);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.ends_with("502") && text.contains("upstream"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_large_download_and_upload_keep_the_daemon_memory_flat() {
+    const SIZE: u64 = 1 << 30;
+    let lab = NetLab::new("big").unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let _big = upstream::https(&ca)
+        .hostname("big.test")
+        .bytes("/big", SIZE)
+        .sink("/up")
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let extra_toml = format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf());
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let sluice_ca = sluice.state_dir().join("ca.pem");
+    let curl = |args: &[&str]| {
+        let mut argv = vec![
+            "curl",
+            "-sS",
+            "--max-time",
+            "300",
+            "--cacert",
+            sluice_ca.to_str().unwrap(),
+            "--resolve",
+            "big.test:443:203.0.113.10",
+        ];
+        argv.extend_from_slice(args);
+        sluice.exec(&[], &argv).output().unwrap()
+    };
+    // Warm up (CA, leaf, pools), then measure the peak RSS around the big transfers.
+    assert!(
+        curl(&["-o", "/dev/null", "https://big.test/up", "-d", "x"])
+            .status
+            .success()
+    );
+    let before = sluice.memory_kib("VmHWM").unwrap();
+    let down = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        "https://big.test/big",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&down.stdout),
+        SIZE.to_string(),
+        "{down:?}"
+    );
+    let up = sluice
+        .exec(&[], &["sh", "-c", &format!(
+            "head -c {SIZE} /dev/zero | curl -sS --max-time 300 --cacert {} --resolve big.test:443:203.0.113.10 -T - https://big.test/up",
+            sluice_ca.display()
+        )])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&up.stdout).unwrap_or_else(|_| panic!("{up:?}"));
+    assert_eq!(report["body_len"], SIZE, "{report}");
+    let after = sluice.memory_kib("VmHWM").unwrap();
+    eprintln!("daemon peak RSS: {before} KiB before, {after} KiB after 1 GiB down + 1 GiB up");
+    assert!(
+        after - before < 32 * 1024,
+        "peak RSS grew {} KiB moving 2 GiB: bodies are buffered",
+        after - before
+    );
+}
