@@ -1,0 +1,6 @@
+//! Credentials: the sandbox holds placeholders; the real values are swapped in on the way
+//! out, only toward the hosts each credential belongs to.
+
+pub mod spec;
+
+pub use spec::{CredentialSpec, PLACEHOLDER_PREFIX};

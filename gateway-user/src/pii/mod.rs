@@ -1,0 +1,1 @@
+//! PII scanning of request bodies: detectors, and a streaming scanner with a bounded window.
