@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::Value;
 use tests::sluice::{Options, Sluice};
@@ -162,6 +163,25 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
     assert_eq!(record["status"], 200, "{record}");
     assert_eq!(record["method"], "POST");
     assert!(record["pid"].as_u64().is_some(), "{record}");
+    // Both complete exchanges (h1 and h2 clients) are recorded without an error reason.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let echoes = loop {
+        let echoes: Vec<Value> = w
+            .sluice
+            .audit()
+            .into_iter()
+            .filter(|r| r["kind"] == "request" && r["url"] == "https://api.test/v1/echo?q=1")
+            .collect();
+        if echoes.len() == 2 || std::time::Instant::now() > deadline {
+            break echoes;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(echoes.len(), 2, "{echoes:?}");
+    assert!(
+        echoes.iter().all(|r| r.get("reason").is_none()),
+        "{echoes:?}"
+    );
 }
 
 #[test]
@@ -248,6 +268,92 @@ fn python_and_node_clients_are_intercepted() {
     assert!(
         paths.iter().any(|p| p.ends_with("/py")) && paths.iter().any(|p| p.ends_with("/node")),
         "{paths:?}"
+    );
+}
+
+#[test]
+fn node_fetch_sse_and_websocket_stream_through_capture() {
+    let lab = NetLab::new("stream").unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let api = upstream::https(&ca)
+        .hostname("api.test")
+        .echo()
+        .sse("/events", 10, Duration::from_millis(200))
+        .websocket_echo("/ws")
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
+            dns_hosts: vec![("api.test".into(), "203.0.113.10".into())],
+        },
+    )
+    .unwrap();
+    // Node finds api.test through the daemon's DNS and trusts Sluice's CA; nothing else.
+    let out = sluice
+        .exec(
+            &[],
+            &[
+                "node",
+                "--experimental-websocket",
+                &format!("{DIR}/stream.js"),
+                "https://api.test",
+                "/events",
+                "/ws",
+            ],
+        )
+        .env("NODE_EXTRA_CA_CERTS", sluice.state_dir().join("ca.pem"))
+        .output()
+        .unwrap();
+    let got = json(&out);
+    assert_eq!(got["fetch"]["status"], 200, "{got}");
+    let echo: Value = serde_json::from_str(got["fetch"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echo["method"], "POST", "{echo}");
+    assert_eq!(echo["path"], "/node-fetch", "{echo}");
+    assert_eq!(echo["body_len"], 9, "{echo}");
+    assert_eq!(
+        echo["body_sha256"],
+        tests::upstream::sha256_hex(b"from node")
+    );
+    assert_eq!(
+        api.requests().len(),
+        3,
+        "fetch, SSE and the upgrade reached the host"
+    );
+
+    // Events are sent 200 ms apart; each arrives on its own, well within that.
+    let sse = &got["sse"];
+    assert_eq!(sse["contentType"], "text/event-stream", "{got}");
+    let delays: Vec<i64> = sse["delays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[1].as_i64().unwrap())
+        .collect();
+    eprintln!("SSE per-event delay through the daemon (us): {delays:?}");
+    assert_eq!(delays.len(), 10, "{got}");
+    assert!(
+        delays.iter().all(|d| *d < 100_000),
+        "events held back: {delays:?}"
+    );
+
+    let ws = &got["websocket"];
+    assert_eq!(ws["code"], 1000, "{got}");
+    assert_eq!(
+        ws["echoes"],
+        serde_json::json!(["hello 0", "hello 1", "hello 2", "binary:100000"]),
+        "{got}"
+    );
+    let upgrade = sluice
+        .wait_audit(|r| r["kind"] == "request" && r["status"] == 101)
+        .unwrap();
+    assert_eq!(upgrade["protocol"], "http/1.1>websocket", "{upgrade}");
+    assert!(upgrade["bytes_up"].as_u64().unwrap() > 100_000, "{upgrade}");
+    assert!(
+        upgrade["bytes_down"].as_u64().unwrap() > 100_000,
+        "{upgrade}"
     );
 }
 

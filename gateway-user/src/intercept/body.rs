@@ -172,6 +172,13 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
+                // A body of known length may end without a final `None` poll (hyper's h2
+                // server stops at the last byte): it is complete once the inner says so.
+                if this.inner.is_end_stream()
+                    && let Some(mut audit) = this.audit.take()
+                {
+                    audit.body_finished(None);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
