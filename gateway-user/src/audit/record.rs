@@ -1,5 +1,7 @@
 //! The audit record: a flat JSON object, one per line.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// What the record is about.
@@ -110,6 +112,15 @@ pub struct Record {
     /// Request: the protocols, downstream then upstream (`h2>http/1.1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// Request: credentials swapped in, by name (never values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// Request: PII findings in the body by type, counts only (never the text).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pii: BTreeMap<String, u32>,
+    /// Request: a policy refusal recorded but not enforced (enforcement `audit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_refuse: Option<String>,
 }
 
 impl Record {
@@ -133,6 +144,9 @@ impl Record {
             url: None,
             status: None,
             protocol: None,
+            credentials: Vec::new(),
+            pii: BTreeMap::new(),
+            would_refuse: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::hook::SharedNotes;
 use crate::audit::{AuditLog, Decision, Record};
 use crate::upstream::BoxError;
 
@@ -36,6 +37,7 @@ pub(super) struct RequestAudit {
     conn: Arc<ConnCounters>,
     decided: bool,
     body_done: bool,
+    notes: Option<SharedNotes>,
 }
 
 impl RequestAudit {
@@ -50,11 +52,17 @@ impl RequestAudit {
             conn,
             decided: false,
             body_done: true,
+            notes: None,
         }
     }
 
     pub(super) fn record_mut(&mut self) -> &mut Record {
         &mut self.record
+    }
+
+    /// Facts the request hook and its filters gather; copied into the record when written.
+    pub(super) fn attach_notes(&mut self, notes: SharedNotes) {
+        self.notes = Some(notes);
     }
 
     /// The counter of request body bytes.
@@ -109,6 +117,9 @@ impl Drop for RequestAudit {
         self.record.bytes_up = up;
         self.record.bytes_down = down;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(shared) = &self.notes {
+            super::hook::notes(shared).apply(&mut self.record);
+        }
         let kind = self.record.kind;
         self.log
             .write(std::mem::replace(&mut self.record, Record::new(kind)));

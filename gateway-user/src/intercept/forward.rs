@@ -3,16 +3,23 @@
 
 use std::sync::Arc;
 
-use http::header::{CONNECTION, HeaderValue, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, RETRY_AFTER, UPGRADE};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks::{self, CheckError};
+use super::filtered::{self, RefusalSlot};
+use super::hook::{BodyFilter, Refusal, RequestInfo, ResponseFilter};
 use super::serve::ConnState;
-use super::{RequestFacts, response, upgrade};
+use super::{response, upgrade};
 use crate::audit::{Decision, Kind, Mode, Record};
+use crate::upstream::BoxError;
+
+/// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
+const WHOLE_BODY_LIMIT: usize = 256 * 1024;
 
 /// Where a checked request goes.
 #[derive(Debug)]
@@ -62,43 +69,91 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
     checks::join_cookies(&mut parts.headers);
 
-    let facts = RequestFacts {
-        who: state.who.as_ref(),
-        dest: state.dest,
-        scheme: state.scheme(),
-        host: &target.host,
-        port: target.port,
-        method: &parts.method,
-        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        headers: &parts.headers,
-    };
-    if let Err(refusal) = state.ctx.policy.check(&facts) {
-        return answer(audit, refusal.status, Decision::Deny, refusal.reason);
-    }
     let Ok(uri) = target.url.parse::<Uri>() else {
         let reason = format!("cannot build the upstream URL {:?}", target.url);
         return answer(audit, StatusCode::BAD_REQUEST, Decision::Deny, reason);
     };
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let request = Request::from_parts(parts, body);
+    let info = RequestInfo {
+        who: state.who.clone(),
+        dest: state.dest,
+        scheme: state.scheme(),
+        host: target.host.clone(),
+        port: target.port,
+    };
+    let policy = state.ctx.policy.clone();
+    let plan = match policy.check(info, &mut parts).await {
+        Ok(plan) => plan,
+        Err(refusal) => return refuse(audit, refusal),
+    };
+    audit.attach_notes(plan.notes.clone());
     if target.websocket {
-        return upgrade::forward(request, &target, &state, audit).await;
+        let request = Request::from_parts(parts, body);
+        return upgrade::forward(request, &target, &state, audit, plan.response).await;
     }
-    let (parts, body) = request.into_parts();
-    let request = Request::from_parts(parts, Counted::boxed(body, audit.up()));
+    let body = Counted::boxed(body, audit.up());
+    let slot = RefusalSlot::default();
+    let body = match plan.body {
+        None => body,
+        Some(filter) => match filter_request_body(&mut parts.headers, body, filter, &slot).await {
+            Ok(body) => body,
+            Err(refusal) => return refuse(audit, refusal),
+        },
+    };
+    let request = Request::from_parts(parts, body);
     match state.ctx.upstream.send(state.dest, request, false).await {
-        Ok(upstream) => respond(upstream, &target, &state, audit),
-        Err(error) => answer(audit, error.status(), Decision::Error, error.to_string()),
+        Ok(upstream) => respond(upstream, &target, &state, audit, plan.response),
+        Err(error) => match filtered::take_refusal(&slot) {
+            Some(refusal) => refuse(audit, refusal),
+            None => answer(audit, error.status(), Decision::Error, error.to_string()),
+        },
     }
 }
 
-/// Streams an upstream response back, the audit guard riding on its body.
+/// Puts the request body through `filter`. A body of known, small length is filtered whole
+/// and keeps an exact `Content-Length` (and a refusal comes before anything is sent);
+/// larger or unsized bodies stream, their length left to chunked framing.
+async fn filter_request_body(
+    headers: &mut HeaderMap,
+    body: BoxBody,
+    mut filter: Box<dyn BodyFilter>,
+    slot: &RefusalSlot,
+) -> Result<BoxBody, Refusal> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let Some(declared) = declared.filter(|len| *len <= WHOLE_BODY_LIMIT) else {
+        headers.remove(CONTENT_LENGTH);
+        return Ok(filtered::request(body, filter, slot.clone()));
+    };
+    let mut body = body;
+    let mut collected = Vec::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("downstream: reading the request body failed: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            collected.extend_from_slice(&data);
+        }
+    }
+    let out = filtered::whole(&collected, filter.as_mut())?;
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Full::new(out).map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Streams an upstream response back through the plan's filter, the audit guard riding on
+/// its body.
 pub(super) fn respond(
     upstream: Response<Incoming>,
     target: &Target,
     state: &ConnState,
     mut audit: RequestAudit,
+    filter: Option<Box<dyn ResponseFilter>>,
 ) -> Response<BoxBody> {
     let (mut parts, body) = upstream.into_parts();
     let protocol = format!("{}>{}", state.protocol(), version_name(parts.version));
@@ -111,7 +166,27 @@ pub(super) fn respond(
     }
     parts.version = Version::HTTP_11;
     audit.decide(Decision::Allow, parts.status.as_u16(), None);
+    let Some(mut filter) = filter else {
+        return Response::from_parts(parts, Counted::boxed_with_audit(body, audit));
+    };
+    filter.headers(&mut parts.headers);
+    // Scrubbing may change the length: the body streams with chunked framing.
+    parts.headers.remove(CONTENT_LENGTH);
+    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+    let body = filtered::response(body, filter);
     Response::from_parts(parts, Counted::boxed_with_audit(body, audit))
+}
+
+/// Answers a refusal (with `Retry-After` when it has one) and writes the record now.
+pub(super) fn refuse(audit: RequestAudit, refusal: Refusal) -> Response<BoxBody> {
+    let mut response = answer(audit, refusal.status, Decision::Deny, refusal.reason);
+    if let Some(after) = refusal.retry_after {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 /// Answers with Sluice's own response and writes the record now.

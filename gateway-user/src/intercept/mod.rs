@@ -12,21 +12,24 @@
 mod body;
 mod checks;
 mod forward;
+mod filtered;
 mod framing;
+mod hook;
 mod response;
 mod serve;
 mod upgrade;
 
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, StatusCode};
-
-use crate::audit::{AuditLog, Who};
+use crate::audit::AuditLog;
 use crate::tls::{LeafError, ServerConfigCache, TlsConfigError};
 use crate::upstream::UpstreamClient;
 
+pub use hook::{
+    AllowAll, BodyFilter, HookFuture, Notes, Plan, Refusal, RequestInfo, RequestPolicy, ResponseFilter,
+    SharedNotes, notes,
+};
 pub use serve::{forward_absolute, intercept_http, intercept_tls, reject_tls};
 
 /// Everything the engine needs, shared by all intercepted connections.
@@ -40,68 +43,6 @@ pub struct InterceptContext {
     pub audit: AuditLog,
     /// The per-request hook (sessions and credentials plug in here).
     pub policy: Arc<dyn RequestPolicy>,
-}
-
-/// The per-request decision hook.
-pub trait RequestPolicy: Send + Sync + Debug {
-    /// May refuse a request (answered with the refusal's status and its reason in the body).
-    /// The default allows everything.
-    ///
-    /// # Security
-    /// Runs after the SNI/Host and framing checks and before anything reaches the upstream.
-    fn check(&self, req: &RequestFacts<'_>) -> Result<(), Refusal> {
-        let _ = req;
-        Ok(())
-    }
-}
-
-/// A [`RequestPolicy`] that allows every request (for tests and policy-less setups).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AllowAll;
-
-impl RequestPolicy for AllowAll {}
-
-/// What a [`RequestPolicy`] sees of a request.
-#[derive(Debug)]
-pub struct RequestFacts<'a> {
-    /// Who made the connection, when known.
-    pub who: Option<&'a Who>,
-    /// The original destination (where the request will be sent).
-    pub dest: SocketAddr,
-    /// `https` or `http`.
-    pub scheme: &'a str,
-    /// The host (lowercase, no port, no brackets); equals the SNI on TLS connections.
-    pub host: &'a str,
-    /// The port from the authority, or the scheme's default.
-    pub port: u16,
-    /// The method.
-    pub method: &'a Method,
-    /// Path and query as sent.
-    pub path_and_query: &'a str,
-    /// Request headers (hop-by-hop ones already removed).
-    ///
-    /// # Security
-    /// May hold credentials (Authorization, Cookie): never log values.
-    pub headers: &'a HeaderMap,
-}
-
-/// A refusal by a [`RequestPolicy`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The status sent to the sandbox (403 normally).
-    pub status: StatusCode,
-    /// Why, in words the agent can act on (sent in the body and written to the audit log).
-    pub reason: String,
-}
-
-impl Refusal {
-    /// A 403 refusal with `reason`.
-    pub fn forbidden(reason: impl Into<String>) -> Refusal {
-        Refusal {
-            status: StatusCode::FORBIDDEN,
-            reason: reason.into(),
-        }
-    }
 }
 
 /// What happened on an intercepted connection, for the caller's connection record.

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
 use super::forward::{Target, answer, respond};
+use super::hook::ResponseFilter;
 use super::serve::ConnState;
 use crate::audit::Decision;
 
@@ -26,6 +27,7 @@ pub(super) async fn forward(
     target: &Target,
     state: &ConnState,
     mut audit: RequestAudit,
+    filter: Option<Box<dyn ResponseFilter>>,
 ) -> Response<BoxBody> {
     let downstream = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
@@ -35,11 +37,14 @@ pub(super) async fn forward(
         Err(error) => return answer(audit, error.status(), Decision::Error, error.to_string()),
     };
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return respond(upstream, target, state, audit);
+        return respond(upstream, target, state, audit, filter);
     }
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();
     checks::strip_response_hop_by_hop(&mut parts.headers, true);
+    if let Some(mut filter) = filter {
+        filter.headers(&mut parts.headers);
+    }
     audit.record_mut().protocol = Some("http/1.1>websocket".to_owned());
     audit.decide(
         Decision::Allow,
