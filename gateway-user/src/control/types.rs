@@ -70,3 +70,76 @@ pub struct ApiError {
     /// What went wrong and how to fix it.
     pub error: String,
 }
+
+/// `POST /v1/sessions`: a new session.
+///
+/// # Security
+/// Carries real credential values; it is read once, the values sealed, and never echoed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Lifetime in seconds. Default is 3600.
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds: u64,
+    /// Credentials the session's requests may carry (as placeholders). Default is none.
+    #[serde(default)]
+    pub credentials: Vec<CredentialInput>,
+    /// The session's policy. Default allows every host, no limits, PII off.
+    #[serde(default)]
+    pub policy: crate::policy::PolicySpec,
+    /// Route this session's egress through this proxy (`http://user:pass@host:port`).
+    #[serde(default)]
+    pub upstream_proxy: Option<String>,
+    /// Free-form labels (agent, run id…). Default is none.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+/// One credential of a [`CreateSession`].
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialInput {
+    /// Name in the placeholder `sluice_cred:NAME`.
+    pub name: String,
+    /// The real value.
+    pub value: String,
+    /// Exact hosts the value may be sent to.
+    pub hosts: Vec<String>,
+    /// Header names the value may appear in (empty: any). Default is empty.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Also swap the placeholder in query strings. Default is false.
+    #[serde(default)]
+    pub query: bool,
+    /// Also swap the placeholder in JSON and form bodies. Default is false.
+    #[serde(default)]
+    pub body: bool,
+}
+
+impl std::fmt::Debug for CredentialInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialInput")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialInput {
+    /// The declaration without the value, and the value as a [`Secret`](crate::credentials::Secret).
+    pub fn split(self) -> (crate::credentials::CredentialSpec, crate::credentials::Secret) {
+        let spec = crate::credentials::CredentialSpec {
+            name: self.name,
+            hosts: self.hosts,
+            headers: self.headers,
+            query: self.query,
+            body: self.body,
+        };
+        (spec, crate::credentials::Secret::new(self.value.into_bytes()))
+    }
+}
