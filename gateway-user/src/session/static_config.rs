@@ -1,7 +1,7 @@
 //! Sessions as the configuration file declares them: the identity behind a proxy token.
 //!
-//! This is the interface the explicit proxy authenticates against; the session store
-//! (embedded or Redis, with credentials and per-session policy) will sit behind it.
+//! These static sessions carry no credentials or policy; they predate the session store
+//! ([`super::store`]) and stay for configurations that declare their tokens up front.
 
 use std::collections::HashMap;
 use std::sync::Arc;

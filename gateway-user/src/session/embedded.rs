@@ -1,0 +1,311 @@
+//! The embedded session store: one node, sessions in memory, persisted to
+//! `<state_dir>/sessions.json` so a daemon restart keeps them.
+//!
+//! Every write rewrites the file atomically (temporary file, `fsync`, `rename`), mode 0600.
+//! Expiry is by timestamp: a session past `expires_at` reads as `expired`, and the next write
+//! drops it (lazy pruning). Revocations are broadcast in-process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, broadcast};
+
+use super::crypto::MasterKey;
+use super::model::{NewSession, Session, SessionState, unix_now};
+use super::store::{SessionStore, StoreError, StoreFuture, seal_new_session};
+use super::token::{Token, TokenDigest};
+
+/// The file name under the state directory.
+pub const SESSIONS_FILE: &str = "sessions.json";
+
+const FILE_VERSION: u32 = 1;
+const REVOCATION_BACKLOG: usize = 1024;
+
+/// Sessions kept by this process (and its file).
+///
+/// # Security
+/// The file holds token digests and sealed credentials, never plaintext; it is still
+/// created 0600 and refused when readable by others.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    file: Option<PathBuf>,
+    table: Mutex<Table>,
+    revoked: broadcast::Sender<String>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_id: BTreeMap<String, Session>,
+    by_token: HashMap<TokenDigest, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat {
+    version: u32,
+    sessions: Vec<Session>,
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `state_dir` (created 0700 if missing), loading `sessions.json` if
+    /// it exists.
+    pub fn open(state_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| io_error("create directory", state_dir, source))?;
+        let path = state_dir.join(SESSIONS_FILE);
+        let table = match File::open(&path) {
+            Ok(file) => load(file, &path)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Table::default(),
+            Err(source) => return Err(io_error("read", &path, source)),
+        };
+        Ok(EmbeddedStore::with(Some(path), table))
+    }
+
+    /// A store that lives only in memory (tests, and `--ephemeral` style runs).
+    pub fn in_memory() -> EmbeddedStore {
+        EmbeddedStore::with(None, Table::default())
+    }
+
+    /// The file the store persists to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    fn with(file: Option<PathBuf>, table: Table) -> EmbeddedStore {
+        let (revoked, _) = broadcast::channel(REVOCATION_BACKLOG);
+        EmbeddedStore {
+            file,
+            table: Mutex::new(table),
+            revoked,
+        }
+    }
+
+    async fn create_inner(
+        &self,
+        new: NewSession,
+        key: &MasterKey,
+    ) -> Result<(Session, Token), StoreError> {
+        let (session, token) = seal_new_session(new, key)?;
+        let mut table = self.table.lock().await;
+        table.prune(unix_now());
+        table.insert(session.clone());
+        if let Err(err) = self.persist(&table).await {
+            table.remove(&session.id);
+            return Err(err);
+        }
+        Ok((session, token))
+    }
+
+    async fn revoke_inner(&self, id: &str) -> Result<bool, StoreError> {
+        let mut table = self.table.lock().await;
+        let Some(session) = table.by_id.get_mut(id) else {
+            return Ok(false);
+        };
+        session.state = SessionState::Revoked;
+        // In effect at once, even if the file cannot be written.
+        let _ = self.revoked.send(id.to_owned());
+        table.prune(unix_now());
+        self.persist(&table).await?;
+        Ok(true)
+    }
+
+    async fn activate_inner(&self, id: &str) -> Result<bool, StoreError> {
+        let now = unix_now();
+        let mut table = self.table.lock().await;
+        let Some(session) = table.by_id.get_mut(id) else {
+            return Ok(false);
+        };
+        if session.effective_state(now) != SessionState::Pending {
+            return Ok(false);
+        }
+        session.state = SessionState::Active;
+        table.prune(now);
+        self.persist(&table).await?;
+        Ok(true)
+    }
+
+    async fn persist(&self, table: &Table) -> Result<(), StoreError> {
+        let Some(path) = self.file.clone() else {
+            return Ok(());
+        };
+        let file = FileFormat {
+            version: FILE_VERSION,
+            sessions: table.by_id.values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|err| StoreError::Corrupt {
+            id: path.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .map_err(|err| StoreError::Unreachable(format!("embedded store writer: {err}")))?
+    }
+
+    async fn read<F>(&self, find: F) -> Option<Session>
+    where
+        F: FnOnce(&Table) -> Option<&Session>,
+    {
+        let table = self.table.lock().await;
+        find(&table).map(|session| with_effective_state(session.clone()))
+    }
+}
+
+impl SessionStore for EmbeddedStore {
+    fn create<'a>(
+        &'a self,
+        new: NewSession,
+        key: &'a MasterKey,
+    ) -> StoreFuture<'a, (Session, Token)> {
+        Box::pin(self.create_inner(new, key))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move { Ok(self.read(|t| t.by_id.get(id)).await) })
+    }
+
+    fn find_by_token<'a>(&'a self, digest: &'a TokenDigest) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            Ok(self
+                .read(|t| t.by_token.get(digest).and_then(|id| t.by_id.get(id)))
+                .await)
+        })
+    }
+
+    fn list(&self) -> StoreFuture<'_, Vec<Session>> {
+        Box::pin(async move {
+            let table = self.table.lock().await;
+            let mut sessions: Vec<Session> = table
+                .by_id
+                .values()
+                .cloned()
+                .map(with_effective_state)
+                .collect();
+            sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(sessions)
+        })
+    }
+
+    fn revoke<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(self.revoke_inner(id))
+    }
+
+    fn activate<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(self.activate_inner(id))
+    }
+
+    fn revocations(&self) -> broadcast::Receiver<String> {
+        self.revoked.subscribe()
+    }
+}
+
+impl Table {
+    fn insert(&mut self, session: Session) {
+        self.by_token
+            .insert(session.token_sha256, session.id.clone());
+        self.by_id.insert(session.id.clone(), session);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(session) = self.by_id.remove(id) {
+            self.by_token.remove(&session.token_sha256);
+        }
+    }
+
+    /// Drops sessions past their expiry (revoked ones too: nothing is refused by them that
+    /// expiry would not refuse).
+    fn prune(&mut self, now: u64) {
+        let gone: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|s| now >= s.expires_at)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+    }
+}
+
+fn with_effective_state(mut session: Session) -> Session {
+    session.state = session.effective_state(unix_now());
+    session
+}
+
+fn load(file: File, path: &Path) -> Result<Table, StoreError> {
+    let mode = file
+        .metadata()
+        .map_err(|source| io_error("inspect", path, source))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::Permissions {
+            path: path.display().to_string(),
+            mode: mode & 0o7777,
+        });
+    }
+    let parsed: FileFormat =
+        serde_json::from_reader(std::io::BufReader::new(file)).map_err(|err| {
+            StoreError::Corrupt {
+                id: path.display().to_string(),
+                reason: err.to_string(),
+            }
+        })?;
+    if parsed.version != FILE_VERSION {
+        return Err(StoreError::Corrupt {
+            id: path.display().to_string(),
+            reason: format!(
+                "version {} (this build reads {FILE_VERSION})",
+                parsed.version
+            ),
+        });
+    }
+    let mut table = Table::default();
+    for session in parsed.sessions {
+        table.insert(session);
+    }
+    Ok(table)
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new file, never a mix.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let _ = fs::remove_file(&temp);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .map_err(|source| io_error("write", &temp, source))?;
+    fs::rename(&temp, path).map_err(|source| io_error("replace", path, source))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| io_error("sync", dir, source))?;
+    }
+    Ok(())
+}
+
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+#[path = "embedded_tests.rs"]
+mod tests;

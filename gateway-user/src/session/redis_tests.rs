@@ -1,0 +1,303 @@
+//! Redis store tests against a real `redis-server` on a unix socket in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::*;
+use crate::session::store::tests::{PROXY_PASSWORD, SECRET, new_session};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// A `redis-server` listening only on a unix socket; killed on drop.
+pub(crate) struct RedisServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub(crate) fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = RedisServer { child: None, dir };
+        server.restart();
+        server
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("r.sock")
+    }
+
+    /// Starts the server (again) on the same socket.
+    pub(crate) fn restart(&mut self) {
+        assert!(
+            Path::new(REDIS_SERVER).exists(),
+            "{REDIS_SERVER} is missing: run `cargo xtask setup`"
+        );
+        let socket = self.socket();
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        unreachable!(
+            "redis-server did not listen on {} within 5 s",
+            socket.display()
+        );
+    }
+
+    /// Kills the server (an outage).
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn crud_ttl_and_token_index() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let key = MasterKey::generate().unwrap();
+    let (session, token) = store
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+
+    assert_eq!(store.get(&session.id).await.unwrap().unwrap(), session);
+    let found = store.find_by_token(&token.digest()).await.unwrap().unwrap();
+    assert_eq!(found.id, session.id);
+    assert_eq!(
+        found
+            .open_credential("github", &key)
+            .unwrap()
+            .unwrap()
+            .expose(),
+        SECRET
+    );
+    assert!(
+        store
+            .find_by_token(&TokenDigest::of("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get("ses_missing").await.unwrap().is_none());
+
+    let mut conn = raw(&server).await;
+    let session_key = format!("t:session:{}", session.id);
+    let token_key = format!("t:token:{}", token.digest().to_hex());
+    for key in [&session_key, &token_key] {
+        let ttl: i64 = cmd("TTL").arg(key).query_async(&mut conn).await.unwrap();
+        assert!((590..=600).contains(&ttl), "{key}: TTL {ttl}");
+    }
+    let indexed: String = cmd("GET")
+        .arg(&token_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(indexed, session.id);
+
+    assert!(store.activate(&session.id).await.unwrap());
+    assert!(!store.activate(&session.id).await.unwrap());
+    assert_eq!(
+        store.get(&session.id).await.unwrap().unwrap().state,
+        SessionState::Active
+    );
+
+    // Listing skips (and forgets) ids whose session has expired.
+    let _: i64 = cmd("SADD")
+        .arg("t:sessions")
+        .arg("ses_gone")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let listed = store.list().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [session.id.as_str()]
+    );
+    let member: i64 = cmd("SISMEMBER")
+        .arg("t:sessions")
+        .arg("ses_gone")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(member, 0);
+
+    assert!(store.revoke(&session.id).await.unwrap());
+    let revoked = store.find_by_token(&token.digest()).await.unwrap().unwrap();
+    assert_eq!(revoked.state, SessionState::Revoked);
+    assert!(!store.activate(&session.id).await.unwrap());
+    let ttl: i64 = cmd("TTL")
+        .arg(&session_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "revoked session keeps its expiry ({ttl})");
+    assert!(!store.revoke("ses_missing").await.unwrap());
+    let exists: i64 = cmd("EXISTS")
+        .arg("t:session:ses_missing")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "revoking a missing session creates nothing");
+}
+
+#[tokio::test]
+async fn revocation_reaches_another_node_within_a_second() {
+    let server = RedisServer::start();
+    let node_a = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let node_b = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let mut on_b = node_b.revocations();
+    let key = MasterKey::generate().unwrap();
+    let (session, _) = node_a
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+    assert!(node_a.revoke(&session.id).await.unwrap());
+    let got = tokio::time::timeout(Duration::from_secs(1), on_b.recv())
+        .await
+        .expect("within 1 s")
+        .unwrap();
+    assert_eq!(got, session.id);
+    assert_eq!(
+        node_b.get(&session.id).await.unwrap().unwrap().state,
+        SessionState::Revoked
+    );
+}
+
+#[tokio::test]
+async fn keyspace_holds_no_plaintext_secret_or_token() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let key = MasterKey::generate().unwrap();
+    let (session, token) = store
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+    store.activate(&session.id).await.unwrap();
+
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let mut dump: Vec<u8> = Vec::new();
+    for key in &keys {
+        dump.extend_from_slice(key.as_bytes());
+        let kind: String = cmd("TYPE").arg(key).query_async(&mut conn).await.unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![cmd("GET").arg(key).query_async(&mut conn).await.unwrap()],
+            "hash" => cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "set" => cmd("SMEMBERS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => unreachable!("unexpected key type {other}"),
+        };
+        for value in values {
+            dump.extend_from_slice(&value);
+            dump.push(b'\n');
+        }
+    }
+    let contains = |needle: &[u8]| dump.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(session.id.as_bytes()), "the dump is real");
+    assert!(!contains(SECRET), "credential value in Redis");
+    assert!(
+        !contains(PROXY_PASSWORD.as_bytes()),
+        "proxy password in Redis"
+    );
+    assert!(!contains(token.expose().as_bytes()), "token in Redis");
+    assert!(
+        !contains(&token.expose().as_bytes()[11..]),
+        "token body in Redis"
+    );
+}
+
+#[tokio::test]
+async fn resubscribes_after_an_outage_and_signals_resync() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let mut revocations = store.revocations();
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = store.list().await.unwrap_err();
+    assert!(err.to_string().starts_with("store: unreachable ("), "{err}");
+    server.restart();
+    let got = tokio::time::timeout(Duration::from_secs(10), revocations.recv())
+        .await
+        .expect("resync")
+        .unwrap();
+    assert_eq!(got, RESYNC);
+    // Revocations flow again.
+    let key = MasterKey::generate().unwrap();
+    let (session, _) = store
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+    store.revoke(&session.id).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(1), revocations.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, session.id);
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis+unix://{}/absent.sock", dir.path().display());
+    let err = RedisStore::connect(&url, "t:").await.unwrap_err();
+    assert!(err.to_string().starts_with("store: unreachable ("), "{err}");
+    let err = RedisStore::connect("http://user:hunter2@host", "t:")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not a usable Redis URL"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
