@@ -1,0 +1,375 @@
+//! A [`PolicySpec`] checked once and indexed for the request path.
+//!
+//! Compilation validates every field (errors name the field and its index, e.g.
+//! `rules[2].paths[0]: must start with /`) and builds host indexes: exact names in a hash map,
+//! `*.suffix` patterns in a second hash map probed once per label of the host, and `*` as a
+//! catch-all. A lookup costs one hash probe per label, whatever the number of rules.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::net::Cidr;
+use crate::route::{HostPattern, PatternError};
+
+use super::spec::{Enforcement, PiiMode, PolicySpec};
+
+/// A host pattern as a policy writes it: `*` (every named host), an exact name, or
+/// `*.suffix` (names strictly below `suffix`). Case-insensitive; one trailing dot ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    /// `*`: every host.
+    Any,
+    /// An exact name or a `*.suffix` pattern.
+    Pattern(HostPattern),
+}
+
+/// Why a policy could not be compiled: the field (with its index) and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct PolicyError {
+    /// The offending field, e.g. `rules[2].paths[0]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+/// A validated, indexed policy, ready for [`super::evaluate`] and friends.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    spec: PolicySpec,
+    pub(super) deny: HostIndex,
+    pub(super) allow: Option<HostIndex>,
+    pub(super) rules: Vec<CompiledRule>,
+    pub(super) rule_index: HostIndex,
+    pub(super) rate_index: HostIndex,
+    pub(super) tcp_allow: Vec<TcpAllow>,
+    pub(super) tcp_by_port: HashMap<u16, Vec<usize>>,
+    passthrough: Vec<HostMatch>,
+    passthrough_index: HostIndex,
+}
+
+/// One `rules[i]` entry, normalised.
+#[derive(Clone, Debug)]
+pub(super) struct CompiledRule {
+    /// Position in `rules`, for refusal messages.
+    pub index: usize,
+    pub host: HostMatch,
+    /// Uppercase; empty allows every method.
+    pub methods: Vec<String>,
+    /// Each starts with `/`; empty allows every path.
+    pub paths: Vec<String>,
+}
+
+/// One `tcp_allow[i]` entry.
+#[derive(Clone, Debug)]
+pub(super) struct TcpAllow {
+    pub target: TcpMatch,
+    pub port: u16,
+}
+
+/// What a `tcp_allow` entry matches besides the port.
+#[derive(Clone, Debug)]
+pub(super) enum TcpMatch {
+    /// A host pattern, matched against the SNI / Host when there is one.
+    Host(HostMatch),
+    /// An address range, matched against the original destination.
+    Cidr(Cidr),
+}
+
+/// Host patterns indexed for lookup by the most specific match.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HostIndex {
+    exact: HashMap<String, Vec<usize>>,
+    suffix: HashMap<String, Vec<usize>>,
+    any: Vec<usize>,
+}
+
+/// A host name as the evaluators compare it: lowercase, no trailing dot, IPs canonical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Host<'a> {
+    pub name: Cow<'a, str>,
+    pub is_ip: bool,
+}
+
+impl CompiledPolicy {
+    /// Validates `spec` and builds its indexes; the error names the first bad field.
+    pub fn compile(spec: &PolicySpec) -> Result<CompiledPolicy, PolicyError> {
+        let mut deny = HostIndex::default();
+        for (i, text) in spec.deny.iter().enumerate() {
+            deny.insert(&parse_host(text, || format!("deny[{i}]"))?, i);
+        }
+        let allow = match &spec.allow {
+            None => None,
+            Some(list) => {
+                let mut index = HostIndex::default();
+                for (i, text) in list.iter().enumerate() {
+                    index.insert(&parse_host(text, || format!("allow[{i}]"))?, i);
+                }
+                Some(index)
+            }
+        };
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        let mut rule_index = HostIndex::default();
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let host = parse_host(&rule.host, || format!("rules[{i}].host"))?;
+            let methods = rule
+                .methods
+                .iter()
+                .enumerate()
+                .map(|(j, m)| {
+                    parse_method(m).map_err(|r| err(format!("rules[{i}].methods[{j}]"), r))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let paths = rule
+                .paths
+                .iter()
+                .enumerate()
+                .map(|(j, p)| parse_path(p).map_err(|r| err(format!("rules[{i}].paths[{j}]"), r)))
+                .collect::<Result<Vec<_>, _>>()?;
+            rule_index.insert(&host, i);
+            rules.push(CompiledRule {
+                index: i,
+                host,
+                methods,
+                paths,
+            });
+        }
+        let mut rate_index = HostIndex::default();
+        for (i, limit) in spec.rate_limits.iter().enumerate() {
+            let host = parse_host(&limit.host, || format!("rate_limits[{i}].host"))?;
+            if limit.per_minute == 0 {
+                return Err(err(
+                    format!("rate_limits[{i}].per_minute"),
+                    "must be at least 1 (use deny to block a host)".into(),
+                ));
+            }
+            rate_index.insert(&host, i);
+        }
+        let mut tcp_allow = Vec::with_capacity(spec.tcp_allow.len());
+        let mut tcp_by_port: HashMap<u16, Vec<usize>> = HashMap::new();
+        for (i, text) in spec.tcp_allow.iter().enumerate() {
+            let entry = parse_tcp(text).map_err(|r| err(format!("tcp_allow[{i}]"), r))?;
+            tcp_by_port.entry(entry.port).or_default().push(i);
+            tcp_allow.push(entry);
+        }
+        let mut passthrough = Vec::with_capacity(spec.passthrough.len());
+        let mut passthrough_index = HostIndex::default();
+        for (i, text) in spec.passthrough.iter().enumerate() {
+            let host = parse_host(text, || format!("passthrough[{i}]"))?;
+            passthrough_index.insert(&host, i);
+            passthrough.push(host);
+        }
+        Ok(CompiledPolicy {
+            spec: spec.clone(),
+            deny,
+            allow,
+            rules,
+            rule_index,
+            rate_index,
+            tcp_allow,
+            tcp_by_port,
+            passthrough,
+            passthrough_index,
+        })
+    }
+
+    /// The policy as written (for the control API and audit).
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    /// How request bodies are scanned for PII.
+    pub fn pii_mode(&self) -> PiiMode {
+        self.spec.pii
+    }
+
+    /// Whether refusals take effect or are only recorded.
+    pub fn enforcement(&self) -> Enforcement {
+        self.spec.enforcement
+    }
+
+    /// The SNI patterns whose TLS is passed through untouched, in the order written.
+    pub fn passthrough_patterns(&self) -> &[HostMatch] {
+        &self.passthrough
+    }
+
+    /// Whether TLS toward `sni` is passed through untouched (no interception, no inspection).
+    ///
+    /// # Security
+    /// Passed-through traffic escapes credential injection, PII checks and per-request rules;
+    /// an invalid name never matches.
+    pub fn is_passthrough(&self, sni: &str) -> bool {
+        Host::parse(sni).is_some_and(|h| self.passthrough_index.lookup(&h).is_some())
+    }
+}
+
+impl HostMatch {
+    /// Parses `*`, `api.example.com` or `*.example.com`.
+    pub fn parse(text: &str) -> Result<HostMatch, PatternError> {
+        if text.trim() == "*" {
+            return Ok(HostMatch::Any);
+        }
+        let pattern = HostPattern::parse(text)?;
+        Ok(HostMatch::Pattern(match pattern {
+            HostPattern::Exact(name) => match name.parse::<IpAddr>() {
+                Ok(ip) => HostPattern::Exact(crate::net::canonical(ip).to_string()),
+                Err(_) => HostPattern::Exact(name),
+            },
+            suffix => suffix,
+        }))
+    }
+
+    /// Whether `host` (any case, optional trailing dot, no port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Any => Host::parse(host).is_some(),
+            HostMatch::Pattern(p) => Host::parse(host).is_some_and(|h| p.matches(&h.name)),
+        }
+    }
+}
+
+impl fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("*"),
+            HostMatch::Pattern(p) => p.fmt(f),
+        }
+    }
+}
+
+impl HostIndex {
+    fn insert(&mut self, host: &HostMatch, i: usize) {
+        let slot = match host {
+            HostMatch::Any => &mut self.any,
+            HostMatch::Pattern(HostPattern::Exact(name)) => {
+                self.exact.entry(name.clone()).or_default()
+            }
+            HostMatch::Pattern(HostPattern::Suffix(s)) => self.suffix.entry(s.clone()).or_default(),
+        };
+        slot.push(i);
+    }
+
+    /// The entries of the most specific pattern matching `host` (exact, then the longest
+    /// suffix, then `*`), in the order written; `None` if nothing matches.
+    pub(super) fn lookup(&self, host: &Host<'_>) -> Option<&[usize]> {
+        if let Some(found) = self.exact.get(host.name.as_ref()) {
+            return Some(found);
+        }
+        if !host.is_ip && !self.suffix.is_empty() {
+            let mut rest = host.name.as_ref();
+            while let Some((_, tail)) = rest.split_once('.') {
+                if let Some(found) = self.suffix.get(tail) {
+                    return Some(found);
+                }
+                rest = tail;
+            }
+        }
+        (!self.any.is_empty()).then_some(self.any.as_slice())
+    }
+}
+
+impl<'a> Host<'a> {
+    /// Normalises a host (no port, no brackets); `None` if it is not a host name or address.
+    pub(super) fn parse(raw: &'a str) -> Option<Host<'a>> {
+        let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+        if let Ok(ip) = trimmed.parse::<IpAddr>() {
+            return Some(Host {
+                name: Cow::Owned(crate::net::canonical(ip).to_string()),
+                is_ip: true,
+            });
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if trimmed.is_empty() || trimmed.len() > 253 || !trimmed.split('.').all(label_ok) {
+            return None;
+        }
+        let name = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(trimmed.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(trimmed)
+        };
+        Some(Host { name, is_ip: false })
+    }
+}
+
+fn err(field: String, reason: String) -> PolicyError {
+    PolicyError { field, reason }
+}
+
+fn parse_host(text: &str, field: impl Fn() -> String) -> Result<HostMatch, PolicyError> {
+    HostMatch::parse(text).map_err(|e| err(field(), e.to_string()))
+}
+
+/// Uppercases an HTTP method after checking it is an RFC 9110 token.
+fn parse_method(method: &str) -> Result<String, String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || method.len() > 32 || !method.bytes().all(tchar) {
+        return Err(format!("{method:?} is not an HTTP method (e.g. GET, POST)"));
+    }
+    Ok(method.to_ascii_uppercase())
+}
+
+/// Checks a path prefix: starts with `/`, no query, fragment, spaces or dot segments.
+fn parse_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err("must start with /".into());
+    }
+    if path
+        .bytes()
+        .any(|b| b == b'?' || b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!(
+            "{path:?} must be a plain path prefix (no query, fragment, spaces or control characters)"
+        ));
+    }
+    if super::eval::has_dot_segment(path) {
+        return Err(format!("{path:?} must not contain . or .. segments"));
+    }
+    Ok(path.to_owned())
+}
+
+/// Parses `HOST_OR_CIDR:PORT` (`[v6]:port` or `[v6/len]:port` for IPv6).
+fn parse_tcp(text: &str) -> Result<TcpAllow, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not HOST_OR_CIDR:PORT (e.g. db.example.com:5432, 203.0.113.0/24:443, [2001:db8::/32]:22)"
+        )
+    };
+    let (target, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+    let port = match port.parse::<u16>() {
+        Ok(0) => return Err(format!("{text:?}: port must be 1..=65535")),
+        Ok(port) => port,
+        Err(_) => return Err(bad()),
+    };
+    let target = match target.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
+        None if target.contains(':') => {
+            return Err(format!(
+                "{text:?}: write IPv6 targets in brackets ([2001:db8::1]:443)"
+            ));
+        }
+        None => target,
+    };
+    let target = if target.starts_with(|c: char| c.is_ascii_digit()) || target.contains(':') {
+        match Cidr::parse(target) {
+            Ok(cidr) => TcpMatch::Cidr(cidr),
+            Err(_) if !target.contains(':') && !target.contains('/') => {
+                TcpMatch::Host(HostMatch::parse(target).map_err(|e| e.to_string())?)
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        TcpMatch::Host(HostMatch::parse(target).map_err(|e| e.to_string())?)
+    };
+    Ok(TcpAllow { target, port })
+}
+
+#[cfg(test)]
+#[path = "compiled_tests.rs"]
+mod tests;

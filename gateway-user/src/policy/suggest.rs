@@ -1,0 +1,162 @@
+//! Drafting a policy from what a session did (typically under `enforcement = "audit"`).
+//!
+//! [`suggest`] returns the smallest policy, in this module's vocabulary, that would have
+//! allowed every observed request and connection:
+//! - `allow`: the exact HTTP hosts seen, sorted (an empty list if none);
+//! - `rules`: one per host that made requests, with the methods seen and the paths generalised
+//!   to their first segment: `/v1/chat/completions` → `/v1/`, `/v1` → `/v1`, `/` → `/`.
+//!   A host with a request whose path is unknown, not absolute, or has dot segments gets no
+//!   path restriction; a host with an unknown or malformed method gets no method restriction;
+//! - `tcp_allow`: `host:port` (or `ip:port`, `[v6]:port`) for each non-HTTP connection;
+//! - no deny list, rate limits or passthrough; PII off; enforcement on.
+//!
+//! Observations without a method (connection-level records) only add their host to `allow`.
+//! Hosts that are not valid names are skipped: no policy could name them. The output is
+//! sorted, so the same observations always give the same policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::compiled::Host;
+use super::eval::has_dot_segment;
+use super::spec::{Enforcement, HostRule, PiiMode, PolicySpec};
+
+/// What an audit record says about one request or connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The host (SNI / Host, or the destination address for nameless TCP).
+    pub host: String,
+    /// The destination port.
+    pub port: u16,
+    /// The request method, for HTTP requests.
+    pub method: Option<String>,
+    /// The request path (a query, if present, is ignored), for HTTP requests.
+    pub path: Option<String>,
+    /// Whether this was non-HTTP TCP (relayed, not intercepted).
+    pub tcp: bool,
+}
+
+/// The smallest policy that would have allowed everything observed (see the module docs).
+pub fn suggest(observed: impl IntoIterator<Item = Observed>) -> PolicySpec {
+    let mut hosts: BTreeMap<String, Draft> = BTreeMap::new();
+    let mut tcp: BTreeSet<(String, u16)> = BTreeSet::new();
+    for seen in observed {
+        let raw = seen.host.trim_start_matches('[').trim_end_matches(']');
+        let Some(host) = Host::parse(raw) else {
+            continue;
+        };
+        let name = host.name.into_owned();
+        if seen.tcp {
+            tcp.insert((name, seen.port));
+            continue;
+        }
+        let draft = hosts.entry(name).or_default();
+        let Some(method) = seen.method else {
+            continue;
+        };
+        draft.requests = true;
+        match normal_method(&method) {
+            Some(m) => {
+                draft.methods.insert(m);
+            }
+            None => draft.any_method = true,
+        }
+        match seen.path.as_deref().and_then(first_segment) {
+            Some(prefix) => {
+                draft.paths.insert(prefix);
+            }
+            None => draft.any_path = true,
+        }
+    }
+    let rules = hosts
+        .iter()
+        .filter(|(_, draft)| draft.requests)
+        .map(|(host, draft)| HostRule {
+            host: host.clone(),
+            methods: if draft.any_method {
+                Vec::new()
+            } else {
+                draft.methods.iter().cloned().collect()
+            },
+            paths: if draft.any_path {
+                Vec::new()
+            } else {
+                minimal_prefixes(&draft.paths)
+            },
+        })
+        .collect();
+    PolicySpec {
+        allow: Some(hosts.into_keys().collect()),
+        deny: Vec::new(),
+        rules,
+        rate_limits: Vec::new(),
+        tcp_allow: tcp
+            .into_iter()
+            .map(|(host, port)| tcp_entry(&host, port))
+            .collect(),
+        passthrough: Vec::new(),
+        pii: PiiMode::Off,
+        enforcement: Enforcement::Enforce,
+    }
+}
+
+/// What was seen toward one HTTP host.
+#[derive(Debug, Default)]
+struct Draft {
+    requests: bool,
+    methods: BTreeSet<String>,
+    any_method: bool,
+    paths: BTreeSet<String>,
+    any_path: bool,
+}
+
+/// The uppercase method if it is a plain token.
+fn normal_method(method: &str) -> Option<String> {
+    let ok = !method.is_empty()
+        && method.len() <= 32
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    ok.then(|| method.to_ascii_uppercase())
+}
+
+/// `/a/b…` → `/a/`, `/a` → `/a`, `/` → `/`; `None` when no prefix can be written for it.
+fn first_segment(path: &str) -> Option<String> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let rest = path.strip_prefix('/')?;
+    if has_dot_segment(path)
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return None;
+    }
+    Some(match rest.split_once('/') {
+        Some(("", _)) => "/".to_owned(),
+        Some((first, _)) => format!("/{first}/"),
+        None => format!("/{rest}"),
+    })
+}
+
+/// Drops prefixes another one already covers (`/` covers all; `/a` covers `/a/`).
+fn minimal_prefixes(paths: &BTreeSet<String>) -> Vec<String> {
+    if paths.contains("/") {
+        return vec!["/".to_owned()];
+    }
+    paths
+        .iter()
+        .filter(|p| p.strip_suffix('/').is_none_or(|bare| !paths.contains(bare)))
+        .cloned()
+        .collect()
+}
+
+fn tcp_entry(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "suggest_tests.rs"]
+mod tests;
