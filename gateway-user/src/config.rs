@@ -38,6 +38,36 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Sessions allowed to use the explicit proxy. Default is none.
     pub sessions: Vec<SessionConfig>,
+    /// Where sessions, rate budgets (and, with Redis, audit records) are kept.
+    pub store: StoreConfig,
+}
+
+/// The session store.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Redis shared by every node (`redis://host:6379/0`, `redis+unix:///path`). Default is
+    /// none: an embedded store in `state_dir` (one node).
+    ///
+    /// # Security
+    /// A password in the URL is masked in `sluice check-config` and in logs.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key. Default is `sluice:`.
+    pub key_prefix: String,
+    /// File holding the master key that seals credentials (base64, mode 0600; created on
+    /// first run). The `SLUICE_MASTER_KEY` environment variable wins when set. Default is
+    /// `<state_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis_url: None,
+            key_prefix: "sluice:".into(),
+            master_key_file: None,
+        }
+    }
 }
 
 /// Routing rules.
@@ -146,6 +176,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             policy: PolicyConfig::default(),
             sessions: Vec::new(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -273,6 +304,14 @@ impl Config {
         self.state_dir.join("admin.token")
     }
 
+    /// The master key file.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.store
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("master.key"))
+    }
+
     /// How long an upstream dial may take.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream.connect_timeout_ms)
@@ -281,10 +320,15 @@ impl Config {
     /// The configuration as TOML, for `sluice check-config`.
     ///
     /// # Security
-    /// The configuration holds no secret values today (tokens and keys live in files under
-    /// `state_dir`); any secret field added later must be skipped when serializing.
+    /// Tokens and keys live in files under `state_dir`; a Redis password is masked.
     pub fn dump(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.clone();
+        shown.store.redis_url = shown
+            .store
+            .redis_url
+            .as_deref()
+            .map(crate::session::model::mask_password);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod detect;
 pub mod dns;
 pub mod drain;
+pub mod gate;
 pub mod intercept;
 pub mod net;
 pub mod pii;

@@ -3,7 +3,10 @@
 
 pub mod auth;
 pub mod client;
+pub mod env;
+mod metrics;
 mod server;
+pub mod sessions;
 pub mod types;
 
-pub use server::serve_control;
+pub use server::{OPENAPI, serve_control};

@@ -10,7 +10,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::auth::AdminToken;
-use super::types::{ApiError, CreateSandbox, SandboxView};
+use super::env::SandboxEnv;
+use super::sessions;
+use super::types::{ApiError, CreateSandbox, CreateSession, SandboxView};
 use crate::daemon::{Node, NodeError};
 use crate::drain::Drain;
 
@@ -62,6 +64,13 @@ pub async fn serve_control(
 }
 
 async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let (&Method::GET, ["v1", "health"]) = (&method, segments.as_slice()) {
+        return json(StatusCode::OK, &node.health());
+    }
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -72,11 +81,7 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             "missing or wrong admin token: send `Authorization: Bearer <token from state_dir/admin.token>`",
         );
     }
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        (Method::GET, ["v1", "health"]) => json(StatusCode::OK, &node.health()),
         (Method::GET, ["v1", "sandboxes"]) => {
             let list: Vec<SandboxView> = node
                 .registry
@@ -91,6 +96,11 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
                 Ok(body) => body,
                 Err(reply) => return reply,
             };
+            if let Some(id) = &create.session
+                && let Err(failure) = sessions::require_usable(node, id).await
+            {
+                return failed(failure);
+            }
             match node.create_sandbox(create).await {
                 Ok(sandbox) => json(StatusCode::CREATED, &SandboxView::from(&*sandbox)),
                 Err(e) => node_error(&e),
@@ -110,12 +120,90 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             },
             Err(reply) => *reply,
         },
-        (_, ["v1", "health" | "sandboxes"] | ["v1", "sandboxes", _]) => error(
+        (Method::POST, ["v1", "sessions"]) => match read_json::<CreateSession>(req).await {
+            Ok(create) => reply(StatusCode::CREATED, sessions::create(node, create).await),
+            Err(reply) => reply,
+        },
+        (Method::GET, ["v1", "sessions"]) => reply(StatusCode::OK, sessions::list(node).await),
+        (Method::GET, ["v1", "sessions", id]) => {
+            reply(StatusCode::OK, sessions::show(node, id).await)
+        }
+        (Method::POST, ["v1", "sessions", id, "revoke"]) | (Method::DELETE, ["v1", "sessions", id]) => {
+            reply(StatusCode::OK, sessions::revoke(node, id).await)
+        }
+        (Method::GET, ["v1", "sessions", id, "env"]) => {
+            let proxy = query.split('&').any(|kv| kv == "proxy=true" || kv == "proxy=1");
+            reply(StatusCode::OK, session_env(node, id, proxy).await)
+        }
+        (Method::GET, ["v1", "ca.pem"]) => {
+            match std::fs::read_to_string(node.config.state_dir.join("ca.pem")) {
+                Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("ca: read ca.pem: {e}")),
+            }
+        }
+        (Method::GET, ["v1", "openapi.json"]) => {
+            text(StatusCode::OK, "application/json", OPENAPI.to_owned())
+        }
+        (Method::GET, ["metrics"]) => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            super::metrics::render(node),
+        ),
+        (_, ["v1", "health" | "sandboxes" | "sessions" | "ca.pem" | "openapi.json"] | ["metrics"])
+        | (_, ["v1", "sandboxes" | "sessions", _])
+        | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this path",
         ),
         _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     }
+}
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn session_env(node: &Node, id: &str, proxy: bool) -> Result<SandboxEnv, sessions::Failure> {
+    let session = match node.services.store.get(id).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err((StatusCode::NOT_FOUND, format!("no session {id}"))),
+        Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    };
+    let dir = &node.config.state_dir;
+    let proxy = if proxy {
+        Some(node.config.listen.proxy.ok_or((
+            StatusCode::CONFLICT,
+            "the explicit proxy is off on this node (listen.proxy)".to_owned(),
+        ))?)
+    } else {
+        None
+    };
+    Ok(SandboxEnv::build(
+        &session,
+        &dir.join("ca-bundle.pem"),
+        &dir.join("ca.pem"),
+        proxy,
+    ))
+}
+
+fn reply<T: serde::Serialize>(status: StatusCode, result: Result<T, sessions::Failure>) -> Reply {
+    match result {
+        Ok(body) => json(status, &body),
+        Err(failure) => failed(failure),
+    }
+}
+
+fn failed((status, message): sessions::Failure) -> Reply {
+    error(status, &message)
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    reply
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Reply> {
@@ -137,8 +225,16 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             ));
         }
     };
-    serde_json::from_slice(&body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = if field == "." {
+            format!("invalid JSON body: {}", e.inner())
+        } else {
+            format!("invalid JSON body at `{field}`: {}", e.inner())
+        };
+        error(StatusCode::BAD_REQUEST, &message)
+    })
 }
 
 fn parse_id(text: &str) -> Result<u64, Box<Reply>> {

@@ -4,6 +4,7 @@ mod dns;
 mod listeners;
 mod lock;
 mod node;
+mod services;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use anyhow::Context;
 pub use listeners::ListenerSet;
 pub use lock::{DaemonLock, LockError};
 pub use node::{Node, NodeError};
+pub use services::Services;
 
 use crate::audit::AuditLog;
 use crate::capture::{self, Capture, CaptureConfig};
@@ -21,7 +23,7 @@ use crate::config::Config;
 use crate::control::{auth::AdminToken, serve_control};
 use crate::detect::Limits;
 use crate::drain::Drain;
-use crate::intercept::{AllowAll, InterceptContext};
+use crate::intercept::InterceptContext;
 use crate::net::Cidr;
 use crate::proxy::{ExplicitProxy, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
@@ -47,7 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let parent_cgroup = capture_config.parent_cgroup.clone();
     let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-    let intercept = Arc::new(intercept_context(&config, &audit)?);
+    let services = Arc::new(Services::start(&config).await?);
+    let intercept = Arc::new(intercept_context(&config, &audit, &services)?);
     let proxy = Arc::new(ProxyContext {
         capture: capture.clone(),
         sandboxes: registry.clone(),
@@ -72,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         proxy,
         drain.clone(),
         parent_cgroup,
+        services,
     ));
 
     let listen = &config.listen;
@@ -120,11 +124,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The interception engine: the CA (created on first run), leaf cache, upstream client.
-fn intercept_context(config: &Config, audit: &AuditLog) -> anyhow::Result<InterceptContext> {
+fn intercept_context(
+    config: &Config,
+    audit: &AuditLog,
+    services: &Services,
+) -> anyhow::Result<InterceptContext> {
     let ca =
         CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
             .context("daemon: load the CA")?;
     tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
+    crate::control::env::write_bundle(&config.state_dir, ca.cert_pem())
+        .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
     let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
     let upstream = UpstreamClient::new(UpstreamSettings {
         connect_timeout: config.connect_timeout(),
@@ -135,7 +145,7 @@ fn intercept_context(config: &Config, audit: &AuditLog) -> anyhow::Result<Interc
         tls: Arc::new(ServerConfigCache::new(minter)?),
         upstream,
         audit: audit.clone(),
-        policy: Arc::new(AllowAll),
+        policy: Arc::new(services.gate()),
     })
 }
 

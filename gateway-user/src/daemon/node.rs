@@ -51,6 +51,8 @@ pub struct Node {
     pub parent_cgroup: PathBuf,
     /// The sandboxes' DNS resolver (static table, then the system resolver).
     pub resolver: crate::dns::Resolver,
+    /// Sessions, credentials, rate budgets.
+    pub services: Arc<super::Services>,
     sandbox_drains: Mutex<HashMap<u64, Drain>>,
 }
 
@@ -63,6 +65,7 @@ impl Node {
         proxy: Arc<ProxyContext>,
         drain: Drain,
         parent_cgroup: PathBuf,
+        services: Arc<super::Services>,
     ) -> Node {
         let audit = proxy.audit.clone();
         let hosts = config
@@ -81,6 +84,7 @@ impl Node {
             audit,
             drain,
             parent_cgroup,
+            services,
             sandbox_drains: Mutex::new(HashMap::new()),
         }
     }

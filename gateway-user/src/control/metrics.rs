@@ -1,0 +1,35 @@
+//! `GET /metrics`: the node's counters in the Prometheus text format.
+
+use std::fmt::Write;
+
+use crate::daemon::Node;
+
+/// Renders the node's metrics.
+pub fn render(node: &Node) -> String {
+    let health = node.health();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    gauge(
+        "sluice_sandboxes",
+        "Enrolled sandboxes.",
+        "gauge",
+        health.sandboxes as u64,
+    );
+    gauge(
+        "sluice_captured_connections",
+        "Live captured connections in the kernel map.",
+        "gauge",
+        health.connections as u64,
+    );
+    gauge(
+        "sluice_audit_records_written_total",
+        "Audit records written.",
+        "counter",
+        node.audit.written(),
+    );
+    out
+}
