@@ -69,6 +69,14 @@ pub struct Who {
 pub struct Record {
     /// RFC 3339 UTC time the record was written.
     pub time: String,
+    /// The node that wrote the record (Redis mode; empty, and not serialized, in file mode).
+    /// `(node, seq)` identifies a record across nodes, so consumers can dedupe.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// Node-unique, increasing sequence number stamped by the writer (Redis mode, from 1; 0,
+    /// and not serialized, in file mode). It makes a replayed record recognisable as such.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub seq: u64,
     /// What the record is about.
     pub kind: Kind,
     /// Who made the connection.
@@ -128,6 +136,8 @@ impl Record {
     pub fn new(kind: Kind) -> Record {
         Record {
             time: String::new(),
+            node: String::new(),
+            seq: 0,
             kind,
             who: None,
             destination: None,
@@ -149,4 +159,8 @@ impl Record {
             would_refuse: None,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
