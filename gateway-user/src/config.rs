@@ -144,11 +144,37 @@ pub struct DnsConfig {
 }
 
 /// Audit settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// JSONL file the records are appended to. Default is `<state_dir>/audit.jsonl`.
+    /// JSONL file the records are appended to (embedded store). Default is
+    /// `<state_dir>/audit.jsonl`.
     pub path: Option<PathBuf>,
+    /// Redis Stream the records go to when `store.redis_url` is set. Default is
+    /// `<key_prefix>audit`.
+    pub stream_key: Option<String>,
+    /// Approximate length the stream is trimmed to. Default is `1000000`.
+    pub stream_max_len: u64,
+    /// Where records wait while Redis is unreachable. Default is `<state_dir>/audit-spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may hold; past it new records are dropped and counted.
+    /// Default is `1073741824` (1 GiB).
+    pub spool_max_bytes: u64,
+    /// This node's name in audit records (unique per node). Default is the host name.
+    pub node_id: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: None,
+            stream_key: None,
+            stream_max_len: 1_000_000,
+            spool_dir: None,
+            spool_max_bytes: crate::audit::DEFAULT_SPOOL_MAX_BYTES,
+            node_id: None,
+        }
+    }
 }
 
 /// Upstream connection settings.
@@ -297,6 +323,37 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.state_dir.join("audit.jsonl"))
+    }
+
+    /// Where audit records go: the Redis Stream when a Redis store is configured, else the
+    /// JSONL file.
+    pub fn audit_target(&self) -> crate::audit::AuditTarget {
+        let Some(url) = &self.store.redis_url else {
+            return crate::audit::AuditTarget::File {
+                path: self.audit_path(),
+            };
+        };
+        let audit = &self.audit;
+        crate::audit::AuditTarget::Redis {
+            url: url.clone(),
+            stream_key: audit
+                .stream_key
+                .clone()
+                .unwrap_or_else(|| format!("{}audit", self.store.key_prefix)),
+            max_len: audit.stream_max_len,
+            spool_dir: audit
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| self.state_dir.join("audit-spool")),
+            spool_max_bytes: audit.spool_max_bytes,
+            node_id: audit.node_id.clone().unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "node".to_owned())
+            }),
+        }
     }
 
     /// The admin token file of the control API.

@@ -43,7 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .create(&config.state_dir)
         .with_context(|| format!("daemon: create state_dir {}", config.state_dir.display()))?;
     let token = AdminToken::load_or_create(&config.admin_token_path())?;
-    let (audit, audit_writer) = AuditLog::open(&config.audit_path())?;
+    let (audit, audit_writer) = AuditLog::start(config.audit_target())?;
 
     let capture_config = capture_config(&config)?;
     let parent_cgroup = capture_config.parent_cgroup.clone();
