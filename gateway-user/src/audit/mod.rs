@@ -26,7 +26,8 @@ mod test_redis;
 
 pub use guard::ConnAudit;
 pub use query::{
-    AuditPage, AuditQuery, QueryError, follow_file, follow_redis, query_file, query_redis,
+    AuditPage, AuditQuery, MAX_FOLLOW, QueryError, follow_file, follow_redis, query_file,
+    query_redis,
 };
 pub use record::{Decision, Kind, Mode, Record, Who};
 pub use seq::SeqError;

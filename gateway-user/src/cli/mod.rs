@@ -1,9 +1,11 @@
 //! The `sluice` command line: the daemon and the clients of its control API.
 
+mod audit;
 mod ca;
 mod enter;
 mod exec;
 mod sandboxes;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,23 @@ enum Command {
     },
     /// List enrolled sandboxes.
     Sandboxes,
+    /// Sessions: what a sandbox runs under (credentials, policy).
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Print the variables a sandbox needs (`eval "$(sluice env --session ID)"`).
+    Env {
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Also the proxy variables (`HTTPS_PROXY` …, token from `$SLUICE_SESSION_TOKEN`).
+        #[arg(long)]
+        proxy: bool,
+    },
+    /// Read the audit log.
+    Audit(audit::AuditArgs),
+    /// Policy tools.
+    #[command(subcommand)]
+    Policy(audit::PolicyCommand),
     /// Print the daemon's health as JSON.
     Status,
     /// The CA that signs intercepted connections.
@@ -116,6 +135,10 @@ impl Cli {
                 }
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes => sandboxes::list(&config).await,
+                Command::Session(command) => session::run(&config, command).await,
+                Command::Env { session, proxy } => audit::env(&config, &session, proxy).await,
+                Command::Audit(args) => audit::run(&config, args).await,
+                Command::Policy(command) => audit::policy(&config, command).await,
                 Command::Status => sandboxes::status(&config).await,
                 Command::CheckConfig
                 | Command::Ca(_)

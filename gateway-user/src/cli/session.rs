@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::control::sessions::CreatedSession;
 use crate::control::types::{CreateSession, CredentialInput};
+use crate::session::SessionView;
 use crate::policy::{Enforcement, HostRule, PiiMode, PolicySpec, RateLimit};
 
 /// `sluice session …`.
@@ -266,6 +268,53 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 fn parse_pii(text: &str) -> Result<PiiMode, String> {
     serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase()))
         .map_err(|_| format!("{text:?}: expected off, detect, redact or block"))
+}
+
+fn print_created(created: &CreatedSession, json: bool) {
+    if json {
+        println!("{}", pretty(created));
+        return;
+    }
+    let s = &created.session;
+    println!("session {} created, expires {}", s.id, rfc3339(s.expires_at));
+    println!("token (shown once; give it to the sandbox's orchestrator, not the agent):");
+    println!("  {}", created.token);
+    for (name, placeholder) in &created.placeholders {
+        let hosts = s
+            .credentials
+            .iter()
+            .find(|c| &c.name == name)
+            .map(|c| c.hosts.join(","))
+            .unwrap_or_default();
+        println!("credential {name}: the sandbox sends {placeholder} (replaced only toward {hosts})");
+    }
+}
+
+fn print_list(list: &[SessionView], json: bool) {
+    if json {
+        println!("{}", pretty(&list));
+        return;
+    }
+    println!("{:<32} {:<8} {:<22} credentials", "id", "state", "expires");
+    for s in list {
+        let names: Vec<&str> = s.credentials.iter().map(|c| c.name.as_str()).collect();
+        println!(
+            "{:<32} {:<8} {:<22} {}",
+            s.id,
+            s.state.as_str(),
+            rfc3339(s.expires_at),
+            names.join(",")
+        );
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
 }
 
 fn pretty<T: serde::Serialize>(value: &T) -> String {

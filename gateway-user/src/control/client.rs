@@ -10,7 +10,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::auth::AdminToken;
-use super::types::{ApiError, CreateSandbox, Health, SandboxView};
+use super::audit::AuditRecords;
+use super::env::SandboxEnv;
+use super::sessions::CreatedSession;
+use super::types::{ApiError, CreateSandbox, CreateSession, Health, SandboxView};
+use crate::policy::PolicySpec;
+use crate::session::SessionView;
 
 /// Why a control API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,46 @@ impl ControlClient {
             .await
     }
 
+    /// `POST /v1/sessions`.
+    pub async fn create_session(&self, req: &CreateSession) -> Result<CreatedSession, ClientError> {
+        self.call(Method::POST, "/v1/sessions", Some(req)).await
+    }
+
+    /// `GET /v1/sessions`.
+    pub async fn sessions(&self) -> Result<Vec<SessionView>, ClientError> {
+        self.call(Method::GET, "/v1/sessions", None::<&()>).await
+    }
+
+    /// `GET /v1/sessions/{id}`.
+    pub async fn session(&self, id: &str) -> Result<SessionView, ClientError> {
+        self.call(Method::GET, &format!("/v1/sessions/{}", encode(id)), None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/sessions/{id}/revoke`.
+    pub async fn revoke_session(&self, id: &str) -> Result<SessionView, ClientError> {
+        let path = format!("/v1/sessions/{}/revoke", encode(id));
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/sessions/{id}/env`.
+    pub async fn session_env(&self, id: &str, proxy: bool) -> Result<SandboxEnv, ClientError> {
+        let path = format!("/v1/sessions/{}/env?proxy={proxy}", encode(id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/sessions/{id}/policy/suggest`.
+    pub async fn suggest_policy(&self, id: &str) -> Result<PolicySpec, ClientError> {
+        let path = format!("/v1/sessions/{}/policy/suggest", encode(id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/audit?…` with an already encoded query.
+    pub async fn audit(&self, query: &str) -> Result<AuditRecords, ClientError> {
+        self.call(Method::GET, &format!("/v1/audit?{query}"), None::<&()>)
+            .await
+    }
+
     async fn call<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
@@ -114,4 +159,16 @@ impl ControlClient {
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
+}
+
+/// Percent-encodes a path segment or query value (ids are plain, but never trust that).
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -135,6 +135,13 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             let proxy = query.split('&').any(|kv| kv == "proxy=true" || kv == "proxy=1");
             reply(StatusCode::OK, session_env(node, id, proxy).await)
         }
+        (Method::GET, ["v1", "audit"]) => match super::audit::parse(&query) {
+            Ok((q, follow)) => reply(StatusCode::OK, super::audit::read(node, &q, follow).await),
+            Err(failure) => failed(failure),
+        },
+        (Method::GET, ["v1", "sessions", id, "policy", "suggest"]) => {
+            reply(StatusCode::OK, suggest(node, id).await)
+        }
         (Method::GET, ["v1", "ca.pem"]) => {
             match std::fs::read_to_string(node.config.state_dir.join("ca.pem")) {
                 Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
@@ -149,7 +156,7 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             "text/plain; version=0.0.4",
             super::metrics::render(node),
         ),
-        (_, ["v1", "health" | "sandboxes" | "sessions" | "ca.pem" | "openapi.json"] | ["metrics"])
+        (_, ["v1", "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"] | ["metrics"])
         | (_, ["v1", "sandboxes" | "sessions", _])
         | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -183,6 +190,20 @@ async fn session_env(node: &Node, id: &str, proxy: bool) -> Result<SandboxEnv, s
         &dir.join("ca.pem"),
         proxy,
     ))
+}
+
+/// The smallest policy that would have allowed what the session did (its request and
+/// connection records, refused ones included; the newest 10,000).
+async fn suggest(node: &Node, id: &str) -> Result<crate::policy::PolicySpec, sessions::Failure> {
+    sessions::show(node, id).await?;
+    let query = crate::audit::AuditQuery {
+        session: Some(id.to_owned()),
+        limit: crate::audit::query::MAX_LIMIT,
+        ..Default::default()
+    };
+    let page = super::audit::read(node, &query, None).await?;
+    let observed = page.records.iter().filter_map(super::audit::observed);
+    Ok(crate::policy::suggest(observed))
 }
 
 fn reply<T: serde::Serialize>(status: StatusCode, result: Result<T, sessions::Failure>) -> Reply {

@@ -49,7 +49,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let parent_cgroup = capture_config.parent_cgroup.clone();
     let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-    let services = Arc::new(Services::start(&config).await?);
+    let static_sessions =
+        Arc::new(Sessions::from_config(&config.sessions).map_err(anyhow::Error::msg)?);
+    let services = Arc::new(Services::start(&config, &static_sessions).await?);
     let intercept = Arc::new(intercept_context(&config, &audit, &services)?);
     let proxy = Arc::new(ProxyContext {
         capture: capture.clone(),
@@ -93,9 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
         let explicit = Arc::new(ExplicitProxy {
             ctx: node.proxy.clone(),
-            sessions: Arc::new(
-                Sessions::from_config(&config.sessions).map_err(anyhow::Error::msg)?,
-            ),
+            sessions: static_sessions.clone(),
+            cache: node.services.sessions.clone(),
             resolver: node.resolver.clone(),
         });
         drain.spawn(serve_explicit(listener, explicit, drain.clone()));

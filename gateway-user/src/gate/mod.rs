@@ -8,15 +8,19 @@
 //! closed.
 
 mod compiled;
+mod filters;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use http::StatusCode;
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 
 use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
 use crate::policy::{self, RateLimiter, RateOutcome, Verdict};
-use crate::session::{AuthError, MasterKey, SessionCache};
+use crate::credentials::{Bound, Injector, Scrubber, Secret};
+use crate::session::{AuthError, MasterKey, Session, SessionCache};
 
 pub use compiled::CompiledSessions;
 
@@ -31,6 +35,8 @@ pub struct SessionGate {
     pub limiter: Arc<dyn RateLimiter>,
     /// Opens sealed credential values.
     pub master: Arc<MasterKey>,
+    /// Sessions declared in the configuration: authenticated, without policy or credentials.
+    pub static_ids: Arc<HashSet<String>>,
 }
 
 impl RequestPolicy for SessionGate {
@@ -49,6 +55,9 @@ impl SessionGate {
         let Some(id) = req.who.as_ref().and_then(|w| w.session.clone()) else {
             return Ok(plan);
         };
+        if self.static_ids.contains(&id) {
+            return Ok(plan);
+        }
         let session = self.sessions.by_id(&id).await.map_err(session_refusal)?;
         let compiled = self.compiled.get(&session).map_err(|e| {
             Refusal::forbidden(format!("session {id}: its policy does not compile: {e}"))
@@ -96,7 +105,80 @@ impl SessionGate {
                 notes(&plan.notes).would_refuse.get_or_insert(text);
             }
         }
+        let mut plan = plan;
+        self.credentials(&session, &req.host, parts, &mut plan)?;
         Ok(plan)
+    }
+
+    /// Swaps placeholders in the head, sets up the body swapper and response scrubbing.
+    ///
+    /// # Security
+    /// Only the values of credentials bound to `host` are opened; every other credential
+    /// is known by name and hosts only, so its placeholder is refused, never replaced.
+    fn credentials(
+        &self,
+        session: &Session,
+        host: &str,
+        parts: &mut Parts,
+        plan: &mut Plan,
+    ) -> Result<(), Refusal> {
+        let mut here = Vec::new();
+        let mut bounds = Vec::with_capacity(session.credentials.len());
+        for stored in &session.credentials {
+            let bound_here = stored.spec.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+            let value = if bound_here {
+                let value = session
+                    .open_credential(&stored.spec.name, &self.master)
+                    .map_err(|e| filters::unusable(&e.to_string()))?
+                    .ok_or_else(|| filters::unusable("a credential disappeared"))?;
+                here.push(Bound {
+                    spec: stored.spec.clone(),
+                    value: value.clone(),
+                });
+                value
+            } else {
+                Secret::new(Vec::new())
+            };
+            bounds.push(Bound {
+                spec: stored.spec.clone(),
+                value,
+            });
+        }
+        let injector = Injector::new(bounds);
+        let mut names = injector
+            .headers(host, &mut parts.headers)
+            .map_err(|e| filters::misdirected(&e))?;
+        if let Some((uri, more)) = injector
+            .query(host, &parts.uri)
+            .map_err(|e| filters::misdirected(&e))?
+        {
+            parts.uri = uri;
+            names.extend(more);
+        }
+        {
+            let mut notes = notes(&plan.notes);
+            for name in &names {
+                notes.injected(name);
+            }
+        }
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        plan.body = Some(Box::new(filters::RequestBody {
+            inject: Some(injector.body(host, content_type.as_deref())),
+            notes: plan.notes.clone(),
+        }));
+        if !here.is_empty() {
+            let scrubber = Scrubber::new(&here).map_err(|e| filters::unusable(&e.to_string()))?;
+            plan.response = Some(Box::new(filters::ScrubResponse::new(scrubber)));
+            // Echoes can only be scrubbed in bodies the gateway can read.
+            parts
+                .headers
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        }
+        Ok(())
     }
 }
 

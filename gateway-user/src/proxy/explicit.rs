@@ -25,7 +25,7 @@ use crate::audit::{ConnAudit, Decision, Kind, Mode, Record, Who};
 use crate::dns::Resolver;
 use crate::drain::Drain;
 use crate::intercept::forward_absolute;
-use crate::session::Sessions;
+use crate::session::{SessionCache, Sessions};
 use crate::upstream::Body;
 
 /// What the explicit proxy needs besides the shared proxy context.
@@ -33,8 +33,10 @@ use crate::upstream::Body;
 pub struct ExplicitProxy {
     /// Shared with the transparent listener.
     pub ctx: Arc<ProxyContext>,
-    /// Who may use the proxy.
+    /// Sessions declared in the configuration (no policy or credentials).
     pub sessions: Arc<Sessions>,
+    /// Sessions from the store (node-local cache).
+    pub cache: Arc<SessionCache>,
     /// Resolves `CONNECT` and URL host names (the daemon's own resolver).
     pub resolver: Resolver,
 }
@@ -73,32 +75,46 @@ pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, dr
     }
 }
 
+/// The session id behind a proxy token: configured sessions first, then the store.
+async fn authenticate(proxy: &ExplicitProxy, token: Option<String>) -> Result<String, String> {
+    let token = token.ok_or("no session token")?;
+    if let Some(session) = proxy.sessions.authenticate(&token) {
+        return Ok(session.id.clone());
+    }
+    match proxy.cache.authenticate(&token).await {
+        Ok(session) => Ok(session.id.clone()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<Body> {
     let authorization = req
         .headers()
         .get(header::PROXY_AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(session) = token(authorization).and_then(|t| proxy.sessions.authenticate(&t)) else {
-        let mut record = Record::new(Kind::Connection);
-        record.mode = Some(Mode::Refused);
-        record.host = req.uri().authority().map(ToString::to_string);
-        let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
-        audit.finish(
-            Decision::Deny,
-            Some("proxy: missing or unknown session token".into()),
-        );
-        let mut reply = text(
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            "sluice: send the session token as Proxy-Authorization Basic (user `sluice`, password = token)\n",
-        );
-        reply.headers_mut().insert(
-            header::PROXY_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"sluice\""),
-        );
-        return reply;
+    let session = authenticate(&proxy, token(authorization)).await;
+    let session = match session {
+        Ok(id) => id,
+        Err(reason) => {
+            let mut record = Record::new(Kind::Connection);
+            record.mode = Some(Mode::Refused);
+            record.host = req.uri().authority().map(ToString::to_string);
+            let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
+            let message = format!(
+                "sluice: {reason}; send the session token as Proxy-Authorization Basic \
+                 (user `sluice`, password = token)\n"
+            );
+            audit.finish(Decision::Deny, Some(format!("proxy: {reason}")));
+            let mut reply = text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &message);
+            reply.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"sluice\""),
+            );
+            return reply;
+        }
     };
     let who = Who {
-        session: Some(session.id.clone()),
+        session: Some(session),
         ..Who::default()
     };
     let Some(authority) = req.uri().authority().cloned() else {

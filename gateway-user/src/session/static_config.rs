@@ -44,6 +44,11 @@ impl Sessions {
         Ok(Sessions { by_digest })
     }
 
+    /// The ids of the configured sessions.
+    pub fn ids(&self) -> std::sync::Arc<std::collections::HashSet<String>> {
+        std::sync::Arc::new(self.by_digest.values().map(|s| s.id.clone()).collect())
+    }
+
     /// The session whose token is `token`.
     pub fn authenticate(&self, token: &str) -> Option<Arc<SessionConfig>> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
