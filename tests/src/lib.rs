@@ -49,6 +49,7 @@ pub mod addrs;
 pub mod certs;
 pub mod cgroup;
 pub mod netlab;
+pub mod redis;
 pub mod sluice;
 pub mod upstream;
 

@@ -141,6 +141,20 @@ impl Sluice {
         cmd
     }
 
+    /// Any program in the daemon's network namespace (e.g. curl to the control API).
+    pub fn node_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.node_ns.display()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// The configuration file the daemon runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// `sluice exec [flags] -- <argv>`.
     pub fn exec(&self, flags: &[&str], argv: &[&str]) -> Command {
         let mut cmd = self.command();

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::types::CreateSession;
 use crate::daemon::Node;
 use crate::policy::CompiledPolicy;
-use crate::session::{NewSession, SessionView, StoreError, model::unix_now};
+use crate::session::{
+    AuthError, NewSession, SessionState, SessionView, StoreError, model::unix_now,
+};
 
 /// `POST /v1/sessions` answer: the only place the token ever appears.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -80,22 +82,22 @@ pub async fn revoke(node: &Node, id: &str) -> Result<SessionView, Failure> {
     show(node, id).await
 }
 
-/// Fails unless `id` names a usable session (enrolling a sandbox under it).
+/// Fails unless `id` names a usable session (enrolling a sandbox under it). Asks the
+/// node's session cache, so a session this node has seen can still be used while the store
+/// is unreachable; one it has not seen cannot (fail closed).
 pub async fn require_usable(node: &Node, id: &str) -> Result<(), Failure> {
-    match node.services.store.get(id).await.map_err(store_failure)? {
-        None => Err(not_found(id)),
-        Some(session) if !session.is_usable(unix_now()) => Err((
-            StatusCode::CONFLICT,
-            format!(
-                "session {id} is {}; create a new session",
-                session.effective_state(unix_now()).as_str()
-            ),
-        )),
-        Some(_) => {
-            let _ = node.services.store.activate(id).await;
-            Ok(())
-        }
+    let session = node.services.sessions.by_id(id).await.map_err(|e| {
+        let status = match e {
+            AuthError::UnknownSession(_) | AuthError::UnknownToken => StatusCode::NOT_FOUND,
+            AuthError::Revoked(_) | AuthError::Expired(_) => StatusCode::CONFLICT,
+            AuthError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, e.to_string())
+    })?;
+    if session.state == SessionState::Pending {
+        let _ = node.services.store.activate(id).await;
     }
+    Ok(())
 }
 
 fn not_found(id: &str) -> Failure {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::model::NewSession;
 
 /// Shortest session lifetime.
-pub const MIN_TTL: Duration = Duration::from_secs(60);
+pub const MIN_TTL: Duration = Duration::from_secs(1);
 /// Longest session lifetime.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most credentials one session may carry.
@@ -41,7 +41,7 @@ impl NewSession {
             return fail(
                 "ttl",
                 format!(
-                    "must be between 1 minute and 30 days (got {}s)",
+                    "must be between 1 second and 30 days (got {}s)",
                     self.ttl.as_secs()
                 ),
             );
@@ -229,8 +229,8 @@ mod tests {
         type Edit = fn(&mut NewSession);
         let cases: &[(Edit, &str)] = &[
             (
-                |s| s.ttl = Duration::from_secs(59),
-                "ttl: must be between 1 minute and 30 days (got 59s)",
+                |s| s.ttl = Duration::ZERO,
+                "ttl: must be between 1 second and 30 days (got 0s)",
             ),
             (
                 |s| s.ttl = MAX_TTL + Duration::from_secs(1),

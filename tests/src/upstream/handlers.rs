@@ -154,9 +154,12 @@ pub(crate) async fn echo(request: Request<Incoming>, info: &ConnInfo) -> Respons
     };
     let json = serde_json::to_vec(&report).unwrap_or_default();
     let mut response = fixed(200, Bytes::from(json));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Echo the credential-bearing header back as a header too (scrubbing tests).
+    if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
+        headers.insert("x-echoed-authorization", auth.clone());
+    }
     response
 }
 

