@@ -48,8 +48,21 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--appendonly", "no", "--save", ""])
-            .args(["--rdbcompression", "no", "--dbfilename", "dump.rdb", "--dir"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--appendonly",
+                "no",
+                "--save",
+                "",
+            ])
+            .args([
+                "--rdbcompression",
+                "no",
+                "--dbfilename",
+                "dump.rdb",
+                "--dir",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -67,7 +80,9 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(std::io::Error::other("redis-server did not answer PING in 10 s"))
+        Err(std::io::Error::other(
+            "redis-server did not answer PING in 10 s",
+        ))
     }
 
     /// Runs `redis-cli` against the server; returns its stdout.
@@ -78,7 +93,9 @@ impl RedisServer {
             .args(args)
             .output()?;
         if !out.status.success() {
-            return Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -93,7 +110,9 @@ impl RedisServer {
             .arg(&path)
             .output()?;
         if !out.status.success() {
-            return Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
         }
         std::fs::read(&path)
     }

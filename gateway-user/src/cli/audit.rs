@@ -83,7 +83,10 @@ fn line(record: &serde_json::Value) -> String {
     }
     match record.get("url").and_then(|v| v.as_str()) {
         Some(url) => {
-            let status = record.get("status").map(ToString::to_string).unwrap_or_default();
+            let status = record
+                .get("status")
+                .map(ToString::to_string)
+                .unwrap_or_default();
             out.push_str(&format!(" {} {url} {status}", text("method")));
         }
         None => out.push_str(&format!(" {} {}", text("host"), text("destination"))),
@@ -118,7 +121,10 @@ pub async fn policy(config: &Config, command: PolicyCommand) -> ExitCode {
     let PolicyCommand::Suggest { session } = command;
     match client.suggest_policy(&session).await {
         Ok(policy) => {
-            println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => super::fail(&e),

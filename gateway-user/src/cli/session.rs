@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::control::sessions::CreatedSession;
 use crate::control::types::{CreateSession, CredentialInput};
-use crate::session::SessionView;
 use crate::policy::{Enforcement, HostRule, PiiMode, PolicySpec, RateLimit};
+use crate::session::SessionView;
 
 /// `sluice session …`.
 #[derive(Debug, clap::Subcommand)]
@@ -186,7 +186,8 @@ fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, Strin
         return Err(bad("empty name or host list"));
     }
     let value = if let Some(var) = value.strip_prefix("env:") {
-        std::env::var(var).map_err(|_| format!("--cred {name}: environment variable {var} is not set"))?
+        std::env::var(var)
+            .map_err(|_| format!("--cred {name}: environment variable {var} is not set"))?
     } else if let Some(path) = value.strip_prefix("file:") {
         std::fs::read_to_string(path)
             .map_err(|e| format!("--cred {name}: read {path}: {e}"))?
@@ -214,7 +215,9 @@ fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, Strin
 
 /// `HOST=METHODS:PATHS` (`GET,POST:/v1/,/v2/`; either side may be empty).
 fn parse_rule(text: &str) -> Result<HostRule, String> {
-    let bad = || format!("--rule {text:?}: expected HOST=METHODS:PATHS, e.g. api.example.com=GET,POST:/v1/");
+    let bad = || {
+        format!("--rule {text:?}: expected HOST=METHODS:PATHS, e.g. api.example.com=GET,POST:/v1/")
+    };
     let (host, rest) = text.split_once('=').ok_or_else(bad)?;
     let (methods, paths) = rest.split_once(':').ok_or_else(bad)?;
     let list = |s: &str| -> Vec<String> {
@@ -250,7 +253,9 @@ fn parse_rate(text: &str) -> Result<RateLimit, String> {
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
     let n: u64 = n
         .parse()
@@ -276,7 +281,11 @@ fn print_created(created: &CreatedSession, json: bool) {
         return;
     }
     let s = &created.session;
-    println!("session {} created, expires {}", s.id, rfc3339(s.expires_at));
+    println!(
+        "session {} created, expires {}",
+        s.id,
+        rfc3339(s.expires_at)
+    );
     println!("token (shown once; give it to the sandbox's orchestrator, not the agent):");
     println!("  {}", created.token);
     for (name, placeholder) in &created.placeholders {
@@ -286,7 +295,9 @@ fn print_created(created: &CreatedSession, json: bool) {
             .find(|c| &c.name == name)
             .map(|c| c.hosts.join(","))
             .unwrap_or_default();
-        println!("credential {name}: the sandbox sends {placeholder} (replaced only toward {hosts})");
+        println!(
+            "credential {name}: the sandbox sends {placeholder} (replaced only toward {hosts})"
+        );
     }
 }
 
@@ -313,7 +324,10 @@ pub fn rfc3339(unix: u64) -> String {
     i64::try_from(unix)
         .ok()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -335,7 +349,10 @@ mod tests {
         let at = parse_cred("K=user@pass@h.test", &mut empty).unwrap();
         assert_eq!(at.value, "user@pass", "the last @ separates the hosts");
         let mut stdin = std::io::Cursor::new(b"from-stdin\n".to_vec());
-        assert_eq!(parse_cred("K=-@h.test", &mut stdin).unwrap().value, "from-stdin");
+        assert_eq!(
+            parse_cred("K=-@h.test", &mut stdin).unwrap().value,
+            "from-stdin"
+        );
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), "from-file\n").unwrap();
         let spec = format!("K=file:{}@h.test", file.path().display());
@@ -376,7 +393,10 @@ mod tests {
         let request = build(&args).unwrap();
         assert_eq!(request.ttl_seconds, 600);
         assert!(request.credentials[0].body && !request.credentials[0].query);
-        assert_eq!(request.policy.allow.as_deref(), Some(&["api.github.test".to_owned()][..]));
+        assert_eq!(
+            request.policy.allow.as_deref(),
+            Some(&["api.github.test".to_owned()][..])
+        );
         assert_eq!(request.policy.enforcement, Enforcement::Audit);
         let missing = CreateArgs {
             cred_query: vec!["NOPE".into()],

@@ -7,7 +7,9 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::sessions::Failure;
-use crate::audit::{AuditQuery, AuditTarget, MAX_FOLLOW, follow_file, follow_redis, query_file, query_redis};
+use crate::audit::{
+    AuditQuery, AuditTarget, MAX_FOLLOW, follow_file, follow_redis, query_file, query_redis,
+};
 use crate::daemon::Node;
 use crate::policy::Observed;
 
@@ -39,7 +41,11 @@ pub fn parse(query: &str) -> Result<(AuditQuery, Option<Duration>), Failure> {
                 let secs: u64 = value.parse().map_err(|_| bad("must be seconds"))?;
                 follow = Some(Duration::from_secs(secs).min(MAX_FOLLOW));
             }
-            _ => return Err(bad("unknown parameter (session, kind, after, limit, follow)")),
+            _ => {
+                return Err(bad(
+                    "unknown parameter (session, kind, after, limit, follow)",
+                ));
+            }
         }
     }
     Ok((q, follow))
@@ -61,8 +67,12 @@ pub async fn read(
         AuditTarget::Redis {
             url, stream_key, ..
         } => {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("audit: redis: {e}")))?;
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("audit: redis: {e}"),
+                )
+            })?;
             let timeout = follow.unwrap_or_default() + Duration::from_secs(5);
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -70,7 +80,12 @@ pub async fn read(
             let mut conn = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
-                .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("audit: redis: {e}")))?;
+                .map_err(|e| {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("audit: redis: {e}"),
+                    )
+                })?;
             match follow {
                 Some(wait) => follow_redis(&mut conn, &stream_key, query, wait).await,
                 None => query_redis(&mut conn, &stream_key, query).await,
@@ -105,9 +120,15 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
         }
         "connection" if matches!(text("mode"), Some("relay" | "passthrough" | "refused")) => {
             let tcp = text("mode") == Some("relay") || text("host").is_none();
-            let host = text("host")
-                .map(str::to_owned)
-                .or_else(|| Some(text("destination")?.parse::<std::net::SocketAddr>().ok()?.ip().to_string()))?;
+            let host = text("host").map(str::to_owned).or_else(|| {
+                Some(
+                    text("destination")?
+                        .parse::<std::net::SocketAddr>()
+                        .ok()?
+                        .ip()
+                        .to_string(),
+                )
+            })?;
             Some(Observed {
                 host,
                 port: port?,

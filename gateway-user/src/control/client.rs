@@ -9,8 +9,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::auth::AdminToken;
 use super::audit::AuditRecords;
+use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions::CreatedSession;
 use super::types::{ApiError, CreateSandbox, CreateSession, Health, SandboxView};
@@ -91,8 +91,12 @@ impl ControlClient {
 
     /// `GET /v1/sessions/{id}`.
     pub async fn session(&self, id: &str) -> Result<SessionView, ClientError> {
-        self.call(Method::GET, &format!("/v1/sessions/{}", encode(id)), None::<&()>)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/sessions/{}", encode(id)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `POST /v1/sessions/{id}/revoke`.

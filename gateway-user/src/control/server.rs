@@ -128,11 +128,14 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
         (Method::GET, ["v1", "sessions", id]) => {
             reply(StatusCode::OK, sessions::show(node, id).await)
         }
-        (Method::POST, ["v1", "sessions", id, "revoke"]) | (Method::DELETE, ["v1", "sessions", id]) => {
+        (Method::POST, ["v1", "sessions", id, "revoke"])
+        | (Method::DELETE, ["v1", "sessions", id]) => {
             reply(StatusCode::OK, sessions::revoke(node, id).await)
         }
         (Method::GET, ["v1", "sessions", id, "env"]) => {
-            let proxy = query.split('&').any(|kv| kv == "proxy=true" || kv == "proxy=1");
+            let proxy = query
+                .split('&')
+                .any(|kv| kv == "proxy=true" || kv == "proxy=1");
             reply(StatusCode::OK, session_env(node, id, proxy).await)
         }
         (Method::GET, ["v1", "audit"]) => match super::audit::parse(&query) {
@@ -145,7 +148,10 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
         (Method::GET, ["v1", "ca.pem"]) => {
             match std::fs::read_to_string(node.config.state_dir.join("ca.pem")) {
                 Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("ca: read ca.pem: {e}")),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("ca: read ca.pem: {e}"),
+                ),
             }
         }
         (Method::GET, ["v1", "openapi.json"]) => {
@@ -156,7 +162,14 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             "text/plain; version=0.0.4",
             super::metrics::render(node),
         ),
-        (_, ["v1", "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"] | ["metrics"])
+        (
+            _,
+            [
+                "v1",
+                "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json",
+            ]
+            | ["metrics"],
+        )
         | (_, ["v1", "sandboxes" | "sessions", _])
         | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,

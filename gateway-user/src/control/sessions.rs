@@ -75,7 +75,13 @@ pub async fn show(node: &Node, id: &str) -> Result<SessionView, Failure> {
 
 /// Revokes a session on every node.
 pub async fn revoke(node: &Node, id: &str) -> Result<SessionView, Failure> {
-    if !node.services.store.revoke(id).await.map_err(store_failure)? {
+    if !node
+        .services
+        .store
+        .revoke(id)
+        .await
+        .map_err(store_failure)?
+    {
         return Err(not_found(id));
     }
     tracing::info!(session = %id, "session: revoked");

@@ -132,7 +132,12 @@ impl std::fmt::Debug for CredentialInput {
 
 impl CredentialInput {
     /// The declaration without the value, and the value as a [`Secret`](crate::credentials::Secret).
-    pub fn split(self) -> (crate::credentials::CredentialSpec, crate::credentials::Secret) {
+    pub fn split(
+        self,
+    ) -> (
+        crate::credentials::CredentialSpec,
+        crate::credentials::Secret,
+    ) {
         let spec = crate::credentials::CredentialSpec {
             name: self.name,
             hosts: self.hosts,
@@ -140,6 +145,9 @@ impl CredentialInput {
             query: self.query,
             body: self.body,
         };
-        (spec, crate::credentials::Secret::new(self.value.into_bytes()))
+        (
+            spec,
+            crate::credentials::Secret::new(self.value.into_bytes()),
+        )
     }
 }

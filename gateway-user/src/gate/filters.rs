@@ -6,6 +6,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::credentials::{BodyInjector, Misdirected, Scrubber, StreamReplacer};
 use crate::intercept::{BodyFilter, Refusal, ResponseFilter, SharedNotes, notes};
+use crate::pii::{Blocked, StreamScanner, Summary};
 
 /// A refusal for a placeholder headed where it may not go.
 pub fn misdirected(error: &Misdirected) -> Refusal {
@@ -15,31 +16,81 @@ pub fn misdirected(error: &Misdirected) -> Refusal {
     ))
 }
 
-/// Request body: placeholders swapped (and misdirected ones refused) as the body streams.
+/// Request body: PII scanned (on what the sandbox sent), then placeholders swapped (and
+/// misdirected ones refused), as the body streams.
 #[derive(Debug)]
 pub struct RequestBody {
+    /// The PII scanner, when the session's mode is not `off`; `None` once finished.
+    pub pii: Option<StreamScanner>,
     /// The placeholder swapper; `None` once finished.
     pub inject: Option<BodyInjector>,
-    /// Where the injected names go.
+    /// Where findings and injected names go.
     pub notes: SharedNotes,
+}
+
+impl RequestBody {
+    /// Records what blocked the body (each kind at least once) and refuses it.
+    fn blocked(&self, blocked: &Blocked, summary: &Summary) -> Refusal {
+        self.count(summary);
+        let mut notes = notes(&self.notes);
+        for kind in &blocked.kinds {
+            notes.pii.entry(kind.as_str().to_owned()).or_insert(1);
+        }
+        Refusal::forbidden(format!(
+            "refused: {blocked}; the session's PII mode is `block`"
+        ))
+    }
+
+    fn count(&self, summary: &Summary) {
+        let mut notes = notes(&self.notes);
+        for (kind, n) in &summary.counts {
+            notes.pii.insert(kind.as_str().to_owned(), *n);
+        }
+    }
+
+    fn inject(&mut self, bytes: &[u8]) -> Result<Bytes, Refusal> {
+        match &mut self.inject {
+            Some(inject) => inject.push(bytes).map_err(|e| misdirected(&e)),
+            None => Ok(Bytes::copy_from_slice(bytes)),
+        }
+    }
 }
 
 impl BodyFilter for RequestBody {
     fn push(&mut self, chunk: &[u8]) -> Result<Bytes, Refusal> {
-        match &mut self.inject {
-            Some(inject) => inject.push(chunk).map_err(|e| misdirected(&e)),
-            None => Ok(Bytes::copy_from_slice(chunk)),
-        }
+        let scanned = match &mut self.pii {
+            Some(scanner) => match scanner.push(chunk) {
+                Ok(out) => out,
+                Err(blocked) => {
+                    let summary = scanner.summary();
+                    self.pii = None;
+                    return Err(self.blocked(&blocked, &summary));
+                }
+            },
+            None => return self.inject(chunk),
+        };
+        self.inject(&scanned)
     }
 
     fn finish(&mut self) -> Result<Bytes, Refusal> {
-        let Some(inject) = self.inject.take() else {
-            return Ok(Bytes::new());
-        };
-        for name in inject.injected() {
-            notes(&self.notes).injected(&name);
+        let mut out = Vec::new();
+        if let Some(scanner) = self.pii.take() {
+            let summary = scanner.summary();
+            match scanner.finish() {
+                Ok((rest, summary)) => {
+                    self.count(&summary);
+                    out.extend_from_slice(&self.inject(&rest)?);
+                }
+                Err(blocked) => return Err(self.blocked(&blocked, &summary)),
+            }
         }
-        inject.finish().map_err(|e| misdirected(&e))
+        if let Some(inject) = self.inject.take() {
+            for name in inject.injected() {
+                notes(&self.notes).injected(&name);
+            }
+            out.extend_from_slice(&inject.finish().map_err(|e| misdirected(&e))?);
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -71,7 +122,10 @@ impl ResponseFilter for ScrubResponse {
     }
 
     fn finish(&mut self) -> Bytes {
-        self.body.take().map(StreamReplacer::finish).unwrap_or_default()
+        self.body
+            .take()
+            .map(StreamReplacer::finish)
+            .unwrap_or_default()
     }
 }
 

@@ -17,9 +17,10 @@ use http::StatusCode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 
-use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
-use crate::policy::{self, RateLimiter, RateOutcome, Verdict};
 use crate::credentials::{Bound, Injector, Scrubber, Secret};
+use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
+use crate::pii::StreamScanner;
+use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
 use crate::session::{AuthError, MasterKey, Session, SessionCache};
 
 pub use compiled::CompiledSessions;
@@ -106,7 +107,7 @@ impl SessionGate {
             }
         }
         let mut plan = plan;
-        self.credentials(&session, &req.host, parts, &mut plan)?;
+        self.credentials(&session, &req.host, parts, &mut plan, &compiled)?;
         Ok(plan)
     }
 
@@ -121,11 +122,16 @@ impl SessionGate {
         host: &str,
         parts: &mut Parts,
         plan: &mut Plan,
+        compiled: &CompiledPolicy,
     ) -> Result<(), Refusal> {
         let mut here = Vec::new();
         let mut bounds = Vec::with_capacity(session.credentials.len());
         for stored in &session.credentials {
-            let bound_here = stored.spec.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+            let bound_here = stored
+                .spec
+                .hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host));
             let value = if bound_here {
                 let value = session
                     .open_credential(&stored.spec.name, &self.master)
@@ -167,6 +173,7 @@ impl SessionGate {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         plan.body = Some(Box::new(filters::RequestBody {
+            pii: StreamScanner::new(compiled.pii_mode()),
             inject: Some(injector.body(host, content_type.as_deref())),
             notes: plan.notes.clone(),
         }));
@@ -185,7 +192,9 @@ impl SessionGate {
 /// A session that cannot be used: 403 naming why (the store being down included).
 fn session_refusal(error: AuthError) -> Refusal {
     match error {
-        AuthError::StoreUnavailable(_) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        AuthError::StoreUnavailable(_) => {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
         _ => Refusal::forbidden(error.to_string()),
     }
 }

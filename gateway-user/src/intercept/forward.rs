@@ -143,7 +143,9 @@ async fn filter_request_body(
     }
     let out = filtered::whole(&collected, filter.as_mut())?;
     headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Ok(Full::new(out).map_err(|never| match never {}).boxed_unsync())
+    Ok(Full::new(out)
+        .map_err(|never| match never {})
+        .boxed_unsync())
 }
 
 /// Streams an upstream response back through the plan's filter, the audit guard riding on

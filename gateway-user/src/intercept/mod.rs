@@ -11,8 +11,8 @@
 
 mod body;
 mod checks;
-mod forward;
 mod filtered;
+mod forward;
 mod framing;
 mod hook;
 mod response;
@@ -27,8 +27,8 @@ use crate::tls::{LeafError, ServerConfigCache, TlsConfigError};
 use crate::upstream::UpstreamClient;
 
 pub use hook::{
-    AllowAll, BodyFilter, HookFuture, Notes, Plan, Refusal, RequestInfo, RequestPolicy, ResponseFilter,
-    SharedNotes, notes,
+    AllowAll, BodyFilter, HookFuture, Notes, Plan, Refusal, RequestInfo, RequestPolicy,
+    ResponseFilter, SharedNotes, notes,
 };
 pub use serve::{forward_absolute, intercept_http, intercept_tls, reject_tls};
 
