@@ -33,6 +33,7 @@ pub struct Daemon {
     parent_cgroup: PathBuf,
     pin_dir: PathBuf,
     node_ns: PathBuf,
+    log: PathBuf,
     /// From spawn to the control API answering `GET /v1/health` with 200.
     pub ready_after: Duration,
 }
@@ -89,6 +90,7 @@ impl Daemon {
             parent_cgroup,
             pin_dir,
             node_ns: env.lab.node_ns_path(),
+            log,
         })
     }
 
@@ -105,6 +107,19 @@ impl Daemon {
             .args(["exec", "--"])
             .arg(program);
         cmd
+    }
+
+    /// The last `n` warning or error lines of the daemon's log (for failed measurements).
+    pub fn log_problems(&self, n: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let bad: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        bad[bad.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
     }
 
     /// Sluice's CA, which clients of intercepted connections trust.

@@ -213,8 +213,12 @@ fn watch_signals() -> Arc<AtomicBool> {
 /// daemon, the peers and the clients).
 fn raise_nofile() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // Root may raise the hard limit too (HAProxy sizes its table from maxconn 40000).
+    if setrlimit(Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20).is_ok() {
+        return;
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

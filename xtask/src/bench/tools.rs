@@ -74,14 +74,37 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> anyhow::Result<Output
         stderr,
     };
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stderr
+            .lines()
+            .chain(stdout.lines())
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("");
         bail!(
-            "bench: {shown} failed ({}):\n{}\n{}",
+            "{} ({}): {last}\n{shown}\n{stdout}\n{stderr}",
             out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            program(&shown)
         );
     }
     Ok(out)
+}
+
+/// The load tool in a wrapped command line (the first known tool name in it).
+fn program(shown: &str) -> &'static str {
+    [
+        "h2load",
+        "wrk",
+        "hey",
+        "curl",
+        "iperf3",
+        "bench-client",
+        "squid",
+        "chown",
+    ]
+    .into_iter()
+    .find(|t| shown.contains(&format!("\"{t}\"")))
+    .unwrap_or("command")
 }
 
 /// Parses h2load's summary (`finished in …, N req/s`, `requests: … N succeeded, N failed,

@@ -169,7 +169,7 @@ pub fn h2load(ctx: &Ctx<'_>, via: &Via<'_>, flags: &[&str], secs: u64) -> anyhow
             "-t1",
             "-D",
             &secs.to_string(),
-            "--warm-up-time=0.3",
+            "--warm-up-time=300ms",
             "--log-file",
         ])
         .arg(&log)

@@ -256,6 +256,11 @@ impl<'a> Ctx<'a> {
                     .unwrap_or("")
                     .to_owned();
                 eprintln!("bench: {workload} {case} via {} failed: {msg}", via.path);
+                if via.path == "sluice" {
+                    for line in self.daemon.log_problems(5) {
+                        eprintln!("bench:   daemon: {line}");
+                    }
+                }
                 row.note = format!("failed: {}", first.chars().take(160).collect::<String>());
             }
         }
