@@ -67,10 +67,11 @@ pub fn w6(ctx: &mut Ctx<'_>) {
         let row = match via {
             Err((path, entry, why)) => Row::na("W6", case::IDLE, path, entry, why),
             Ok(via) => {
-                let n = if matches!(via.path, "squid" | "mitmproxy") {
-                    small
-                } else {
-                    full
+                // HAProxy's maxconn (9000) is bounded by the fd limit (20000 here).
+                let n = match via.path {
+                    "squid" | "mitmproxy" => small,
+                    "haproxy" => full.min(8000),
+                    _ => full,
                 };
                 idle(ctx, &via, n).unwrap_or_else(|e| {
                     let mut row = Row::na("W6", case::IDLE, via.path, via.entry, "");
