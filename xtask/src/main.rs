@@ -1,8 +1,10 @@
-//! `cargo xtask …`: set-up of the toolchain, running the daemon, and the test suite.
+//! `cargo xtask …`: set-up of the toolchain, running the daemon, the test suite and the
+//! benchmark.
 //!
 //! Every command first makes sure the machine has what the build needs (see [`setup`]),
 //! so a fresh machine needs no manual step.
 
+mod bench;
 mod cmd;
 mod setup;
 mod test;
@@ -33,6 +35,11 @@ enum Task {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Benchmark Sluice against direct and peer proxies (PERFORMANCE.md); writes bench/results/.
+    Bench(bench::BenchArgs),
+    /// Load clients the benchmark runs (inside sandboxes for the capture path).
+    #[command(hide = true)]
+    BenchClient(bench::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +48,8 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Run { args } => run_daemon(&args),
         Task::Test { filter } => test::run(filter.as_deref()),
+        Task::Bench(args) => bench::run(&args),
+        Task::BenchClient(args) => bench::client::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

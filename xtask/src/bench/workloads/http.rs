@@ -1,0 +1,220 @@
+//! Request workloads: W1 (kept-alive small requests), W2a/W2b (a new TLS connection per
+//! request; same or new SNI), W7 (1k routing rules).
+
+use super::{Ctx, Service, Via, num};
+use crate::bench::tools::{self, Load, parse_h2load, parse_hey, parse_wrk};
+
+/// Case names shared with the target checks.
+pub mod case {
+    /// W1 h1 throughput.
+    pub const H1: &str = "h1 keep-alive, 16 conns (h2load --h1)";
+    /// W1 h2 throughput.
+    pub const H2: &str = "h2 keep-alive, 16 conns × 10 streams (h2load)";
+    /// W1 latency at one connection.
+    pub const ONE: &str = "h1, 1 conn, sequential (h2load --h1)";
+    /// W1 latency at 1000 req/s.
+    pub const RATE: &str = "h1 at 1000 req/s, 10 conns (h2load --rps 100)";
+    /// W1 through explicit proxies, h1.
+    pub const X_H1: &str = "h1 keep-alive, 16 conns (hey -x)";
+    /// W1 through explicit proxies, h2.
+    pub const X_H2: &str = "h2 keep-alive, 16 conns (hey -h2 -x)";
+    /// W2a via capture / reverse.
+    pub const NEW_CONN: &str = "new TLS conn per request, 8 conns (wrk Connection: close)";
+    /// W2a via explicit proxies.
+    pub const X_NEW_CONN: &str = "new TLS conn per request, 8 conns (hey -disable-keepalive -x)";
+    /// W2b same SNI.
+    pub const SAME_SNI: &str = "new conn per request, same SNI, 4 at once (bench-client sni)";
+    /// W2b new SNI.
+    pub const NEW_SNI: &str = "new conn per request, new SNI each, 4 at once (bench-client sni)";
+    /// W2b concurrent misses.
+    pub const PAIRS: &str = "distinct SNIs, 2 conns at once per name (bench-client sni --pairs)";
+    /// W7.
+    pub const RULES: &str = "new TLS conn per request to an intercepted host, 8 conns (wrk)";
+}
+
+/// W1: small HTTPS requests over kept-alive connections, h1 and h2.
+pub fn w1(ctx: &mut Ctx<'_>) {
+    let s = ctx.secs();
+    let local = ["direct", "capture", "haproxy"];
+    ctx.run("W1", case::H1, &local, "req/s", "req", |ctx, via| {
+        h2load(ctx, via, &["--h1", "-c16", "-m1"], s)
+    });
+    ctx.run("W1", case::H2, &local, "req/s", "req", |ctx, via| {
+        h2load(ctx, via, &["-c16", "-m10"], s)
+    });
+    ctx.run("W1", case::ONE, &local, "req/s", "req", |ctx, via| {
+        h2load(ctx, via, &["--h1", "-c1", "-m1"], s)
+    });
+    ctx.run(
+        "W1",
+        case::RATE,
+        &["direct", "capture"],
+        "req/s",
+        "req",
+        |ctx, via| h2load(ctx, via, &["--h1", "-c10", "-m1", "--rps=100"], s),
+    );
+    let explicit = ["direct", "explicit", "squid", "mitmproxy"];
+    ctx.run("W1", case::X_H1, &explicit, "req/s", "req", |ctx, via| {
+        hey(ctx, via, &[])
+    });
+    ctx.run(
+        "W1",
+        case::X_H2,
+        &["direct", "explicit", "mitmproxy"],
+        "req/s",
+        "req",
+        |ctx, via| hey(ctx, via, &["-h2"]),
+    );
+    ctx.rows.push(crate::bench::report::Row::na(
+        "W1",
+        case::X_H2,
+        "squid",
+        "explicit",
+        "Squid 5 speaks HTTP/1.1 only to clients",
+    ));
+}
+
+/// W2a: a new TLS connection per request (Sluice's leaf cached, its upstream pooled).
+pub fn w2a(ctx: &mut Ctx<'_>) {
+    ctx.run(
+        "W2a",
+        case::NEW_CONN,
+        &["direct", "capture", "haproxy"],
+        "conn/s",
+        "conn",
+        |ctx, via| wrk_close(ctx, via, Service::Nginx),
+    );
+    let explicit = ["direct", "explicit", "squid", "mitmproxy"];
+    ctx.run(
+        "W2a",
+        case::X_NEW_CONN,
+        &explicit,
+        "conn/s",
+        "conn",
+        |ctx, via| hey(ctx, via, &["-disable-keepalive", "-c", "8"]),
+    );
+}
+
+/// W2b: a new SNI every connection (leaf cache miss), and concurrent misses minting once.
+pub fn w2b(ctx: &mut Ctx<'_>) {
+    let count = if ctx.args.quick { 300 } else { 2000 };
+    for (case, distinct) in [(case::SAME_SNI, None), (case::NEW_SNI, Some("n"))] {
+        ctx.run(
+            "W2b",
+            case,
+            &["direct", "capture"],
+            "conn/s",
+            "conn",
+            |ctx, via| {
+                let mut args = vec!["sni".into()];
+                args.extend(ctx.dest_args(via, Service::Nginx));
+                args.extend([
+                    "--count".into(),
+                    count.to_string(),
+                    "--concurrency".into(),
+                    "4".into(),
+                ]);
+                if let Some(prefix) = distinct {
+                    args.extend(["--distinct".into(), prefix.into()]);
+                }
+                sni_load(&ctx.client(via, &args, ctx.bound())?)
+            },
+        );
+    }
+    let names = if ctx.args.quick { 200 } else { 1000 };
+    let mut mismatches = 0.0;
+    ctx.run(
+        "W2b",
+        case::PAIRS,
+        &["capture"],
+        "conn/s",
+        "conn",
+        |ctx, via| {
+            let mut args = vec!["sni".into()];
+            args.extend(ctx.dest_args(via, Service::Nginx));
+            args.extend([
+                "--count".into(),
+                names.to_string(),
+                "--concurrency".into(),
+                names.to_string(),
+            ]);
+            args.extend(["--distinct".into(), "m".into(), "--pairs".into()]);
+            let out = ctx.client(via, &args, ctx.bound())?;
+            mismatches = num(&out, "cert_mismatches");
+            sni_load(&out)
+        },
+    );
+    if let Some(row) = ctx.rows.last_mut() {
+        row.note = format!(
+            "{names} names; {mismatches} pairs got different leaves (0 = each name minted once)"
+        );
+    }
+}
+
+/// W7: the W2a load with 1k routing rules in the daemon's policy (caller switches daemons).
+pub fn w7(ctx: &mut Ctx<'_>, rules: usize) {
+    let case = format!("{} — {rules} rules", case::RULES);
+    ctx.run("W7", &case, &["capture"], "conn/s", "conn", |ctx, via| {
+        wrk_close(ctx, via, Service::Nginx)
+    });
+}
+
+/// h2load for the run's duration against `/small`; percentiles from its per-request log.
+pub fn h2load(ctx: &Ctx<'_>, via: &Via<'_>, flags: &[&str], secs: u64) -> anyhow::Result<Load> {
+    let log = ctx.scratch("h2load.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = via.command(ctx.env, "h2load");
+    cmd.args(flags)
+        .args([
+            "-t1",
+            "-D",
+            &secs.to_string(),
+            "--warm-up-time=300ms",
+            "--log-file",
+        ])
+        .arg(&log)
+        .arg(via.url(Service::Nginx, "/small"));
+    let out = tools::run_bounded(cmd, ctx.bound())?;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    parse_h2load(&String::from_utf8_lossy(&out.stdout), &text)
+}
+
+/// wrk with `Connection: close`: a new TLS connection per request.
+pub fn wrk_close(ctx: &Ctx<'_>, via: &Via<'_>, service: Service) -> anyhow::Result<Load> {
+    let mut cmd = via.command(ctx.env, "wrk");
+    cmd.args(["-t2", "-c8", "-d", &format!("{}s", ctx.secs()), "--latency"])
+        .args(["-H", "Connection: close"])
+        .arg(via.url(service, "/small"));
+    let out = tools::run_bounded(cmd, ctx.bound())?;
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// hey (Go client) for the run's duration, 16 workers unless `flags` says `-c`; through
+/// `via`'s explicit proxy if it has one.
+pub fn hey(ctx: &Ctx<'_>, via: &Via<'_>, flags: &[&str]) -> anyhow::Result<Load> {
+    let mut cmd = via.command(ctx.env, "hey");
+    cmd.args(["-z", &format!("{}s", ctx.secs()), "-t", "10"]);
+    if !flags.contains(&"-c") {
+        cmd.args(["-c", "16"]);
+    }
+    cmd.args(flags);
+    if let Some(proxy) = &via.proxy {
+        cmd.args(["-x", proxy]);
+    }
+    cmd.arg(via.url(Service::Nginx, "/small"));
+    let out = tools::run_bounded(cmd, ctx.bound())?;
+    parse_hey(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn sni_load(out: &serde_json::Value) -> anyhow::Result<Load> {
+    if num(out, "conns") == 0.0 {
+        anyhow::bail!("no connection succeeded: {}", out["first_error"]);
+    }
+    Ok(Load {
+        rate: num(out, "rate"),
+        units: num(out, "conns"),
+        p50_us: out["p50_us"].as_f64(),
+        p99_us: out["p99_us"].as_f64(),
+        errors: num(out, "errors") as u64,
+    })
+}

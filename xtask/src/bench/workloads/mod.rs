@@ -1,0 +1,321 @@
+//! The workloads W1–W10 of PERFORMANCE.md and the plumbing they share: the paths traffic
+//! can take ([`Via`]), the clients' command lines, and turning a run into a [`Row`].
+
+mod bulk;
+mod http;
+mod node;
+mod streams;
+pub mod targets;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::BenchArgs;
+use super::daemon::Daemon;
+use super::env::Env;
+use super::peers::{Kind, Peer};
+use super::proc::Probe;
+use super::report::Row;
+use super::tools::{self, Load};
+
+pub use bulk::{w3, w5};
+pub use http::{w1, w2a, w2b, w7};
+pub use node::{profile, w8, w9, w10, w10_reload};
+pub use streams::{w4, w6};
+
+/// What the workloads share.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The namespaces and upstreams.
+    pub env: &'a Env,
+    /// The daemon under test.
+    pub daemon: &'a Daemon,
+    /// Peers that started.
+    pub peers: &'a [Peer],
+    /// Peers that did not, and why.
+    pub missing: &'a [(Kind, String)],
+    /// Command-line options.
+    pub args: &'a BenchArgs,
+    /// This binary (for `bench-client`).
+    pub xtask: PathBuf,
+    /// Rows so far.
+    pub rows: Vec<Row>,
+}
+
+/// Which server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// nginx at `bench.test` (203.0.113.10:443).
+    Nginx,
+    /// The Rust fake at `app.bench.test` (198.51.100.11:443): `/sse`, `/upload`.
+    App,
+    /// nginx at `pass.bench.test` (198.51.100.12:443), passthrough for Sluice.
+    Pass,
+}
+
+/// One way for a client to reach an upstream.
+#[derive(Debug, Clone)]
+pub struct Via<'a> {
+    /// `direct`, `sluice`, `haproxy`, `squid`, `mitmproxy`.
+    pub path: &'static str,
+    /// `-`, `capture`, `explicit`, `reverse`.
+    pub entry: &'static str,
+    /// Run the client under `sluice exec` (capture).
+    sandbox: Option<&'a Daemon>,
+    /// Explicit proxy URL.
+    pub proxy: Option<String>,
+    /// The CA the client must trust.
+    pub ca: PathBuf,
+    /// The proxy process to measure.
+    pub pid: Option<u32>,
+}
+
+impl Via<'_> {
+    /// `https://<host>/<path>` as this path's clients name it.
+    pub fn url(&self, service: Service, path: &str) -> String {
+        format!("https://{}{path}", self.host_port(service))
+    }
+
+    /// The `host[:port]` clients put in URLs.
+    pub fn host_port(&self, service: Service) -> &'static str {
+        match (self.path, service) {
+            ("haproxy", Service::Nginx) => "hap.bench.test:8443",
+            ("haproxy", _) => "hap.bench.test:8444",
+            (_, Service::Nginx) => "bench.test",
+            (_, Service::App) => "app.bench.test",
+            (_, Service::Pass) => "pass.bench.test",
+        }
+    }
+
+    /// (address to dial, SNI host) for `bench-client`.
+    pub fn dial(&self, service: Service) -> (&'static str, &'static str) {
+        match (self.path, service) {
+            ("haproxy", Service::Nginx) => ("127.0.0.1:8443", "hap.bench.test"),
+            ("haproxy", _) => ("127.0.0.1:8444", "hap.bench.test"),
+            (_, Service::Nginx) => ("203.0.113.10:443", "bench.test"),
+            (_, Service::App) => ("198.51.100.11:443", "app.bench.test"),
+            (_, Service::Pass) => ("198.51.100.12:443", "pass.bench.test"),
+        }
+    }
+
+    /// `program` where this path's clients run: under `sluice exec` or plainly in the node
+    /// namespace (both with the bench's `/etc/hosts`).
+    pub fn command(&self, env: &Env, program: &str) -> std::process::Command {
+        match self.sandbox {
+            Some(daemon) => daemon.exec(env, program),
+            None => env.node(program),
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// The paths named in `which` (`direct`, `capture`, `explicit`, `haproxy`, `squid`,
+    /// `mitmproxy`), in that order; peers that did not start give n/a rows via [`Self::run`].
+    pub fn vias(
+        &self,
+        which: &[&str],
+    ) -> Vec<Result<Via<'a>, (&'static str, &'static str, String)>> {
+        let mut out = Vec::new();
+        let order = [
+            "direct",
+            "capture",
+            "explicit",
+            "haproxy",
+            "squid",
+            "mitmproxy",
+        ];
+        for name in order.iter().filter(|n| which.contains(n)) {
+            out.push(match *name {
+                "direct" => Ok(Via {
+                    path: "direct",
+                    entry: "-",
+                    sandbox: None,
+                    proxy: None,
+                    ca: self.env.ca_file.clone(),
+                    pid: None,
+                }),
+                "capture" => Ok(Via {
+                    path: "sluice",
+                    entry: "capture",
+                    sandbox: Some(self.daemon),
+                    proxy: None,
+                    ca: self.daemon.ca_file(),
+                    pid: Some(self.daemon.pid()),
+                }),
+                "explicit" => Ok(Via {
+                    path: "sluice",
+                    entry: "explicit",
+                    sandbox: None,
+                    proxy: Some(self.daemon.proxy_url()),
+                    ca: self.daemon.ca_file(),
+                    pid: Some(self.daemon.pid()),
+                }),
+                peer => self.peer_via(peer),
+            });
+        }
+        out
+    }
+
+    fn peer_via(&self, name: &str) -> Result<Via<'a>, (&'static str, &'static str, String)> {
+        let kind = match name {
+            "haproxy" => Kind::Haproxy,
+            "squid" => Kind::Squid,
+            _ => Kind::Mitmproxy,
+        };
+        let entry = if kind == Kind::Haproxy {
+            "reverse"
+        } else {
+            "explicit"
+        };
+        if let Some(peer) = self.peers.iter().find(|p| p.kind == kind) {
+            return Ok(Via {
+                path: kind.name(),
+                entry,
+                sandbox: None,
+                proxy: peer.proxy_url(),
+                ca: peer.ca_file.clone(),
+                pid: Some(peer.pid()),
+            });
+        }
+        let why = self.missing.iter().find(|(k, _)| *k == kind).map_or_else(
+            || "peers skipped (--no-peers)".to_owned(),
+            |(_, e)| format!("did not start: {e}"),
+        );
+        Err((kind.name(), entry, why))
+    }
+
+    /// Runs `f` once per path in `which`, measuring the proxy, and records a row each.
+    pub fn run(
+        &mut self,
+        workload: &str,
+        case: &str,
+        which: &[&str],
+        unit: &str,
+        cpu_unit: &str,
+        mut f: impl FnMut(&Ctx<'a>, &Via<'a>) -> anyhow::Result<Load>,
+    ) {
+        for via in self.vias(which) {
+            let row = match via {
+                Err((path, entry, why)) => Row::na(workload, case, path, entry, why),
+                Ok(via) => self.measure(workload, case, unit, cpu_unit, &via, &mut f),
+            };
+            eprintln!(
+                "bench: {workload} {case} [{} {}]: {} {} p50={:?} p99={:?} {}",
+                row.path,
+                row.entry,
+                row.value.map_or("-".into(), super::report::fmt_num),
+                row.unit,
+                row.p50_us.map(|v| v.round()),
+                row.p99_us.map(|v| v.round()),
+                row.note
+            );
+            self.rows.push(row);
+        }
+    }
+
+    fn measure(
+        &self,
+        workload: &str,
+        case: &str,
+        unit: &str,
+        cpu_unit: &str,
+        via: &Via<'a>,
+        f: &mut impl FnMut(&Ctx<'a>, &Via<'a>) -> anyhow::Result<Load>,
+    ) -> Row {
+        let probe = via.pid.map(Probe::start);
+        let result = f(self, via);
+        let usage = probe.map(|p| p.finish());
+        let mut row = Row {
+            workload: workload.into(),
+            case: case.into(),
+            path: via.path.into(),
+            entry: via.entry.into(),
+            unit: unit.into(),
+            cpu_unit: cpu_unit.into(),
+            ..Row::default()
+        };
+        match result {
+            Ok(load) => {
+                row.value = Some(load.rate);
+                row.p50_us = load.p50_us;
+                row.p99_us = load.p99_us;
+                row.errors = load.errors;
+                if let Some(u) = usage {
+                    if load.units > 0.0 {
+                        row.cpu_us_per_unit = Some(u.cpu_s * 1e6 / load.units);
+                    }
+                    row.rss_before_kib = Some(u.rss_before_kib);
+                    row.peak_rss_kib = Some(u.peak_rss_kib);
+                }
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let first = msg
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_owned();
+                eprintln!("bench: {workload} {case} via {} failed: {msg}", via.path);
+                if via.path == "sluice" {
+                    for line in self.daemon.log_problems(5) {
+                        eprintln!("bench:   daemon: {line}");
+                    }
+                }
+                row.note = format!("failed: {}", first.chars().take(160).collect::<String>());
+            }
+        }
+        row
+    }
+
+    /// Seconds per timed run.
+    pub fn secs(&self) -> u64 {
+        self.args.duration().as_secs()
+    }
+
+    /// A generous bound for a timed run.
+    pub fn bound(&self) -> Duration {
+        self.args.duration() + Duration::from_secs(60)
+    }
+
+    /// A scratch file in the run directory.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.env.dir.path().join(name)
+    }
+
+    /// Runs `xtask bench-client <args>` on `via` and returns its last JSON line.
+    pub fn client(
+        &self,
+        via: &Via<'_>,
+        args: &[String],
+        bound: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut cmd = via.command(self.env, &self.xtask.display().to_string());
+        cmd.arg("bench-client").args(args);
+        let out = tools::run_bounded(cmd, bound)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or("");
+        Ok(serde_json::from_str(last)?)
+    }
+
+    /// `--addr --host --ca [--proxy]` for `bench-client` on `via` to `service`.
+    pub fn dest_args(&self, via: &Via<'_>, service: Service) -> Vec<String> {
+        let (addr, host) = via.dial(service);
+        let mut args = vec![
+            "--addr".into(),
+            addr.into(),
+            "--host".into(),
+            host.into(),
+            "--ca".into(),
+            via.ca.display().to_string(),
+        ];
+        if let Some(proxy) = &via.proxy {
+            args.extend(["--proxy".into(), proxy.clone()]);
+        }
+        args
+    }
+}
+
+/// A JSON number field, or 0.
+pub fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}

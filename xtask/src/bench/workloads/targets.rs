@@ -1,0 +1,240 @@
+//! PERFORMANCE.md's targets, checked against one run's rows (ratios within a case).
+
+use super::bulk::case as bulk;
+use super::http::case as http;
+use super::node::case as node;
+use super::streams::case as streams;
+use crate::bench::report::{Check, Report, Row};
+
+/// Every target, met / missed / not measurable.
+pub fn checks(r: &Report) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut add = |w: &str, target: &str, measured: Option<(String, bool)>| {
+        let (measured, met) = match measured {
+            Some((m, ok)) => (m, Some(ok)),
+            None => ("not measured".to_owned(), None),
+        };
+        out.push(Check {
+            workload: w.into(),
+            target: target.into(),
+            measured,
+            met,
+        });
+    };
+    for (case, name) in [(http::H1, "h1"), (http::H2, "h2")] {
+        add(
+            "W1",
+            &format!("≥ 0.5× direct req/s ({name})"),
+            ratio(r, "W1", case, "sluice", 0.5, "capture"),
+        );
+    }
+    add(
+        "W1",
+        "added p50 ≤ 100 µs at 1 connection",
+        added(r, "W1", http::ONE, |x| x.p50_us, 100.0),
+    );
+    add(
+        "W1",
+        "added p99 ≤ 250 µs at 1000 req/s",
+        added(r, "W1", http::RATE, |x| x.p99_us, 250.0),
+    );
+    add(
+        "W1",
+        "≤ 30 µs proxy CPU per request (h1)",
+        cpu(r, "W1", http::H1, 30.0),
+    );
+    add(
+        "W1",
+        "≥ 40× mitmproxy req/s",
+        peer(r, "W1", http::X_H1, "mitmproxy", 40.0),
+    );
+    add(
+        "W2a",
+        "≥ 0.7× direct conn/s",
+        ratio(r, "W2a", http::NEW_CONN, "sluice", 0.7, "capture"),
+    );
+    add(
+        "W2a",
+        "≥ 10× mitmproxy conn/s",
+        peer(r, "W2a", http::X_NEW_CONN, "mitmproxy", 10.0),
+    );
+    add("W2b", "cache miss adds ≤ 0.2 ms p50", miss_cost(r));
+    add("W2b", "concurrent misses for one name mint once", pairs(r));
+    for case in [bulk::DOWN_H1, bulk::DOWN_H2, bulk::UP_H1, bulk::UP_H2] {
+        add(
+            "W3",
+            &format!("≥ 0.7× direct MB/s: {case}"),
+            ratio(r, "W3", case, "sluice", 0.7, "capture"),
+        );
+    }
+    add(
+        "W3",
+        "proxy RSS growth ≤ 1 MB during 100 MB transfers",
+        rss_flat(r),
+    );
+    add(
+        "W4",
+        "added delay per event p50 ≤ 100 µs",
+        added(r, "W4", streams::SSE, |x| x.p50_us, 100.0),
+    );
+    add(
+        "W4",
+        "added delay per event p99 ≤ 1 ms",
+        added(r, "W4", streams::SSE, |x| x.p99_us, 1000.0),
+    );
+    add(
+        "W5",
+        "≥ 0.8× direct TCP throughput",
+        ratio(r, "W5", bulk::TCP, "sluice", 0.8, "capture"),
+    );
+    add(
+        "W5",
+        "peek costs ≤ 5% of connection rate",
+        ratio(r, "W5", bulk::PASS_CONN, "sluice", 0.95, "capture"),
+    );
+    add(
+        "W6",
+        "≤ 16 KB RSS per idle intercepted connection",
+        idle(r, |row| {
+            row.value.map(|v| (format!("{v:.1} KiB/conn"), v <= 16.0))
+        }),
+    );
+    add(
+        "W6",
+        "≤ 200 MB total at 10k connections",
+        idle(r, |row| {
+            row.peak_rss_kib
+                .map(|k| (format!("{:.0} MiB", k as f64 / 1024.0), k <= 200 * 1024))
+        }),
+    );
+    add("W7", "≤ 3% throughput loss with 1k rules", rules_loss(r));
+    add("W7", "decision ≤ 2 µs p99", None);
+    add(
+        "W8",
+        "≤ 5% loss with audit to Redis; Redis down changes no latency",
+        None,
+    );
+    add(
+        "W9",
+        "connect rate within 2% of straight to the proxy port",
+        connect_cost(r),
+    );
+    add("W10", "ready ≤ 200 ms with 1k rules", start(r));
+    add("W10", "reload drops no connection", None);
+    out
+}
+
+fn row<'a>(r: &'a Report, w: &str, case: &str, path: &str, entry: &str) -> Option<&'a Row> {
+    r.rows.iter().find(|x| {
+        x.workload == w && x.case == case && x.path == path && x.entry == entry && x.value.is_some()
+    })
+}
+
+fn ratio(
+    r: &Report,
+    w: &str,
+    case: &str,
+    path: &str,
+    min: f64,
+    entry: &str,
+) -> Option<(String, bool)> {
+    let v = row(r, w, case, path, entry)?.value?;
+    let d = row(r, w, case, "direct", "-")?.value?;
+    let x = v / d;
+    Some((format!("{x:.2}× ({entry})"), x >= min))
+}
+
+fn added(
+    r: &Report,
+    w: &str,
+    case: &str,
+    f: impl Fn(&Row) -> Option<f64>,
+    max: f64,
+) -> Option<(String, bool)> {
+    let v = f(row(r, w, case, "sluice", "capture")?)?;
+    let d = f(row(r, w, case, "direct", "-")?)?;
+    Some((format!("+{:.0} µs (capture)", v - d), v - d <= max))
+}
+
+fn cpu(r: &Report, w: &str, case: &str, max: f64) -> Option<(String, bool)> {
+    let c = row(r, w, case, "sluice", "capture")?.cpu_us_per_unit?;
+    Some((format!("{c:.1} µs/req (capture)"), c <= max))
+}
+
+fn peer(r: &Report, w: &str, case: &str, peer: &str, min: f64) -> Option<(String, bool)> {
+    let v = row(r, w, case, "sluice", "explicit")?.value?;
+    let p = row(r, w, case, peer, "explicit")?.value?;
+    Some((format!("{:.1}× (both explicit)", v / p), v / p >= min))
+}
+
+fn miss_cost(r: &Report) -> Option<(String, bool)> {
+    let p50 = |case, path, entry| row(r, "W2b", case, path, entry).and_then(|x| x.p50_us);
+    let miss = p50(http::NEW_SNI, "sluice", "capture")? - p50(http::NEW_SNI, "direct", "-")?;
+    let hit = p50(http::SAME_SNI, "sluice", "capture")? - p50(http::SAME_SNI, "direct", "-")?;
+    let extra = miss - hit;
+    Some((
+        format!(
+            "+{:.0} µs p50 (capture; includes a new upstream connection per name)",
+            extra
+        ),
+        extra <= 200.0,
+    ))
+}
+
+fn pairs(r: &Report) -> Option<(String, bool)> {
+    let x = row(r, "W2b", http::PAIRS, "sluice", "capture")?;
+    let ok = x.note.contains(" 0 pairs got different") && x.errors == 0;
+    Some((x.note.clone(), ok))
+}
+
+fn rss_flat(r: &Report) -> Option<(String, bool)> {
+    let growth: Vec<u64> = r
+        .rows
+        .iter()
+        .filter(|x| x.workload == "W3" && x.path == "sluice")
+        .filter_map(|x| Some(x.peak_rss_kib?.saturating_sub(x.rss_before_kib?)))
+        .collect();
+    let worst = *growth.iter().max()?;
+    Some((
+        format!("worst +{:.1} MiB (all Sluice rows)", worst as f64 / 1024.0),
+        worst <= 1024,
+    ))
+}
+
+fn idle(r: &Report, f: impl Fn(&Row) -> Option<(String, bool)>) -> Option<(String, bool)> {
+    f(row(r, "W6", streams::IDLE, "sluice", "capture")?)
+}
+
+fn rules_loss(r: &Report) -> Option<(String, bool)> {
+    let find = |n: &str| {
+        r.rows
+            .iter()
+            .find(|x| x.workload == "W7" && x.case.ends_with(&format!("— {n} rules")))
+            .and_then(|x| x.value)
+    };
+    let (base, many) = (find("0")?, find("1000")?);
+    let loss = 1.0 - many / base;
+    Some((
+        format!(
+            "{:.1}% (capture; passthrough-list rules: per-session policy is not merged)",
+            loss * 100.0
+        ),
+        loss <= 0.03,
+    ))
+}
+
+fn connect_cost(r: &Report) -> Option<(String, bool)> {
+    let redirected = row(r, "W9", node::CONNECT, "sluice", "capture")?.value?;
+    let straight = row(r, "W9", node::CONNECT, "direct", "-")?.value?;
+    let x = redirected / straight;
+    Some((format!("{x:.3}× of straight"), x >= 0.98))
+}
+
+fn start(r: &Report) -> Option<(String, bool)> {
+    let ms = r
+        .rows
+        .iter()
+        .find(|x| x.workload == "W10" && x.case.ends_with("— 1000 rules"))?
+        .value?;
+    Some((format!("{ms:.0} ms"), ms <= 200.0))
+}
