@@ -2,12 +2,7 @@
 //! only, scrubbing of echoes, rate limits, revocation across two nodes sharing Redis,
 //! expiry, a Redis outage, and the control API's answers to bad input.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

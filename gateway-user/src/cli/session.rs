@@ -14,7 +14,7 @@ use crate::session::SessionView;
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionCommand {
     /// Create a session; prints its id and token (the only time the token is shown).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List sessions.
     List {
         /// Print JSON instead of a table.

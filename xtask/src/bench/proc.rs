@@ -129,7 +129,6 @@ fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 

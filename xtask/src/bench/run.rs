@@ -69,6 +69,7 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
         xtask: xtask.clone(),
         rows,
     };
+    #[expect(clippy::type_complexity, reason = "a table of named steps")]
     let steps: [(&str, fn(&mut Ctx<'_>)); 9] = [
         ("W1", workloads::w1),
         ("W2a", workloads::w2a),
