@@ -113,6 +113,8 @@ pub enum RejectReason {
     Malformed(String),
     /// The client closed before sending a request.
     Closed,
+    /// The session's policy refuses the connection (the text names the rule).
+    Session(String),
 }
 
 impl fmt::Display for RejectReason {
@@ -133,6 +135,7 @@ impl fmt::Display for RejectReason {
             Self::TooLarge => f.write_str("first bytes exceed the protocol detection limit"),
             Self::Malformed(why) => write!(f, "malformed first bytes: {why}"),
             Self::Closed => f.write_str("client closed before sending a request"),
+            Self::Session(why) => f.write_str(why),
         }
     }
 }

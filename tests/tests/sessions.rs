@@ -564,3 +564,42 @@ fn pii_is_detected_redacted_or_blocked_by_session_mode() {
     assert_nowhere(&audit, "jane.doe@example.com", "the audit log");
     assert_nowhere(&audit, "4111 1111", "the audit log");
 }
+
+#[test]
+fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_applies() {
+    let w = world();
+    let sluice = w.sluice("");
+    let (id, _) = create(
+        &sluice,
+        &["--passthrough", "api.test", "--allow", "api.test"],
+    );
+    // Trusting only the upstream's own CA works: the bytes were passed through.
+    let upstream_ca = w._ca_file.to_str().unwrap().to_owned();
+    let out = sluice
+        .exec(
+            &["--session", &id],
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &upstream_ca,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://api.test/pinned",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    let records = sluice.audit();
+    assert!(
+        records.iter().any(|r| r["kind"] == "connection"
+            && r["mode"] == "passthrough"
+            && r["session"] == id.as_str()),
+        "{records:?}"
+    );
+}

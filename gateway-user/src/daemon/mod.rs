@@ -52,7 +52,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let static_sessions =
         Arc::new(Sessions::from_config(&config.sessions).map_err(anyhow::Error::msg)?);
     let services = Arc::new(Services::start(&config, &static_sessions).await?);
-    let intercept = Arc::new(intercept_context(&config, &audit, &services)?);
+    let gate = Arc::new(services.gate());
+    let intercept = Arc::new(intercept_context(&config, &audit, gate.clone())?);
     let proxy = Arc::new(ProxyContext {
         capture: capture.clone(),
         sandboxes: registry.clone(),
@@ -68,6 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         detect_limits: Limits::default(),
         route_policy: config.policy.route_policy().map_err(anyhow::Error::msg)?,
         intercept,
+        gate: Some(gate),
     });
     let drain = Drain::new();
     let node = Arc::new(Node::new(
@@ -128,7 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 fn intercept_context(
     config: &Config,
     audit: &AuditLog,
-    services: &Services,
+    gate: Arc<crate::gate::SessionGate>,
 ) -> anyhow::Result<InterceptContext> {
     let ca =
         CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
@@ -146,7 +148,7 @@ fn intercept_context(
         tls: Arc::new(ServerConfigCache::new(minter)?),
         upstream,
         audit: audit.clone(),
-        policy: Arc::new(services.gate()),
+        policy: gate,
     })
 }
 

@@ -8,6 +8,7 @@
 //! closed.
 
 mod compiled;
+mod connection;
 mod filters;
 
 use std::collections::HashSet;
@@ -24,6 +25,7 @@ use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
 use crate::session::{AuthError, MasterKey, Session, SessionCache};
 
 pub use compiled::CompiledSessions;
+pub use connection::session_route;
 
 /// Everything the gate consults.
 #[derive(Debug)]
@@ -51,6 +53,25 @@ impl RequestPolicy for SessionGate {
 }
 
 impl SessionGate {
+    /// The compiled policy of the connection's session: `Ok(None)` without a session (or a
+    /// session from the configuration file); an error when the session cannot be used.
+    pub async fn connection_policy(
+        &self,
+        who: &crate::audit::Who,
+    ) -> Result<Option<Arc<CompiledPolicy>>, String> {
+        let Some(id) = &who.session else {
+            return Ok(None);
+        };
+        if self.static_ids.contains(id) {
+            return Ok(None);
+        }
+        let session = self.sessions.by_id(id).await.map_err(|e| e.to_string())?;
+        self.compiled
+            .get(&session)
+            .map(Some)
+            .map_err(|e| format!("session {id}: its policy does not compile: {e}"))
+    }
+
     async fn decide(&self, req: RequestInfo, parts: &mut Parts) -> Result<Plan, Refusal> {
         let plan = Plan::default();
         let Some(id) = req.who.as_ref().and_then(|w| w.session.clone()) else {

@@ -90,6 +90,13 @@ pub fn evaluate(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Decision {
     decide(policy, refusal(policy, req))
 }
 
+/// Decides whether a connection to `host` may be passed through untouched (no requests to
+/// see): the deny list, then the allow list; per-host rules cannot be checked on bytes the
+/// gateway does not read, so a host whose rules restrict methods or paths is refused.
+pub fn evaluate_host(policy: &CompiledPolicy, host: &str) -> Decision {
+    decide(policy, host_refusal(policy, host))
+}
+
 /// Decides whether non-HTTP TCP to `dest` may be relayed. `host` is the SNI when there was
 /// one.
 ///
@@ -140,20 +147,52 @@ fn decide(policy: &CompiledPolicy, refusal: Option<Refusal>) -> Decision {
     }
 }
 
-fn refusal(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Option<Refusal> {
-    let Some(host) = Host::parse(req.host) else {
-        return Some(invalid_host(req.host));
+fn host_refusal(policy: &CompiledPolicy, raw: &str) -> Option<Refusal> {
+    let Some(host) = Host::parse(raw) else {
+        return Some(invalid_host(raw));
     };
-    if let Some(refusal) = denied(policy, &host) {
+    if let Some(refusal) = denied_or_not_allowed(policy, &host) {
+        return Some(refusal);
+    }
+    let restricted = policy.rule_index.lookup(&host).is_some_and(|indexes| {
+        indexes.iter().any(|&i| {
+            policy
+                .spec()
+                .rules
+                .get(i)
+                .is_some_and(|r| !r.methods.is_empty() || !r.paths.is_empty())
+        })
+    });
+    restricted.then(|| Refusal {
+        rule: format!("rules ({})", host.name),
+        reason: format!(
+            "{} has method or path rules, which cannot be checked on a passed-through connection",
+            host.name
+        ),
+    })
+}
+
+fn denied_or_not_allowed(policy: &CompiledPolicy, host: &Host<'_>) -> Option<Refusal> {
+    if let Some(refusal) = denied(policy, host) {
         return Some(refusal);
     }
     if let Some(allow) = &policy.allow
-        && allow.lookup(&host).is_none()
+        && allow.lookup(host).is_none()
     {
         return Some(Refusal {
             rule: format!("allow (no entry for {})", host.name),
             reason: format!("{} is not on this session's allow list", host.name),
         });
+    }
+    None
+}
+
+fn refusal(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Option<Refusal> {
+    let Some(host) = Host::parse(req.host) else {
+        return Some(invalid_host(req.host));
+    };
+    if let Some(refusal) = denied_or_not_allowed(policy, &host) {
+        return Some(refusal);
     }
     let indexes = policy.rule_index.lookup(&host)?;
     let mut first = None;

@@ -46,4 +46,6 @@ pub struct ProxyContext {
     pub route_policy: RoutePolicy,
     /// The interception engine (CA, upstream client, request policy).
     pub intercept: Arc<InterceptContext>,
+    /// Sessions: their policies narrow or extend the node's routes.
+    pub gate: Option<Arc<crate::gate::SessionGate>>,
 }

@@ -10,8 +10,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{ProxyContext, relay};
 use crate::audit::{ConnAudit, Decision, Mode, Who};
 use crate::detect::{self, Outcome};
+use crate::gate::session_route;
 use crate::intercept::{intercept_http, intercept_tls};
-use crate::route::{self, Detected, Route};
+use crate::route::{self, Detected, RejectReason, Route};
 
 /// Detects, routes and serves one connection to `dest`, filling in `audit`.
 pub async fn serve<IO>(
@@ -24,7 +25,17 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let detection = detect::detect(&mut client, ctx.detect_limits).await;
-    let chosen = route::route(&summarize(&detection.outcome), dest, &ctx.route_policy);
+    let detected = summarize(&detection.outcome);
+    let mut chosen = route::route(&detected, dest, &ctx.route_policy);
+    if let Some(gate) = &ctx.gate {
+        chosen = match gate.connection_policy(&who).await {
+            Ok(None) => chosen,
+            Ok(Some(policy)) => session_route(chosen, &detected, dest, &policy),
+            // Intercepted connections answer the refusal per request, readably.
+            Err(_) if matches!(chosen, Route::Intercept { .. }) => chosen,
+            Err(why) => Route::Reject(RejectReason::Session(why)),
+        };
+    }
     let client = detection.replay(client);
     match chosen {
         Route::Passthrough { host } => {
