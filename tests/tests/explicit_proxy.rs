@@ -126,7 +126,7 @@ fn missing_or_wrong_tokens_get_407_and_internal_targets_403() {
     assert!(
         w.sluice
             .wait_audit(|r| r["decision"] == "deny"
-                && r["reason"] == "proxy: missing or unknown session token")
+                && r["reason"] == "proxy: session: unknown token")
             .is_some()
     );
 
