@@ -201,11 +201,13 @@ pub fn parse_hey(stdout: &str) -> anyhow::Result<Load> {
             let Some((code, tail)) = rest.split_once(']') else {
                 continue;
             };
-            let n: u64 = tail
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            // Status lines are `[200]\t2460 responses`; error lines `[7]\tGet …: EOF`.
+            let count = if in_errors {
+                Some(code)
+            } else {
+                tail.split_whitespace().next()
+            };
+            let n: u64 = count.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
             if in_errors || !code.starts_with('2') {
                 errors += n;
             } else {
