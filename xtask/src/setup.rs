@@ -69,7 +69,8 @@ pub fn run(needs: Needs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt_packages(wanted: &[&str]) -> anyhow::Result<()> {
+/// Installs the Debian packages of `wanted` that are missing; `true` if it installed any.
+pub fn apt_packages(wanted: &[&str]) -> anyhow::Result<bool> {
     let missing: Vec<&str> = wanted
         .iter()
         .copied()
@@ -77,7 +78,7 @@ fn apt_packages(wanted: &[&str]) -> anyhow::Result<()> {
         .collect();
     if missing.is_empty() {
         eprintln!("setup: debian packages present ({})", wanted.join(", "));
-        return Ok(());
+        return Ok(false);
     }
     if !is_root() {
         bail!(
@@ -95,7 +96,8 @@ fn apt_packages(wanted: &[&str]) -> anyhow::Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
-    cmd::status(install).context("setup: apt-get install")
+    cmd::status(install).context("setup: apt-get install")?;
+    Ok(true)
 }
 
 fn deb_installed(package: &str) -> bool {

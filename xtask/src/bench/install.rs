@@ -44,39 +44,16 @@ pub fn run() -> anyhow::Result<()> {
     mitmproxy()
 }
 
+/// Installs the Debian packages the bench needs (through `xtask setup`'s installer).
 fn apt(wanted: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|p| !deb_installed(p))
-        .collect();
-    if missing.is_empty() {
-        eprintln!("bench: debian packages present ({})", wanted.join(", "));
-        return Ok(());
-    }
-    eprintln!("bench: installing debian packages: {}", missing.join(", "));
-    let mut update = Command::new("apt-get");
-    update.args(["update", "-q"]);
-    cmd::status(update)?;
-    let mut install = Command::new("apt-get");
-    install
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    cmd::status(install).context("bench: apt-get install")?;
-    // The packages start their services (where policy-rc.d allows it); the bench starts its
-    // own instances with its own configurations and needs none of them.
-    for service in ["nginx", "squid", "haproxy"] {
-        let _ = Command::new("systemctl").args(["stop", service]).output();
+    if crate::setup::apt_packages(wanted)? {
+        // The packages start their services (where policy-rc.d allows it); the bench starts
+        // its own instances with its own configurations and needs none of them.
+        for service in ["nginx", "squid", "haproxy"] {
+            let _ = Command::new("systemctl").args(["stop", service]).output();
+        }
     }
     Ok(())
-}
-
-fn deb_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
 fn mitmproxy() -> anyhow::Result<()> {
