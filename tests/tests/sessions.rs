@@ -376,6 +376,9 @@ fn a_redis_outage_keeps_cached_sessions_refuses_unknown_ones_and_loses_no_audit_
         )
     };
     assert_eq!(status(&known, "before"), "200");
+    // Stop Redis only once that record is stored: the test's Redis keeps data across the
+    // restart through a SAVE, and a write acknowledged after it would be lost by Redis.
+    assert_eq!(wait_for_records(&redis, "before", 1), 1);
 
     redis.stop();
     let mut during = 0;
@@ -396,23 +399,33 @@ fn a_redis_outage_keeps_cached_sessions_refuses_unknown_ones_and_loses_no_audit_
 
     redis.resume().unwrap();
     // Every request record reaches the stream exactly once, the outage ones included.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let count = |prefix: &str| -> usize {
-        let dump = redis
-            .cli(&["XRANGE", "sluice:audit", "-", "+"])
-            .unwrap_or_default();
-        dump.matches(&format!("\"url\":\"https://api.test/{prefix}"))
-            .count()
-    };
-    while count("during-") < during && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
-        count("during-"),
+        wait_for_records(&redis, "during-", during),
         during,
         "outage records replayed exactly once"
     );
-    assert_eq!(count("before"), 1);
+    assert_eq!(
+        wait_for_records(&redis, "before", 1),
+        1,
+        "not replayed twice"
+    );
+}
+
+/// Request records in the audit stream whose URL path starts with `prefix`, once there are
+/// `want` of them (or after 15 s).
+fn wait_for_records(redis: &RedisServer, prefix: &str, want: usize) -> usize {
+    let count = || {
+        redis
+            .cli(&["XRANGE", "sluice:audit", "-", "+"])
+            .unwrap_or_default()
+            .matches(&format!("\"url\":\"https://api.test/{prefix}"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count() < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    count()
 }
 
 #[test]
@@ -601,5 +614,36 @@ fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_appl
             && r["mode"] == "passthrough"
             && r["session"] == id.as_str()),
         "{records:?}"
+    );
+
+    // A passthrough host outside the session's allow list is refused before any byte leaves.
+    let (narrow, _) = create(
+        &sluice,
+        &["--passthrough", "other.test", "--allow", "api.test"],
+    );
+    let refused = sluice
+        .exec(
+            &["--session", &narrow],
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &upstream_ca,
+                "https://other.test/",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    assert_eq!(w.other.connections(), 0, "nothing reached other.test");
+    let record = sluice
+        .wait_audit(|r| r["kind"] == "connection" && r["session"] == narrow.as_str())
+        .unwrap();
+    assert_eq!(record["decision"], "deny", "{record}");
+    assert!(
+        record["reason"].as_str().unwrap().contains("allow list"),
+        "{record}"
     );
 }

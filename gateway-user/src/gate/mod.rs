@@ -188,16 +188,24 @@ impl SessionGate {
                 notes.injected(name);
             }
         }
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        plan.body = Some(Box::new(filters::RequestBody {
-            pii: StreamScanner::new(compiled.pii_mode()),
-            inject: Some(injector.body(host, content_type.as_deref())),
-            notes: plan.notes.clone(),
-        }));
+        // Bodies are filtered only when there is something to do: a session without
+        // credentials has no placeholder a body could misdirect, and with PII off nothing is
+        // scanned, so its bodies stream untouched (no whole-body buffering).
+        let pii = StreamScanner::new(compiled.pii_mode());
+        if pii.is_some() || !session.credentials.is_empty() {
+            let content_type = parts
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let inject = (!session.credentials.is_empty())
+                .then(|| injector.body(host, content_type.as_deref()));
+            plan.body = Some(Box::new(filters::RequestBody {
+                pii,
+                inject,
+                notes: plan.notes.clone(),
+            }));
+        }
         if !here.is_empty() {
             let scrubber = Scrubber::new(&here).map_err(|e| filters::unusable(&e.to_string()))?;
             plan.response = Some(Box::new(filters::ScrubResponse::new(scrubber)));
