@@ -6,7 +6,9 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::detect::Prefixed;
 use tokio::net::TcpStream;
 
 /// Why a relay ended badly, and on which side.
@@ -46,6 +48,65 @@ pub async fn dial(destination: SocketAddr, timeout: Duration) -> Result<TcpStrea
     Ok(stream)
 }
 
+/// A client stream the relay can hand to `splice(2)` when it is a bare TCP socket.
+pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The TCP socket itself, when nothing (TLS, HTTP framing) sits on top of it.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl RelayStream for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl RelayStream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
+/// Relays `client` (whose peeked bytes are replayed first) and `upstream` until both sides
+/// are done; returns (bytes up, bytes down). A bare TCP client is spliced in the kernel;
+/// anything else is copied through userspace buffers. On error the bytes moved so far are in
+/// the error.
+pub async fn relay<IO: RelayStream>(
+    client: Prefixed<IO>,
+    mut upstream: TcpStream,
+) -> Result<(u64, u64), RelayError> {
+    let (prefix, mut client) = client.into_parts();
+    let sent = prefix.len() as u64;
+    if let Err(e) = upstream.write_all(&prefix).await {
+        return Err(RelayError::Copy {
+            up: 0,
+            down: 0,
+            detail: format!("upstream: write: {e}"),
+        });
+    }
+    let Some(tcp) = client.tcp() else {
+        return copy(&mut client, &mut upstream)
+            .await
+            .map(|(up, down)| (up + sent, down))
+            .map_err(|e| match e {
+                RelayError::Copy { up, down, detail } => RelayError::Copy {
+                    up: up + sent,
+                    down,
+                    detail,
+                },
+                other => other,
+            });
+    };
+    match super::splice::relay(tcp, &upstream).await {
+        (moved, None) => Ok((moved.a_to_b + sent, moved.b_to_a)),
+        (moved, Some(e)) => Err(RelayError::Copy {
+            up: moved.a_to_b + sent,
+            down: moved.b_to_a,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Userspace buffer per direction for streams that cannot be spliced.
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// Copies both ways until both sides are done; returns (bytes up, bytes down). On error the
 /// bytes moved so far are in the error.
 pub async fn copy<A, B>(client: &mut A, upstream: &mut B) -> Result<(u64, u64), RelayError>
@@ -61,7 +122,14 @@ where
         inner: upstream,
         read: 0,
     };
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    match tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    )
+    .await
+    {
         Ok(_) => Ok((client.read, upstream.read)),
         Err(e) => Err(RelayError::Copy {
             up: client.read,
