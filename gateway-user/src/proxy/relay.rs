@@ -104,11 +104,9 @@ pub async fn relay<IO: RelayStream>(
     }
 }
 
-/// Userspace buffer per direction for streams that cannot be spliced.
-const COPY_BUFFER: usize = 64 * 1024;
-
-/// Copies both ways until both sides are done; returns (bytes up, bytes down). On error the
-/// bytes moved so far are in the error.
+/// Copies both ways through tokio's 8 KiB buffers (small: an idle tunnel costs little)
+/// until both sides are done; returns (bytes up, bytes down). On error the bytes moved so
+/// far are in the error.
 pub async fn copy<A, B>(client: &mut A, upstream: &mut B) -> Result<(u64, u64), RelayError>
 where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -122,14 +120,7 @@ where
         inner: upstream,
         read: 0,
     };
-    match tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut upstream,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    )
-    .await
-    {
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok(_) => Ok((client.read, upstream.read)),
         Err(e) => Err(RelayError::Copy {
             up: client.read,
