@@ -64,6 +64,13 @@ impl RelayStream for TcpStream {
 
 impl RelayStream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 
+/// A socket with bytes still to replay is spliced only once they are all replayed.
+impl RelayStream for Prefixed<TcpStream> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        self.prefix().is_empty().then(|| self.inner())
+    }
+}
+
 /// Relays `client` (whose peeked bytes are replayed first) and `upstream` until both sides
 /// are done; returns (bytes up, bytes down). A bare TCP client is spliced in the kernel;
 /// anything else is copied through userspace buffers. On error the bytes moved so far are in
