@@ -3,6 +3,8 @@
 //! Every field has a documented default, so an empty file (or no file) is a working
 //! single-node configuration: embedded store, capture under `sluice.sandboxes`.
 
+pub mod diff;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

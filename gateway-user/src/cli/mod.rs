@@ -4,6 +4,7 @@ mod audit;
 mod ca;
 mod enter;
 mod exec;
+mod reload;
 mod sandboxes;
 mod session;
 
@@ -70,6 +71,9 @@ enum Command {
     Policy(audit::PolicyCommand),
     /// Print the daemon's health as JSON.
     Status,
+    /// Make the running daemon re-read its configuration file (as SIGHUP does) and print what
+    /// changed. Fields only a restart can change refuse the whole reload.
+    Reload,
     /// The CA that signs intercepted connections.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -125,7 +129,7 @@ impl Cli {
         };
         runtime.block_on(async move {
             match self.command {
-                Command::Run => match crate::daemon::run(config).await {
+                Command::Run => match crate::daemon::run(config, self.config).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&format!("{e:#}")),
                 },
@@ -140,6 +144,7 @@ impl Cli {
                 Command::Audit(args) => audit::run(&config, args).await,
                 Command::Policy(command) => audit::policy(&config, command).await,
                 Command::Status => sandboxes::status(&config).await,
+                Command::Reload => reload::run(&config).await,
                 Command::CheckConfig
                 | Command::Ca(_)
                 | Command::Uninstall { .. }
