@@ -98,6 +98,14 @@ impl Cli {
         }
         let config = match Config::load(self.config.as_deref()) {
             Ok(config) => config,
+            // The daemon would refuse this file too; say so rather than leave it in doubt.
+            Err(e) if matches!(self.command, Command::Reload) => {
+                let e = e.to_string();
+                return fail(&format!(
+                    "{}\n(not reloaded: the daemon keeps its running configuration)",
+                    e.trim_end()
+                ));
+            }
             Err(e) => return fail(&e),
         };
         match &self.command {

@@ -146,10 +146,7 @@ fn prepare(
     loaded: Result<Config, ConfigError>,
     source: &str,
 ) -> Result<Prepared, ReloadError> {
-    let config = loaded.map_err(|e| match e {
-        ConfigError::Invalid(_) => ReloadError::Invalid(format!("{source}: {e}")),
-        other => ReloadError::Invalid(other.to_string()),
-    })?;
+    let config = loaded.map_err(|e| ReloadError::Invalid(e.to_string()))?;
     let changes = diff(running, &config).map_err(ReloadError::Invalid)?;
     if !changes.restart.is_empty() {
         return Err(ReloadError::NeedsRestart(changes.restart_fields()));
@@ -219,33 +216,51 @@ impl Node {
             }
             Err(e) => {
                 self.reloader.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%trigger, source, error = %e, "config: reload refused");
+                let error = one_line(&e.to_string());
+                tracing::warn!(%trigger, source, %error, "config: reload refused");
                 record.decision = Decision::Deny;
-                record.reason = Some(format!("{e} ({trigger})"));
+                record.reason = Some(format!("{error} ({trigger})"));
             }
         }
         self.audit.write(record);
     }
 }
 
+/// A parser's multi-line message (source line, caret) as one line for the log and the audit.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect();
+    lines.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::Path;
 
     use super::*;
 
     /// The file `text` as `Config::load` would return it.
     fn loaded(text: &str) -> Result<Config, ConfigError> {
-        let config = Config::parse(text).map_err(|message| ConfigError::Parse {
-            path: PathBuf::from("/etc/sluice/sluice.toml"),
-            message,
-        })?;
-        config.validate()?;
-        Ok(config)
+        Config::from_text(text, Path::new("/etc/sluice/sluice.toml"))
     }
 
     /// The new file, then the changes applied or the pieces of the refusal.
     type Case<'a> = (&'a str, Result<&'a [&'a str], &'a [&'a str]>);
+
+    #[test]
+    fn parse_errors_log_as_one_line() {
+        let e = Config::parse("a = 1\n[policy\n").unwrap_err();
+        let line = one_line(&format!("reload refused: config: parse /f: {e}"));
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("reload refused: config: parse /f: TOML parse error at line 2")
+                && line.contains("; 2 | [policy; invalid table header"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn reloads_apply_live_changes_or_refuse_whole() {
@@ -270,7 +285,7 @@ mod tests {
             (
                 "[policy]\ntcp_allow = [\"nope\"]\n",
                 Err(&[
-                    "/etc/sluice/sluice.toml: config: policy.tcp_allow",
+                    "config: /etc/sluice/sluice.toml: policy.tcp_allow",
                     "\"nope\"",
                 ]),
             ),
