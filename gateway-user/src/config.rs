@@ -3,6 +3,8 @@
 //! Every field has a documented default, so an empty file (or no file) is a working
 //! single-node configuration: embedded store, capture under `sluice.sandboxes`.
 
+pub mod diff;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -273,11 +275,19 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.clone(),
+        Config::from_text(&text, &path)
+    }
+
+    /// Parses and validates the text of the file `path`; every error names the file.
+    pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::parse(text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
             message,
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid(why) => ConfigError::Invalid(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
         Ok(config)
     }
 

@@ -170,6 +170,17 @@ impl Sluice {
         }
     }
 
+    /// Sends `signal` to the daemon (e.g. SIGHUP: reload the configuration).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> std::io::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the daemon is not running"))?;
+        let pid = i32::try_from(child.id()).map_err(std::io::Error::other)?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(std::io::Error::from)
+    }
+
     /// Stops the daemon with SIGTERM and waits (bounded) for it to exit.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;

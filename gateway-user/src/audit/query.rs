@@ -27,7 +27,7 @@ const FILE_POLL: Duration = Duration::from_millis(200);
 pub struct AuditQuery {
     /// Only records of this session.
     pub session: Option<String>,
-    /// Only records of this kind (`connection`, `dns`, `request`, `sandbox`).
+    /// Only records of this kind (`connection`, `dns`, `request`, `sandbox`, `config`).
     pub kind: Option<String>,
     /// Only records after this cursor (from an earlier [`AuditPage::next`]); `None` for the
     /// newest records.

@@ -16,6 +16,8 @@ pub enum Kind {
     Request,
     /// A sandbox was enrolled or removed.
     Sandbox,
+    /// The daemon reloaded its configuration (`allow`) or refused to (`deny`).
+    Config,
 }
 
 /// How the gateway handled a connection.

@@ -12,7 +12,7 @@ pub struct AuditArgs {
     /// Only this session's records.
     #[arg(long)]
     session: Option<String>,
-    /// Only records of this kind: connection, request, dns, sandbox.
+    /// Only records of this kind: connection, request, dns, sandbox, config.
     #[arg(long)]
     kind: Option<String>,
     /// How many of the newest records to print first.

@@ -4,6 +4,7 @@ mod audit;
 mod ca;
 mod enter;
 mod exec;
+mod reload;
 mod sandboxes;
 mod session;
 
@@ -70,6 +71,9 @@ enum Command {
     Policy(audit::PolicyCommand),
     /// Print the daemon's health as JSON.
     Status,
+    /// Make the running daemon re-read its configuration file (as SIGHUP does) and print what
+    /// changed. Fields only a restart can change refuse the whole reload.
+    Reload,
     /// The CA that signs intercepted connections.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -94,6 +98,14 @@ impl Cli {
         }
         let config = match Config::load(self.config.as_deref()) {
             Ok(config) => config,
+            // The daemon would refuse this file too; say so rather than leave it in doubt.
+            Err(e) if matches!(self.command, Command::Reload) => {
+                let e = e.to_string();
+                return fail(&format!(
+                    "{}\n(not reloaded: the daemon keeps its running configuration)",
+                    e.trim_end()
+                ));
+            }
             Err(e) => return fail(&e),
         };
         match &self.command {
@@ -125,7 +137,7 @@ impl Cli {
         };
         runtime.block_on(async move {
             match self.command {
-                Command::Run => match crate::daemon::run(config).await {
+                Command::Run => match crate::daemon::run(config, self.config).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&format!("{e:#}")),
                 },
@@ -140,6 +152,7 @@ impl Cli {
                 Command::Audit(args) => audit::run(&config, args).await,
                 Command::Policy(command) => audit::policy(&config, command).await,
                 Command::Status => sandboxes::status(&config).await,
+                Command::Reload => reload::run(&config).await,
                 Command::CheckConfig
                 | Command::Ca(_)
                 | Command::Uninstall { .. }

@@ -13,7 +13,7 @@ use super::audit::AuditRecords;
 use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions::CreatedSession;
-use super::types::{ApiError, CreateSandbox, CreateSession, Health, SandboxView};
+use super::types::{ApiError, CreateSandbox, CreateSession, Health, ReloadReport, SandboxView};
 use crate::policy::PolicySpec;
 use crate::session::SessionView;
 
@@ -115,6 +115,11 @@ impl ControlClient {
     pub async fn suggest_policy(&self, id: &str) -> Result<PolicySpec, ClientError> {
         let path = format!("/v1/sessions/{}/policy/suggest", encode(id));
         self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/reload`: the daemon re-reads its configuration file.
+    pub async fn reload(&self) -> Result<ReloadReport, ClientError> {
+        self.call(Method::POST, "/v1/reload", None::<&()>).await
     }
 
     /// `GET /v1/audit?…` with an already encoded query.

@@ -45,5 +45,17 @@ pub fn render(node: &Node) -> String {
         "counter",
         mint_micros,
     );
+    let reloads = node.reloads();
+    let _ = writeln!(
+        out,
+        "# HELP sluice_config_reloads_total Configuration reloads, by result."
+    );
+    let _ = writeln!(out, "# TYPE sluice_config_reloads_total counter");
+    for (result, n) in [("ok", reloads.ok), ("refused", reloads.refused)] {
+        let _ = writeln!(
+            out,
+            "sluice_config_reloads_total{{result=\"{result}\"}} {n}"
+        );
+    }
     out
 }

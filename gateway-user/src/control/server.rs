@@ -13,7 +13,7 @@ use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions;
 use super::types::{ApiError, CreateSandbox, CreateSession, SandboxView};
-use crate::daemon::{Node, NodeError};
+use crate::daemon::{Node, NodeError, ReloadError, Trigger};
 use crate::drain::Drain;
 
 /// Largest request body accepted; more is a 413.
@@ -154,6 +154,17 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
                 ),
             }
         }
+        (Method::POST, ["v1", "reload"]) => {
+            match tokio::task::block_in_place(|| node.reload(Trigger::Api)) {
+                Ok(report) => json(StatusCode::OK, &report),
+                Err(e @ ReloadError::Invalid(_)) => {
+                    error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
+                }
+                Err(e @ ReloadError::NeedsRestart(_)) => {
+                    error(StatusCode::CONFLICT, &e.to_string())
+                }
+            }
+        }
         (Method::GET, ["v1", "openapi.json"]) => {
             text(StatusCode::OK, "application/json", OPENAPI.to_owned())
         }
@@ -166,7 +177,8 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             _,
             [
                 "v1",
-                "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json",
+                "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"
+                | "reload",
             ]
             | ["metrics"],
         )

@@ -64,6 +64,16 @@ pub struct Health {
     pub version: String,
 }
 
+/// `POST /v1/reload`: what a configuration reload applied.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The file the daemon read (its `--config`), or `built-in defaults`.
+    pub source: String,
+    /// Each live change applied, as `field: what` (`policy.passthrough: added api.test`);
+    /// empty when the file changed nothing.
+    pub changed: Vec<String>,
+}
+
 /// Every error body.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ApiError {

@@ -4,17 +4,21 @@ mod dns;
 mod listeners;
 mod lock;
 mod node;
+mod reload;
 mod services;
 
 use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 
 pub use listeners::ListenerSet;
 pub use lock::{DaemonLock, LockError};
 pub use node::{Node, NodeError};
+pub use reload::{ReloadCounts, ReloadError, Trigger};
 pub use services::Services;
 
 use crate::audit::AuditLog;
@@ -24,18 +28,18 @@ use crate::control::{auth::AdminToken, serve_control};
 use crate::detect::Limits;
 use crate::drain::Drain;
 use crate::intercept::InterceptContext;
-use crate::net::Cidr;
 use crate::proxy::{ExplicitProxy, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
-use crate::session::Sessions;
 use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
 use crate::upstream::{UpstreamClient, UpstreamSettings};
 
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration from `path`
+/// (the `--config` it was started with, see [`Node::config_source`]).
+pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
     let _lock = DaemonLock::acquire(&config.capture.pin_dir)?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -49,9 +53,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let parent_cgroup = capture_config.parent_cgroup.clone();
     let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-    let static_sessions =
-        Arc::new(Sessions::from_config(&config.sessions).map_err(anyhow::Error::msg)?);
-    let services = Arc::new(Services::start(&config, &static_sessions).await?);
+    let live = reload::Live::build(&config).map_err(anyhow::Error::msg)?;
+    let services = Arc::new(Services::start(&config, live.sessions).await?);
     let gate = Arc::new(services.gate());
     let intercept = Arc::new(intercept_context(&config, &audit, gate.clone())?);
     let proxy = Arc::new(ProxyContext {
@@ -59,28 +62,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sandboxes: registry.clone(),
         audit: audit.clone(),
         connect_timeout: config.connect_timeout(),
-        allow_internal: config
-            .upstream
-            .allow_internal
-            .iter()
-            .filter_map(|c| Cidr::parse(c).ok())
-            .collect(),
+        rules: ArcSwap::from_pointee(live.rules),
         max_connections: 65_536,
         detect_limits: Limits::default(),
-        route_policy: config.policy.route_policy().map_err(anyhow::Error::msg)?,
         intercept,
         gate: Some(gate),
     });
     let drain = Drain::new();
-    let node = Arc::new(Node::new(
-        config.clone(),
-        capture,
-        registry,
-        proxy,
-        drain.clone(),
-        parent_cgroup,
-        services,
-    ));
+    let node = Arc::new(
+        Node::new(
+            config.clone(),
+            capture,
+            registry,
+            proxy,
+            drain.clone(),
+            parent_cgroup,
+            services,
+        )
+        .config_source(path),
+    );
 
     let listen = &config.listen;
     let set = listeners::bind_here(listen.transparent_port, listen.dns_port)
@@ -97,7 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
         let explicit = Arc::new(ExplicitProxy {
             ctx: node.proxy.clone(),
-            sessions: static_sessions.clone(),
+            sessions: node.services.static_sessions.clone(),
             cache: node.services.sessions.clone(),
             resolver: node.resolver.clone(),
         });
@@ -112,7 +112,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "sluice: ready"
     );
 
-    wait_for_signal().await?;
+    signals.serve(&node).await;
     tracing::info!("sluice: stopping (capture stays pinned: sandboxes are refused until restart)");
     drain.shutdown(DRAIN_GRACE).await;
     drop(node);
@@ -188,13 +188,37 @@ pub fn uninstall(config: &Config, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("daemon: install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("daemon: install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The daemon's signal handlers, installed first thing: before them, SIGHUP would kill it.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("daemon: install the {name} handler"))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
     }
-    Ok(())
+
+    /// Reloads on SIGHUP (the outcome is logged and audited by [`Node::reload`]); returns on
+    /// SIGTERM or SIGINT.
+    async fn serve(&mut self, node: &Node) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    let _ = tokio::task::block_in_place(|| node.reload(Trigger::Signal));
+                }
+            }
+        }
+    }
 }

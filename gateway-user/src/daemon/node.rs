@@ -35,7 +35,8 @@ pub enum NodeError {
 /// The running node.
 #[derive(Debug)]
 pub struct Node {
-    /// The configuration it runs with.
+    /// The configuration it started with. Authoritative for every restart-only field (a
+    /// reload never changes those); the live fields may have been reloaded since.
     pub config: Config,
     /// The kernel side.
     pub capture: Arc<Capture>,
@@ -53,6 +54,7 @@ pub struct Node {
     pub resolver: crate::dns::Resolver,
     /// Sessions, credentials, rate budgets.
     pub services: Arc<super::Services>,
+    pub(super) reloader: super::reload::Reloader,
     sandbox_drains: Mutex<HashMap<u64, Drain>>,
 }
 
@@ -77,6 +79,7 @@ impl Node {
         let resolver = crate::dns::Resolver::new(hosts);
         Node {
             resolver,
+            reloader: super::reload::Reloader::new(None, config.clone()),
             config,
             capture,
             registry,
@@ -87,6 +90,13 @@ impl Node {
             services,
             sandbox_drains: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reloads read `path` (the `--config` the daemon was started with; `None`: the default
+    /// file if it exists, else the built-in defaults).
+    pub fn config_source(mut self, path: Option<PathBuf>) -> Node {
+        self.reloader = super::reload::Reloader::new(path, self.config.clone());
+        self
     }
 
     /// Serves a set of listeners (transparent + DNS) under `drain`; `who` names the sandbox

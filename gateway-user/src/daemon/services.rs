@@ -1,10 +1,10 @@
 //! The session services a node runs with: the store (embedded or Redis), the node-local
 //! session cache, rate budgets, compiled policies and the master key.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::gate::{CompiledSessions, SessionGate};
@@ -28,8 +28,8 @@ pub struct Services {
     pub limiter: Arc<dyn RateLimiter>,
     /// Compiled per-session policies.
     pub compiled: Arc<CompiledSessions>,
-    /// Ids of sessions declared in the configuration (no policy, no credentials).
-    pub static_ids: Arc<HashSet<String>>,
+    /// Sessions declared in the configuration (no policy, no credentials); swapped on reload.
+    pub static_sessions: Arc<ArcSwap<Sessions>>,
 }
 
 impl Services {
@@ -39,7 +39,7 @@ impl Services {
     /// # Errors
     /// Redis unreachable at start, a master key that is malformed or readable by others,
     /// an unreadable sessions file: the daemon does not start without its store.
-    pub async fn start(config: &Config, static_sessions: &Sessions) -> anyhow::Result<Services> {
+    pub async fn start(config: &Config, static_sessions: Sessions) -> anyhow::Result<Services> {
         let key_source = KeySource::from_env_or_file(config.master_key_path());
         let master = tokio::task::spawn_blocking(move || MasterKey::load(key_source))
             .await
@@ -74,7 +74,7 @@ impl Services {
             master: Arc::new(master),
             limiter,
             compiled: Arc::new(CompiledSessions::default()),
-            static_ids: static_sessions.ids(),
+            static_sessions: Arc::new(ArcSwap::from_pointee(static_sessions)),
         })
     }
 
@@ -85,7 +85,7 @@ impl Services {
             compiled: self.compiled.clone(),
             limiter: self.limiter.clone(),
             master: self.master.clone(),
-            static_ids: self.static_ids.clone(),
+            static_sessions: self.static_sessions.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use hickory_proto::rr::RecordType;
 use tokio::sync::Semaphore;
@@ -80,7 +81,8 @@ impl Upstream for SystemResolver {
 
 /// Resolves allowed names: the static hosts table (exact match) first, then the upstream.
 ///
-/// Cheap to clone (shared table), so the IPv4 and IPv6 listeners can share one.
+/// Cheap to clone (shared table), so the IPv4 and IPv6 listeners can share one; a table set
+/// with [`Resolver::set_hosts`] is seen by every clone.
 ///
 /// # Security
 ///
@@ -88,7 +90,7 @@ impl Upstream for SystemResolver {
 /// the static table never goes upstream, even for a type the table has no address of.
 #[derive(Debug, Clone)]
 pub struct Resolver {
-    hosts: Arc<HashMap<String, Vec<IpAddr>>>,
+    hosts: Arc<ArcSwap<HashMap<String, Vec<IpAddr>>>>,
     upstream: Option<Arc<dyn Upstream>>,
     timeout: Duration,
 }
@@ -107,17 +109,8 @@ impl Resolver {
     /// A resolver with only the static `hosts` table: other names are [`Resolution::NotFound`].
     /// For hermetic tests.
     pub fn static_only(hosts: HashMap<String, Vec<IpAddr>>) -> Self {
-        let mut table: HashMap<String, Vec<IpAddr>> = HashMap::new();
-        for (name, addrs) in hosts {
-            let entry = table.entry(normalize_host(&name)).or_default();
-            for addr in addrs {
-                if !entry.contains(&addr) {
-                    entry.push(addr);
-                }
-            }
-        }
         Self {
-            hosts: Arc::new(table),
+            hosts: Arc::new(ArcSwap::from_pointee(normalize_table(hosts))),
             upstream: None,
             timeout: Self::DEFAULT_TIMEOUT,
         }
@@ -135,10 +128,17 @@ impl Resolver {
         self
     }
 
+    /// Replaces the static table (configuration reload) for this resolver and every clone;
+    /// lookups already past the table finish as they started.
+    pub fn set_hosts(&self, hosts: HashMap<String, Vec<IpAddr>>) {
+        self.hosts.store(Arc::new(normalize_table(hosts)));
+    }
+
     /// All addresses of `name` (normalized), static table first, deduplicated in order.
     pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
-        if let Some(addrs) = self.hosts.get(name) {
-            return Ok(addrs.clone());
+        let fixed = self.hosts.load().get(name).cloned();
+        if let Some(addrs) = fixed {
+            return Ok(addrs);
         }
         let Some(upstream) = &self.upstream else {
             return Err(DnsError::NotFound);
@@ -172,6 +172,20 @@ impl Resolver {
             Err(err) => Resolution::Failed(err.to_string()),
         }
     }
+}
+
+/// The static table with normalized keys and duplicate addresses dropped.
+fn normalize_table(hosts: HashMap<String, Vec<IpAddr>>) -> HashMap<String, Vec<IpAddr>> {
+    let mut table: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for (name, addrs) in hosts {
+        let entry = table.entry(normalize_host(&name)).or_default();
+        for addr in addrs {
+            if !entry.contains(&addr) {
+                entry.push(addr);
+            }
+        }
+    }
+    table
 }
 
 /// Normalizes a hosts-table key the way query names are: lowercase, no trailing dot.
@@ -291,6 +305,24 @@ mod tests {
         let hermetic = Resolver::static_only(table());
         let got = hermetic.resolve(&q("other.test", RecordType::A)).await;
         assert_eq!(got, Resolution::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_new_table_reaches_every_clone() {
+        let resolver = Resolver::static_only(table());
+        let listener_copy = resolver.clone();
+        resolver.set_hosts(HashMap::from([(
+            "New.Test.".to_owned(),
+            vec![ip("198.51.100.8")],
+        )]));
+        assert_eq!(
+            listener_copy.lookup("new.test").await.unwrap(),
+            vec![ip("198.51.100.8")]
+        );
+        assert!(matches!(
+            listener_copy.lookup("v4.example.test").await,
+            Err(DnsError::NotFound)
+        ));
     }
 
     #[tokio::test]

@@ -11,8 +11,9 @@ mod compiled;
 mod connection;
 mod filters;
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::StatusCode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -22,7 +23,7 @@ use crate::credentials::{Bound, Injector, Scrubber, Secret};
 use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
 use crate::pii::StreamScanner;
 use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
-use crate::session::{AuthError, MasterKey, Session, SessionCache};
+use crate::session::{AuthError, MasterKey, Session, SessionCache, Sessions};
 
 pub use compiled::CompiledSessions;
 pub use connection::session_route;
@@ -39,7 +40,9 @@ pub struct SessionGate {
     /// Opens sealed credential values.
     pub master: Arc<MasterKey>,
     /// Sessions declared in the configuration: authenticated, without policy or credentials.
-    pub static_ids: Arc<HashSet<String>>,
+    /// Swapped on a configuration reload; a session removed from the file is then looked up
+    /// in the store, like any other, at its next request.
+    pub static_sessions: Arc<ArcSwap<Sessions>>,
 }
 
 impl RequestPolicy for SessionGate {
@@ -62,7 +65,7 @@ impl SessionGate {
         let Some(id) = &who.session else {
             return Ok(None);
         };
-        if self.static_ids.contains(id) {
+        if self.static_sessions.load().contains_id(id) {
             return Ok(None);
         }
         let session = self.sessions.by_id(id).await.map_err(|e| e.to_string())?;
@@ -77,7 +80,7 @@ impl SessionGate {
         let Some(id) = req.who.as_ref().and_then(|w| w.session.clone()) else {
             return Ok(plan);
         };
-        if self.static_ids.contains(&id) {
+        if self.static_sessions.load().contains_id(&id) {
             return Ok(plan);
         }
         let session = self.sessions.by_id(&id).await.map_err(session_refusal)?;

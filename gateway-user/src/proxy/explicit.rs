@@ -12,6 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -34,8 +35,8 @@ use crate::upstream::Body;
 pub struct ExplicitProxy {
     /// Shared with the transparent listener.
     pub ctx: Arc<ProxyContext>,
-    /// Sessions declared in the configuration (no policy or credentials).
-    pub sessions: Arc<Sessions>,
+    /// Sessions declared in the configuration (no policy or credentials); swapped on reload.
+    pub sessions: Arc<ArcSwap<Sessions>>,
     /// Sessions from the store (node-local cache).
     pub cache: Arc<SessionCache>,
     /// Resolves `CONNECT` and URL host names (the daemon's own resolver).
@@ -79,7 +80,8 @@ pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, dr
 /// The session id behind a proxy token: configured sessions first, then the store.
 async fn authenticate(proxy: &ExplicitProxy, token: Option<String>) -> Result<String, String> {
     let token = token.ok_or("no session token")?;
-    if let Some(session) = proxy.sessions.authenticate(&token) {
+    let configured = proxy.sessions.load().authenticate(&token);
+    if let Some(session) = configured {
         return Ok(session.id.clone());
     }
     match proxy.cache.authenticate(&token).await {
@@ -143,7 +145,8 @@ async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<B
             );
         }
     };
-    if let Err(refusal) = check_destination(dest, &proxy.ctx.allow_internal) {
+    let rules = proxy.ctx.rules.load_full();
+    if let Err(refusal) = check_destination(dest, &rules.allow_internal) {
         let mut record = Record::new(Kind::Connection);
         record.who = Some(who);
         record.destination = Some(dest.to_string());
@@ -169,10 +172,11 @@ async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<B
             Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let io = Prefixed::new(parts.read_buf, parts.io.into_inner());
-                    pipeline::serve(&ctx, io, dest, who, &mut audit).await
+                    pipeline::serve(&ctx, &rules, io, dest, who, &mut audit).await
                 }
                 Err(upgraded) => {
-                    pipeline::serve(&ctx, TokioIo::new(upgraded), dest, who, &mut audit).await
+                    pipeline::serve(&ctx, &rules, TokioIo::new(upgraded), dest, who, &mut audit)
+                        .await
                 }
             },
             Err(e) => audit.finish(

@@ -14,8 +14,11 @@ mod transparent;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::audit::AuditLog;
 use crate::capture::Capture;
+use crate::config::Config;
 use crate::detect::Limits;
 use crate::intercept::InterceptContext;
 use crate::net::Cidr;
@@ -37,16 +40,41 @@ pub struct ProxyContext {
     pub audit: AuditLog,
     /// How long an upstream dial may take.
     pub connect_timeout: Duration,
-    /// Internal ranges a sandbox may nevertheless reach.
-    pub allow_internal: Vec<Cidr>,
+    /// The node's connection rules, swapped whole on a configuration reload. Each connection
+    /// loads them once, when it is accepted, and keeps them to its end.
+    pub rules: ArcSwap<ProxyRules>,
     /// Most connections handled at once; further accepts wait.
     pub max_connections: usize,
     /// How much to peek, for how long, before routing.
     pub detect_limits: Limits,
-    /// Passthrough hosts and opaque-TCP rules.
-    pub route_policy: RoutePolicy,
     /// The interception engine (CA, upstream client, request policy).
     pub intercept: Arc<InterceptContext>,
     /// Sessions: their policies narrow or extend the node's routes.
     pub gate: Option<Arc<crate::gate::SessionGate>>,
+}
+
+/// The node-wide rules a connection is decided by: what reloads live from the configuration.
+#[derive(Debug, Default)]
+pub struct ProxyRules {
+    /// Passthrough hosts and opaque-TCP rules.
+    pub route_policy: RoutePolicy,
+    /// Internal ranges a sandbox may nevertheless reach.
+    pub allow_internal: Vec<Cidr>,
+}
+
+impl ProxyRules {
+    /// The rules of `config` (`policy`, `upstream.allow_internal`); the error names the bad
+    /// entry.
+    pub fn from_config(config: &Config) -> Result<ProxyRules, String> {
+        let allow_internal = config
+            .upstream
+            .allow_internal
+            .iter()
+            .map(|c| Cidr::parse(c).map_err(|e| format!("upstream.allow_internal: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(ProxyRules {
+            route_policy: config.policy.route_policy()?,
+            allow_internal,
+        })
+    }
 }

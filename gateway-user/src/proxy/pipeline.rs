@@ -5,17 +5,19 @@
 
 use std::net::SocketAddr;
 
-use super::ProxyContext;
 use super::relay::{self, RelayStream};
+use super::{ProxyContext, ProxyRules};
 use crate::audit::{ConnAudit, Decision, Mode, Who};
 use crate::detect::{self, Outcome, Prefixed};
 use crate::gate::session_route;
 use crate::intercept::{intercept_http, intercept_tls};
 use crate::route::{self, Detected, RejectReason, Route};
 
-/// Detects, routes and serves one connection to `dest`, filling in `audit`.
+/// Detects, routes (by `rules`, loaded when the connection was accepted) and serves one
+/// connection to `dest`, filling in `audit`.
 pub async fn serve<IO>(
     ctx: &ProxyContext,
+    rules: &ProxyRules,
     mut client: IO,
     dest: SocketAddr,
     who: Who,
@@ -25,7 +27,7 @@ pub async fn serve<IO>(
 {
     let mut detection = detect::detect(&mut client, ctx.detect_limits).await;
     let detected = summarize(&detection.outcome);
-    let mut chosen = route::route(&detected, dest, &ctx.route_policy);
+    let mut chosen = route::route(&detected, dest, &rules.route_policy);
     if let Some(gate) = &ctx.gate {
         chosen = match gate.connection_policy(&who).await {
             Ok(None) => chosen,

@@ -50,6 +50,7 @@ pub async fn serve_transparent(listener: TcpListener, ctx: Arc<ProxyContext>, dr
 /// One connection: identify, check, relay. Exactly one audit record, whatever happens.
 async fn handle(ctx: &ProxyContext, client: TcpStream) {
     let _ = client.set_nodelay(true);
+    let rules = ctx.rules.load_full();
     let mut record = Record::new(Kind::Connection);
     let identity = match identify(ctx, &client) {
         Ok(identity) => identity,
@@ -65,14 +66,14 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
     record.destination = Some(identity.destination.to_string());
     let mut audit = ConnAudit::start(&ctx.audit, record);
 
-    if let Err(refusal) = check_destination(identity.destination, &ctx.allow_internal) {
+    if let Err(refusal) = check_destination(identity.destination, &rules.allow_internal) {
         audit.set_mode(Mode::Refused);
         audit.finish(Decision::Deny, Some(refusal.to_string()));
         reset(&client);
         return;
     }
     let who = identity.who();
-    super::pipeline::serve(ctx, client, identity.destination, who, &mut audit).await;
+    super::pipeline::serve(ctx, &rules, client, identity.destination, who, &mut audit).await;
 }
 
 /// Closes with a RST so the client sees "connection reset", not a clean empty reply.

@@ -3,7 +3,7 @@
 //! These static sessions carry no credentials or policy; they predate the session store
 //! ([`super::store`]) and stay for configurations that declare their tokens up front.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -26,12 +26,14 @@ pub struct SessionConfig {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_digest: HashMap<[u8; 32], Arc<SessionConfig>>,
+    ids: HashSet<String>,
 }
 
 impl Sessions {
     /// Indexes the configured sessions; the error names a malformed digest.
     pub fn from_config(sessions: &[SessionConfig]) -> Result<Sessions, String> {
         let mut by_digest = HashMap::new();
+        let mut ids = HashSet::new();
         for session in sessions {
             let digest = parse_hex32(&session.token_sha256).ok_or_else(|| {
                 format!(
@@ -40,13 +42,14 @@ impl Sessions {
                 )
             })?;
             by_digest.insert(digest, Arc::new(session.clone()));
+            ids.insert(session.id.clone());
         }
-        Ok(Sessions { by_digest })
+        Ok(Sessions { by_digest, ids })
     }
 
-    /// The ids of the configured sessions.
-    pub fn ids(&self) -> std::sync::Arc<std::collections::HashSet<String>> {
-        std::sync::Arc::new(self.by_digest.values().map(|s| s.id.clone()).collect())
+    /// Whether `id` is a session of the configuration file (no policy, no credentials).
+    pub fn contains_id(&self, id: &str) -> bool {
+        self.ids.contains(id)
     }
 
     /// The session whose token is `token`.
@@ -88,6 +91,7 @@ mod tests {
         assert_eq!(sessions.authenticate(token).unwrap().id, "s1");
         assert!(sessions.authenticate("sluice_stk_other").is_none());
         assert!(sessions.authenticate("").is_none());
+        assert!(sessions.contains_id("s1") && !sessions.contains_id("s2"));
         let bad = Sessions::from_config(&[SessionConfig {
             id: "s2".into(),
             token_sha256: "zz".into(),
