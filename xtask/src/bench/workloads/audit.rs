@@ -20,6 +20,7 @@ use crate::bench::BenchArgs;
 use crate::bench::control::metric;
 use crate::bench::daemon::{Daemon, Variant};
 use crate::bench::env::Env;
+use crate::bench::proc::Probe;
 use crate::bench::report::Row;
 use crate::bench::tools::percentiles;
 
@@ -193,14 +194,22 @@ fn redis_up(ctx: &Ctx<'_>, redis: &Redis, sent: u64, tag: &str) -> Row {
     let before = Counters::read(ctx.daemon);
     let via = capture(ctx);
     let n = sent.to_string();
+    let probe = redis.pid().map(Probe::start);
     let mut row = ctx.measure("W8", case::REDIS, "req/s", "req", &via, &mut |ctx, via| {
         let flags = ["--h1", "-c16", "-m1", "-n", &n];
         h2load_raw(ctx, via, &flags, &format!("/small?w8={tag}")).map(|(load, _)| load)
     });
+    let redis_cpu_us = probe.map(|p| p.finish().cpu_s * 1e6 / sent as f64);
     if row.value.is_some() {
         let stored = redis.wait_count(&format!("w8={tag}\""), sent, Duration::from_secs(15));
         let after = Counters::read(ctx.daemon);
         account(&mut row, sent, stored, before.as_ref(), after.as_ref());
+        if let Some(us) = redis_cpu_us {
+            row.note = format!(
+                "{}; redis-server used {us:.1} µs CPU per request on the same vCPUs",
+                row.note
+            );
+        }
     }
     super::log_row(&row);
     row

@@ -28,14 +28,14 @@ pub fn loss(base: f64, with: f64, noise: Option<f64>, max_loss: f64) -> (String,
     let loss = 1.0 - with / base;
     let noise_text = |n: Option<f64>| match n {
         Some(n) => format!("run-to-run spread {}", pct(n)),
-        None => "single runs, noise not measured".to_owned(),
+        None => "single runs".to_owned(),
     };
     let within = noise.is_some_and(|n| loss.abs() <= n);
     let text = if loss < 0.0 {
-        let how = if within {
-            "within noise"
-        } else {
-            "beyond the measured noise"
+        let how = match (noise, within) {
+            (None, _) => "noise not measured",
+            (Some(_), true) => "within noise",
+            (Some(_), false) => "beyond the measured noise",
         };
         format!(
             "{} (no loss: faster than the baseline, {how}; {})",

@@ -360,7 +360,7 @@ pub fn best_of(rows: Vec<Row>, unit: &str) -> Option<Row> {
             best.facts.insert(SLOWEST.into(), v);
         }
         let runs = format!(
-            "runs {} {unit}, alternating with the other variant; best shown",
+            "runs {} {unit}, alternating with the other variant, best shown",
             values.join(" / ")
         );
         best.note = if best.note.is_empty() {

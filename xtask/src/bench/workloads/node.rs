@@ -55,7 +55,8 @@ pub fn w9(ctx: &mut Ctx<'_>) {
     );
     note(
         ctx,
-        "straight to the proxy port 127.0.0.1:15001, no eBPF on the path",
+        "straight to the proxy port 127.0.0.1:15001, no eBPF on the path (the daemon finds no \
+         capture record and resets at once: a little less work than for a captured connect)",
         &kinds,
     );
 }

@@ -93,12 +93,11 @@ pub fn w7(ctx: &mut Ctx<'_>) {
         "req",
         &mut |ctx, via| h2load(ctx, via, &["--h1", "-c16", "-m1"], s),
     );
-    let rounds = if ctx.args.quick { 1 } else { 2 };
     alternate(
         ctx,
         case::NEW_CONN,
         &sessions,
-        rounds,
+        2,
         "conn/s",
         "conn",
         &mut |ctx, via| wrk_close(ctx, via, Service::Nginx),

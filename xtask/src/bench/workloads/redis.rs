@@ -87,6 +87,14 @@ impl Redis {
         })
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.server
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(Spawned::pid))
+    }
+
     /// Shuts the server down (SIGTERM: it finishes its AOF and exits).
     pub fn down(&self) {
         let server = self.server.lock().ok().and_then(|mut s| s.take());

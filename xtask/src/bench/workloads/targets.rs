@@ -266,9 +266,14 @@ fn decision(r: &Report) -> Option<(String, bool)> {
 }
 
 fn audit_loss(r: &Report) -> Option<(String, bool)> {
-    let file = row(r, "W8", audit::FILE, "sluice", "capture")?.value?;
-    let redis = row(r, "W8", audit::REDIS, "sluice", "capture")?.value?;
-    let (text, ok) = judge::loss(file, redis, None, 0.05);
+    let file = row(r, "W8", audit::FILE, "sluice", "capture")?;
+    let redis = row(r, "W8", audit::REDIS, "sluice", "capture")?;
+    let (a, b) = (file.value?, redis.value?);
+    let noise = [(file, a), (redis, b)]
+        .iter()
+        .filter_map(|(x, best)| judge::spread(*best, x.facts.get(super::SLOWEST).copied()))
+        .reduce(f64::max);
+    let (text, ok) = judge::loss(a, b, noise, 0.05);
     Some((format!("{text} (capture)"), ok))
 }
 
