@@ -234,6 +234,25 @@ impl Sluice {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// A counter or gauge from the control API's `GET /metrics` (default control address,
+    /// admin token from the state dir), or `None` if it is not there.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let token = std::fs::read_to_string(self.state_dir().join("admin.token")).ok()?;
+        let out = self
+            .node_command("curl")
+            .args(["-sS", "--max-time", "5", "-H"])
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg("http://127.0.0.1:3000/metrics")
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse().ok())?
+            })
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

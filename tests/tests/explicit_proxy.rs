@@ -10,12 +10,17 @@ use tests::upstream::{self, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
 
 const TOKEN: &str = "sluice_stk_explicitproxytesttokenexplicitproxytest0";
+/// `pinned.test/big` serves this line repeated (4 MiB): a passthrough tunnel moves it whole.
+const PINNED_BODY: &str = "sluice passthrough test body, 64 bytes long, repeated 65536x...\n";
+const PINNED_REPEAT: usize = 65_536;
 
 struct World {
     lab: NetLab,
     sluice: Sluice,
     api: RunningUpstream,
     _web: RunningUpstream,
+    pinned: RunningUpstream,
+    ca_file: tempfile::TempPath,
 }
 
 fn world() -> World {
@@ -31,8 +36,13 @@ fn world() -> World {
         .route("/hello", "hi")
         .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
         .unwrap();
+    let pinned = upstream::https(&ca)
+        .hostname("pinned.test")
+        .route("/big", PINNED_BODY.repeat(PINNED_REPEAT))
+        .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 443))
+        .unwrap();
     let extra_toml = format!(
-        "[upstream]\nextra_roots = [{:?}]\n[[sessions]]\nid = \"agent-1\"\ntoken_sha256 = \"{}\"\n",
+        "[upstream]\nextra_roots = [{:?}]\n[policy]\npassthrough = [\"pinned.test\"]\n[[sessions]]\nid = \"agent-1\"\ntoken_sha256 = \"{}\"\n",
         ca_file.to_path_buf(),
         tests::upstream::sha256_hex(TOKEN.as_bytes()),
     );
@@ -42,15 +52,17 @@ fn world() -> World {
             ("api.test".into(), "203.0.113.10".into()),
             ("web.test".into(), "198.51.100.10".into()),
             ("internal.test".into(), "127.0.0.1".into()),
+            ("pinned.test".into(), "198.51.100.11".into()),
         ],
     };
     let sluice = Sluice::start(&lab, &options).unwrap();
-    std::mem::forget(ca_file);
     World {
         lab,
         sluice,
         api,
         _web: web,
+        pinned,
+        ca_file,
     }
 }
 
@@ -151,5 +163,42 @@ fn missing_or_wrong_tokens_get_407_and_internal_targets_403() {
     assert!(
         log.iter().all(|r| !r.to_string().contains(TOKEN)),
         "the token never reaches the audit log"
+    );
+}
+
+#[test]
+fn a_connect_tunnel_to_a_passthrough_host_carries_the_real_tls_byte_for_byte() {
+    let w = world();
+    let user = format!("sluice:{TOKEN}");
+    // Trusting only the upstream's own CA works: the client talks to pinned.test itself.
+    let ca = w.ca_file.to_str().unwrap();
+    let mut cmd = w.lab.exec_in_node("curl");
+    cmd.args(["-sS", "--max-time", "20", "--cacert", ca])
+        .args(["-x", &format!("http://{user}@127.0.0.1:3128")])
+        .arg("https://pinned.test/big");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), PINNED_BODY.len() * PINNED_REPEAT);
+    assert!(
+        out.stdout == PINNED_BODY.repeat(PINNED_REPEAT).as_bytes(),
+        "the body changed on the way"
+    );
+    assert_eq!(w.pinned.requests().len(), 1);
+    let record = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "connection" && r["host"] == "pinned.test" && r["decision"] == "allow"
+        })
+        .unwrap_or_else(|| panic!("{:?}", w.sluice.audit()));
+    assert_eq!(record["mode"], "passthrough", "{record}");
+    assert_eq!(record["session"], "agent-1", "{record}");
+    let down = record["bytes_down"].as_u64().unwrap();
+    assert!(
+        down > (PINNED_BODY.len() * PINNED_REPEAT) as u64,
+        "the record counts the tunnel's bytes: {record}"
     );
 }

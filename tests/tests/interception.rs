@@ -182,6 +182,10 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
         echoes.iter().all(|r| r.get("reason").is_none()),
         "{echoes:?}"
     );
+    // Three connections to api.test, one leaf: the later handshakes hit the cache.
+    assert_eq!(w.sluice.metric("sluice_tls_leaves_minted_total"), Some(1));
+    let mint_us = w.sluice.metric("sluice_tls_leaf_mint_microseconds_total");
+    assert!(mint_us.is_some_and(|us| us > 0), "{mint_us:?}");
 }
 
 #[test]

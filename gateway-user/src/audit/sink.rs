@@ -249,16 +249,16 @@ fn write_loop(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<Record>, coun
             batch.push(more);
         }
         let mut lines = 0;
+        let mut line = Vec::with_capacity(512);
         for record in &batch {
-            let line = match serde_json::to_string(record) {
-                Ok(line) => line,
-                Err(e) => {
-                    tracing::error!(error = %e, "audit: cannot serialize a record");
-                    Counters::add(&counters.dropped, 1);
-                    continue;
-                }
-            };
-            match writeln!(out, "{line}") {
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut line, record) {
+                tracing::error!(error = %e, "audit: cannot serialize a record");
+                Counters::add(&counters.dropped, 1);
+                continue;
+            }
+            line.push(b'\n');
+            match out.write_all(&line) {
                 Ok(()) => lines += 1,
                 Err(e) => {
                     tracing::error!(error = %e, "audit: write failed");

@@ -49,5 +49,19 @@ pub fn render(node: &Node) -> String {
         "counter",
         node.audit.dropped(),
     );
+    let minter = node.proxy.intercept.tls.minter();
+    gauge(
+        "sluice_tls_leaves_minted_total",
+        "TLS leaves signed by the Sluice CA (leaf cache misses).",
+        "counter",
+        minter.minted_count(),
+    );
+    let mint_micros = u64::try_from(minter.mint_time().as_micros()).unwrap_or(u64::MAX);
+    gauge(
+        "sluice_tls_leaf_mint_microseconds_total",
+        "Time spent signing leaves, in microseconds.",
+        "counter",
+        mint_micros,
+    );
     out
 }

@@ -60,9 +60,10 @@ pub struct Detection {
 }
 
 impl Detection {
-    /// Wraps `stream` so its next reads return [`Detection::bytes`] first.
-    pub fn replay<S>(&self, stream: S) -> Prefixed<S> {
-        Prefixed::new(self.bytes.clone(), stream)
+    /// Wraps `stream` so its next reads return [`Detection::bytes`] first. The bytes move
+    /// into the wrapper (which frees them once replayed); [`Detection::bytes`] is left empty.
+    pub fn replay<S>(&mut self, stream: S) -> Prefixed<S> {
+        Prefixed::new(std::mem::take(&mut self.bytes), stream)
     }
 }
 

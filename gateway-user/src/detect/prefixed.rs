@@ -59,6 +59,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         let n = this.prefix.len().min(buf.remaining());
         buf.put_slice(&this.prefix[..n]);
         this.prefix.advance(n);
+        if this.prefix.is_empty() {
+            // Release the peek buffer now, not when the connection ends.
+            this.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

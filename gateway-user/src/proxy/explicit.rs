@@ -18,10 +18,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::{ProxyContext, check_destination, pipeline};
 use crate::audit::{ConnAudit, Decision, Kind, Mode, Record, Who};
+use crate::detect::Prefixed;
 use crate::dns::Resolver;
 use crate::drain::Drain;
 use crate::intercept::forward_absolute;
@@ -163,9 +164,17 @@ async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<B
     tokio::spawn(async move {
         let mut audit = ConnAudit::start(&ctx.audit, record);
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => {
-                pipeline::serve(&ctx, TokioIo::new(upgraded), dest, who, &mut audit).await
-            }
+            // The plain TCP socket underneath, when hyper gives it back, lets a passthrough
+            // tunnel be spliced; bytes hyper already read are replayed first.
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let io = Prefixed::new(parts.read_buf, parts.io.into_inner());
+                    pipeline::serve(&ctx, io, dest, who, &mut audit).await
+                }
+                Err(upgraded) => {
+                    pipeline::serve(&ctx, TokioIo::new(upgraded), dest, who, &mut audit).await
+                }
+            },
             Err(e) => audit.finish(
                 Decision::Error,
                 Some(format!("downstream: CONNECT upgrade failed: {e}")),

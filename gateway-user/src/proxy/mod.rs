@@ -8,6 +8,7 @@ mod explicit;
 mod identify;
 pub mod pipeline;
 mod relay;
+mod splice;
 mod transparent;
 
 use std::sync::Arc;

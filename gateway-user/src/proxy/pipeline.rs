@@ -5,11 +5,10 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use super::{ProxyContext, relay};
+use super::ProxyContext;
+use super::relay::{self, RelayStream};
 use crate::audit::{ConnAudit, Decision, Mode, Who};
-use crate::detect::{self, Outcome};
+use crate::detect::{self, Outcome, Prefixed};
 use crate::gate::session_route;
 use crate::intercept::{intercept_http, intercept_tls};
 use crate::route::{self, Detected, RejectReason, Route};
@@ -22,9 +21,9 @@ pub async fn serve<IO>(
     who: Who,
     audit: &mut ConnAudit,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: RelayStream,
 {
-    let detection = detect::detect(&mut client, ctx.detect_limits).await;
+    let mut detection = detect::detect(&mut client, ctx.detect_limits).await;
     let detected = summarize(&detection.outcome);
     let mut chosen = route::route(&detected, dest, &ctx.route_policy);
     if let Some(gate) = &ctx.gate {
@@ -102,15 +101,17 @@ pub fn summarize(outcome: &Outcome) -> Detected {
     }
 }
 
-async fn relay_to<IO>(ctx: &ProxyContext, mut client: IO, dest: SocketAddr, audit: &mut ConnAudit)
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut upstream = match relay::dial(dest, ctx.connect_timeout).await {
+async fn relay_to<IO: RelayStream>(
+    ctx: &ProxyContext,
+    client: Prefixed<IO>,
+    dest: SocketAddr,
+    audit: &mut ConnAudit,
+) {
+    let upstream = match relay::dial(dest, ctx.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => return audit.finish(Decision::Error, Some(e.to_string())),
     };
-    match relay::copy(&mut client, &mut upstream).await {
+    match relay::relay(client, upstream).await {
         Ok((up, down)) => {
             audit.add_bytes(up, down);
             audit.finish(Decision::Allow, None);

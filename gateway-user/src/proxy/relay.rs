@@ -6,7 +6,9 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::detect::Prefixed;
 use tokio::net::TcpStream;
 
 /// Why a relay ended badly, and on which side.
@@ -46,8 +48,72 @@ pub async fn dial(destination: SocketAddr, timeout: Duration) -> Result<TcpStrea
     Ok(stream)
 }
 
-/// Copies both ways until both sides are done; returns (bytes up, bytes down). On error the
-/// bytes moved so far are in the error.
+/// A client stream the relay can hand to `splice(2)` when it is a bare TCP socket.
+pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The TCP socket itself, when nothing (TLS, HTTP framing) sits on top of it.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl RelayStream for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl RelayStream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
+/// A socket with bytes still to replay is spliced only once they are all replayed.
+impl RelayStream for Prefixed<TcpStream> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        self.prefix().is_empty().then(|| self.inner())
+    }
+}
+
+/// Relays `client` (whose peeked bytes are replayed first) and `upstream` until both sides
+/// are done; returns (bytes up, bytes down). A bare TCP client is spliced in the kernel;
+/// anything else is copied through userspace buffers. On error the bytes moved so far are in
+/// the error.
+pub async fn relay<IO: RelayStream>(
+    client: Prefixed<IO>,
+    mut upstream: TcpStream,
+) -> Result<(u64, u64), RelayError> {
+    let (prefix, mut client) = client.into_parts();
+    let sent = prefix.len() as u64;
+    if let Err(e) = upstream.write_all(&prefix).await {
+        return Err(RelayError::Copy {
+            up: 0,
+            down: 0,
+            detail: format!("upstream: write: {e}"),
+        });
+    }
+    let Some(tcp) = client.tcp() else {
+        return copy(&mut client, &mut upstream)
+            .await
+            .map(|(up, down)| (up + sent, down))
+            .map_err(|e| match e {
+                RelayError::Copy { up, down, detail } => RelayError::Copy {
+                    up: up + sent,
+                    down,
+                    detail,
+                },
+                other => other,
+            });
+    };
+    match super::splice::relay(tcp, &upstream).await {
+        (moved, None) => Ok((moved.a_to_b + sent, moved.b_to_a)),
+        (moved, Some(e)) => Err(RelayError::Copy {
+            up: moved.a_to_b + sent,
+            down: moved.b_to_a,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Copies both ways through tokio's 8 KiB buffers (small: an idle tunnel costs little)
+/// until both sides are done; returns (bytes up, bytes down). On error the bytes moved so
+/// far are in the error.
 pub async fn copy<A, B>(client: &mut A, upstream: &mut B) -> Result<(u64, u64), RelayError>
 where
     A: AsyncRead + AsyncWrite + Unpin,

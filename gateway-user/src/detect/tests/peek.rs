@@ -268,7 +268,7 @@ async fn detect_then_replay_loses_nothing() {
         .write_all(&[hello.as_slice(), b"\x17\x03\x03\x00\x01X"].concat())
         .await
         .unwrap();
-    let detection = detect(&mut server, Limits::default()).await;
+    let mut detection = detect(&mut server, Limits::default()).await;
     assert!(matches!(detection.outcome, Outcome::Tls(_)));
     client.write_all(b"after").await.unwrap();
     drop(client);
