@@ -31,6 +31,24 @@ pub fn render(node: &Node) -> String {
         "counter",
         node.audit.written(),
     );
+    gauge(
+        "sluice_audit_records_spooled_total",
+        "Audit records put in the outage spool because Redis did not answer.",
+        "counter",
+        node.audit.spooled(),
+    );
+    gauge(
+        "sluice_audit_records_replayed_total",
+        "Spooled audit records later confirmed by Redis.",
+        "counter",
+        node.audit.replayed(),
+    );
+    gauge(
+        "sluice_audit_records_dropped_total",
+        "Audit records lost (spool full or failing, file unwritable, writer stopped). Alert on it.",
+        "counter",
+        node.audit.dropped(),
+    );
     let minter = node.proxy.intercept.tls.minter();
     gauge(
         "sluice_tls_leaves_minted_total",

@@ -1,6 +1,7 @@
 //! Results: one row per (workload, case, path), ratios computed within a case (same client,
 //! same run), written as JSON and Markdown under `bench/results/`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,10 @@ pub struct Row {
     pub errors: u64,
     /// Why n/a, or anything a reader must know.
     pub note: String,
+    /// Named numbers the target checks need beyond the columns (W7's slowest run, W8's
+    /// record counts …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, f64>,
 }
 
 impl Row {
@@ -208,7 +213,7 @@ impl Report {
                 _ => String::new(),
             };
             let lat = |v: Option<f64>, d: Option<f64>| match (v, d) {
-                (Some(v), Some(d)) if row.path != "direct" => format!("{v:.0} (+{:.0})", v - d),
+                (Some(v), Some(d)) if row.path != "direct" => format!("{v:.0} ({})", signed(v - d)),
                 (Some(v), _) => format!("{v:.0}"),
                 _ => String::new(),
             };
@@ -280,6 +285,18 @@ impl Report {
     }
 }
 
+/// A difference with its sign, rounded: `+12`, `−57` (a real minus sign), `±0`.
+pub fn signed(v: f64) -> String {
+    let r = v.round();
+    if r > 0.0 {
+        format!("+{r:.0}")
+    } else if r < 0.0 {
+        format!("−{:.0}", -r)
+    } else {
+        "±0".to_owned()
+    }
+}
+
 /// 12345.6 → `12,346`; 12.34 → `12.3`; 0.1234 → `0.123`.
 pub fn fmt_num(v: f64) -> String {
     if v.abs() >= 1000.0 {
@@ -313,6 +330,13 @@ mod tests {
             (0.12345, "0.123"),
         ] {
             assert_eq!(fmt_num(v), want);
+        }
+    }
+
+    #[test]
+    fn differences_carry_their_sign() {
+        for (v, want) in [(56.6, "+57"), (-57.2, "−57"), (0.2, "±0"), (-0.4, "±0")] {
+            assert_eq!(signed(v), want);
         }
     }
 }

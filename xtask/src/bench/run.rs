@@ -19,7 +19,7 @@ use super::report::{Machine, Report, Row};
 use super::workloads::{self, Ctx};
 use crate::cmd;
 
-/// Rules in the W7/W10 configuration.
+/// Extra passthrough rules in the W10 start-up configuration (plus the bench's one).
 const MANY_RULES: usize = 999;
 
 /// Measures every selected workload and writes the report.
@@ -39,7 +39,7 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
     let xtask = std::env::current_exe()?;
     eprintln!("bench: starting the namespaces and upstreams");
     let env = Env::start(args.quick)?;
-    let daemon = Daemon::start(&env, &bin, Variant { extra_rules: 0 })?;
+    let daemon = Daemon::start(&env, &bin, Variant::plain("main"))?;
     let mut rows = Vec::new();
     if args.wants("W10") {
         workloads::w10(&mut rows, 0, daemon.ready_after);
@@ -70,7 +70,7 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
         rows,
     };
     #[expect(clippy::type_complexity, reason = "a table of named steps")]
-    let steps: [(&str, fn(&mut Ctx<'_>)); 9] = [
+    let steps: [(&str, fn(&mut Ctx<'_>)); 8] = [
         ("W1", workloads::w1),
         ("W2a", workloads::w2a),
         ("W2b", workloads::w2b),
@@ -78,7 +78,6 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
         ("W4", workloads::w4),
         ("W5", workloads::w5),
         ("W6", workloads::w6),
-        ("W8", workloads::w8),
         ("W9", workloads::w9),
     ];
     for (id, step) in steps {
@@ -100,37 +99,41 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.wants("W7") {
         check(&stop)?;
-        workloads::w7(&mut ctx, 0);
+        eprintln!("bench: ---- W7 ----");
+        workloads::w7(&mut ctx);
     }
     let mut rows = std::mem::take(&mut ctx.rows);
     drop(ctx);
-    if args.wants("W7") || args.wants("W10") {
+    drop(daemon);
+    if args.wants("W8") {
         check(&stop)?;
-        drop(daemon);
+        eprintln!("bench: ---- W8 ----");
+        rows.extend(workloads::w8(&env, &bin, &xtask, args));
+    }
+    if args.wants("W10") {
+        check(&stop)?;
+        eprintln!("bench: ---- W10 ----");
         let many = Daemon::start(
             &env,
             &bin,
             Variant {
+                name: "rules",
                 extra_rules: MANY_RULES,
+                redis_url: None,
             },
         )?;
-        if args.wants("W10") {
-            workloads::w10(&mut rows, MANY_RULES + 1, many.ready_after);
-            workloads::w10_reload(&mut rows);
-        }
-        if args.wants("W7") {
-            let mut ctx = Ctx {
-                env: &env,
-                daemon: &many,
-                peers: &running,
-                missing: &missing,
-                args,
-                xtask,
-                rows,
-            };
-            workloads::w7(&mut ctx, MANY_RULES + 1);
-            rows = std::mem::take(&mut ctx.rows);
-        }
+        workloads::w10(&mut rows, MANY_RULES + 1, many.ready_after);
+        let mut ctx = Ctx {
+            env: &env,
+            daemon: &many,
+            peers: &running,
+            missing: &missing,
+            args,
+            xtask,
+            rows,
+        };
+        workloads::w10_reload(&mut ctx);
+        rows = std::mem::take(&mut ctx.rows);
     }
     notes.extend(standard_notes(&missing));
     let mut report = Report {
@@ -275,8 +278,13 @@ fn standard_notes(missing: &[(Kind, String)]) -> Vec<String> {
          sink are the Rust fake of the e2e tests (it hashes uploads with SHA-256, which caps \
          upload MB/s for every path alike)."
             .to_owned(),
-        "W7 uses 1k passthrough-list rules (999 non-matching + 1): the per-session policy engine \
-         is not merged yet; its decision cost (2 µs p99) is for the criterion benches."
+        "W7 runs two sessions in one daemon, alternating: a policy of 1000 allowed hosts and \
+         1000 host rules (only the last names bench.test) and the same with 1; the best run \
+         of each is compared. The decision alone is criterion's `policy` bench, run for 3 s with --criterion."
+            .to_owned(),
+        "W8 starts a fresh daemon per store; Redis (redis-server, unix socket, AOF fsynced \
+         per write) runs in the node namespace and is shut down a third into the Redis-down \
+         run, then started again; the stream is then counted per run."
             .to_owned(),
         "oha is not installed: `cargo install oha` would add minutes of compiling on a fresh \
          2-core machine; h2load (per-request log) gives the h1/h2 percentiles instead."

@@ -110,6 +110,20 @@ impl Target {
     }
 }
 
+/// One bare TCP connect to `addr`, closed at once with RST (zero linger): neither side keeps
+/// the 4-tuple in TIME_WAIT, so a fast loop never runs out of ephemeral ports. The linger is set
+/// before the connect, so even a connection the peer closes first ends with RST.
+pub async fn connect_rst(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_zero_linger()?;
+    let stream = socket.connect(addr).await?;
+    drop(stream);
+    Ok(())
+}
+
 /// A TLS connector trusting only the CA in `ca` (PEM), offering `http/1.1`.
 pub fn connector(ca: &Path) -> anyhow::Result<TlsConnector> {
     let pem = std::fs::read(ca).with_context(|| format!("client: read {}", ca.display()))?;

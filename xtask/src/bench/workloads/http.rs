@@ -1,5 +1,5 @@
 //! Request workloads: W1 (kept-alive small requests), W2a/W2b (a new TLS connection per
-//! request; same or new SNI), W7 (1k routing rules).
+//! request; same or new SNI), and the clients W7, W8 and W10 reuse.
 
 use super::{Ctx, Service, Via, num};
 use crate::bench::tools::{self, Load, parse_h2load, parse_hey, parse_wrk};
@@ -28,8 +28,6 @@ pub mod case {
     pub const NEW_SNI: &str = "new conn per request, new SNI each, 4 at once (bench-client sni)";
     /// W2b concurrent misses.
     pub const PAIRS: &str = "distinct SNIs, 2 conns at once per name (bench-client sni --pairs)";
-    /// W7.
-    pub const RULES: &str = "new TLS conn per request to an intercepted host, 8 conns (wrk)";
 }
 
 /// W1: small HTTPS requests over kept-alive connections, h1 and h2.
@@ -151,32 +149,33 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// W7: the W2a load with 1k routing rules in the daemon's policy (caller switches daemons).
-pub fn w7(ctx: &mut Ctx<'_>, rules: usize) {
-    let case = format!("{} — {rules} rules", case::RULES);
-    ctx.run("W7", &case, &["capture"], "conn/s", "conn", |ctx, via| {
-        wrk_close(ctx, via, Service::Nginx)
-    });
-}
-
 /// h2load for the run's duration against `/small`; percentiles from its per-request log.
 pub fn h2load(ctx: &Ctx<'_>, via: &Via<'_>, flags: &[&str], secs: u64) -> anyhow::Result<Load> {
+    let d = secs.to_string();
+    let mut all = flags.to_vec();
+    all.extend(["-D", &d, "--warm-up-time=300ms"]);
+    h2load_raw(ctx, via, &all, "/small").map(|(load, _)| load)
+}
+
+/// h2load with `flags` (which say how long: `-D` or `-n`) against `path` of nginx; returns
+/// the load and the per-request log (start µs since the epoch, status, µs to the response).
+pub fn h2load_raw(
+    ctx: &Ctx<'_>,
+    via: &Via<'_>,
+    flags: &[&str],
+    path: &str,
+) -> anyhow::Result<(Load, String)> {
     let log = ctx.scratch("h2load.log");
     let _ = std::fs::remove_file(&log);
     let mut cmd = via.command(ctx.env, "h2load");
     cmd.args(flags)
-        .args([
-            "-t1",
-            "-D",
-            &secs.to_string(),
-            "--warm-up-time=300ms",
-            "--log-file",
-        ])
+        .args(["-t1", "--log-file"])
         .arg(&log)
-        .arg(via.url(Service::Nginx, "/small"));
+        .arg(via.url(Service::Nginx, path));
     let out = tools::run_bounded(cmd, ctx.bound())?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    parse_h2load(&String::from_utf8_lossy(&out.stdout), &text)
+    let load = parse_h2load(&String::from_utf8_lossy(&out.stdout), &text)?;
+    Ok((load, text))
 }
 
 /// wrk with `Connection: close`: a new TLS connection per request.

@@ -1,9 +1,14 @@
 //! The workloads W1–W10 of PERFORMANCE.md and the plumbing they share: the paths traffic
 //! can take ([`Via`]), the clients' command lines, and turning a run into a [`Row`].
 
+mod audit;
 mod bulk;
 mod http;
+mod judge;
 mod node;
+mod policy;
+mod redis;
+mod reload;
 mod streams;
 pub mod targets;
 
@@ -18,9 +23,12 @@ use super::proc::Probe;
 use super::report::Row;
 use super::tools::{self, Load};
 
+pub use audit::w8;
 pub use bulk::{w3, w5};
-pub use http::{w1, w2a, w2b, w7};
-pub use node::{profile, w8, w9, w10, w10_reload};
+pub use http::{w1, w2a, w2b};
+pub use node::{profile, w9, w10};
+pub use policy::{POLICY_BENCH_ENV, w7};
+pub use reload::w10_reload;
 pub use streams::{w4, w6};
 
 /// What the workloads share.
@@ -62,6 +70,8 @@ pub struct Via<'a> {
     pub entry: &'static str,
     /// Run the client under `sluice exec` (capture).
     sandbox: Option<&'a Daemon>,
+    /// The session the captured client runs under (`sluice exec --session`).
+    pub session: Option<String>,
     /// Explicit proxy URL.
     pub proxy: Option<String>,
     /// The CA the client must trust.
@@ -102,7 +112,7 @@ impl Via<'_> {
     /// namespace (both with the bench's `/etc/hosts`).
     pub fn command(&self, env: &Env, program: &str) -> std::process::Command {
         match self.sandbox {
-            Some(daemon) => daemon.exec(env, program),
+            Some(daemon) => daemon.exec(env, self.session.as_deref(), program),
             None => env.node(program),
         }
     }
@@ -130,6 +140,7 @@ impl<'a> Ctx<'a> {
                     path: "direct",
                     entry: "-",
                     sandbox: None,
+                    session: None,
                     proxy: None,
                     ca: self.env.ca_file.clone(),
                     pid: None,
@@ -138,6 +149,7 @@ impl<'a> Ctx<'a> {
                     path: "sluice",
                     entry: "capture",
                     sandbox: Some(self.daemon),
+                    session: None,
                     proxy: None,
                     ca: self.daemon.ca_file(),
                     pid: Some(self.daemon.pid()),
@@ -146,6 +158,7 @@ impl<'a> Ctx<'a> {
                     path: "sluice",
                     entry: "explicit",
                     sandbox: None,
+                    session: None,
                     proxy: Some(self.daemon.proxy_url()),
                     ca: self.daemon.ca_file(),
                     pid: Some(self.daemon.pid()),
@@ -154,6 +167,19 @@ impl<'a> Ctx<'a> {
             });
         }
         out
+    }
+
+    /// The capture path, the client under `session` when given (`sluice exec --session ID`).
+    pub fn session_via(&self, session: Option<&str>) -> Via<'a> {
+        Via {
+            path: "sluice",
+            entry: "capture",
+            sandbox: Some(self.daemon),
+            session: session.map(str::to_owned),
+            proxy: None,
+            ca: self.daemon.ca_file(),
+            pid: Some(self.daemon.pid()),
+        }
     }
 
     fn peer_via(&self, name: &str) -> Result<Via<'a>, (&'static str, &'static str, String)> {
@@ -172,6 +198,7 @@ impl<'a> Ctx<'a> {
                 path: kind.name(),
                 entry,
                 sandbox: None,
+                session: None,
                 proxy: peer.proxy_url(),
                 ca: peer.ca_file.clone(),
                 pid: Some(peer.pid()),
@@ -199,16 +226,7 @@ impl<'a> Ctx<'a> {
                 Err((path, entry, why)) => Row::na(workload, case, path, entry, why),
                 Ok(via) => self.measure(workload, case, unit, cpu_unit, &via, &mut f),
             };
-            eprintln!(
-                "bench: {workload} {case} [{} {}]: {} {} p50={:?} p99={:?} {}",
-                row.path,
-                row.entry,
-                row.value.map_or("-".into(), super::report::fmt_num),
-                row.unit,
-                row.p50_us.map(|v| v.round()),
-                row.p99_us.map(|v| v.round()),
-                row.note
-            );
+            log_row(&row);
             self.rows.push(row);
         }
     }
@@ -315,7 +333,91 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The fact naming the slowest of a variant's repeated runs (for the noise estimate).
+pub const SLOWEST: &str = "slowest_run";
+
+/// The run with the highest value, its note listing every run; a failed run is kept when
+/// none succeeded.
+pub fn best_of(rows: Vec<Row>, unit: &str) -> Option<Row> {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.value
+                .map_or("failed".into(), crate::bench::report::fmt_num)
+        })
+        .collect();
+    let errors: u64 = rows.iter().map(|r| r.errors).sum();
+    let slowest = rows.iter().filter_map(|r| r.value).reduce(f64::min);
+    let n = rows.len();
+    let mut best = rows.into_iter().max_by(|a, b| {
+        a.value
+            .unwrap_or(f64::MIN)
+            .total_cmp(&b.value.unwrap_or(f64::MIN))
+    })?;
+    if n > 1 {
+        best.errors = errors;
+        if let Some(v) = slowest {
+            best.facts.insert(SLOWEST.into(), v);
+        }
+        let runs = format!(
+            "runs {} {unit}, alternating with the other variant, best shown",
+            values.join(" / ")
+        );
+        best.note = if best.note.is_empty() {
+            runs
+        } else {
+            format!("{runs}; {}", best.note)
+        };
+    }
+    Some(best)
+}
+
+/// Prints one finished row to stderr (progress while the bench runs).
+pub fn log_row(row: &Row) {
+    eprintln!(
+        "bench: {} {} [{} {}]: {} {} p50={:?} p99={:?} errors={} {}",
+        row.workload,
+        row.case,
+        row.path,
+        row.entry,
+        row.value.map_or("-".into(), super::report::fmt_num),
+        row.unit,
+        row.p50_us.map(|v| v.round()),
+        row.p99_us.map(|v| v.round()),
+        row.errors,
+        row.note
+    );
+}
+
 /// A JSON number field, or 0.
 pub fn num(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn best_run_is_kept_and_every_run_listed() {
+        let row = |v: Option<f64>, e: u64| Row {
+            value: v,
+            errors: e,
+            ..Row::default()
+        };
+        let best = best_of(
+            vec![row(Some(10.0), 1), row(Some(12.0), 0), row(None, 2)],
+            "req/s",
+        )
+        .unwrap();
+        assert_eq!(best.value, Some(12.0));
+        assert_eq!(best.errors, 3);
+        assert_eq!(best.facts[SLOWEST], 10.0);
+        assert!(
+            best.note.starts_with("runs 10.0 / 12.0 / failed req/s"),
+            "{}",
+            best.note
+        );
+        assert!(best_of(Vec::new(), "req/s").is_none());
+    }
 }
