@@ -97,6 +97,7 @@ pub fn w2a(ctx: &mut Ctx<'_>) {
 pub fn w2b(ctx: &mut Ctx<'_>) {
     let count = if ctx.args.quick { 300 } else { 2000 };
     for (case, distinct) in [(case::SAME_SNI, None), (case::NEW_SNI, Some("n"))] {
+        let mints_before = mint_counters(ctx);
         ctx.run(
             "W2b",
             case,
@@ -118,6 +119,21 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
                 sni_load(&ctx.client(via, &args, ctx.bound())?)
             },
         );
+        // The daemon's own count of what the misses cost: time spent signing leaves.
+        if let (Some((n0, us0)), Some((n1, us1))) = (mints_before, mint_counters(ctx))
+            && let Some(row) = ctx
+                .rows
+                .iter_mut()
+                .rev()
+                .find(|r| r.case == case && r.path == "sluice")
+        {
+            let minted = n1.saturating_sub(n0);
+            if minted > 0 {
+                let mean = us1.saturating_sub(us0) as f64 / minted as f64;
+                row.facts.insert(MINT_MEAN_US.into(), mean);
+                row.note = format!("{minted} leaves minted, {mean:.0} µs each (daemon metrics)");
+            }
+        }
     }
     let names = if ctx.args.quick { 200 } else { 1000 };
     let mut mismatches = 0.0;
@@ -147,6 +163,18 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
             "{names} names; {mismatches} pairs got different leaves (0 = each name minted once)"
         );
     }
+}
+
+/// Fact key: mean µs the daemon spent signing one leaf during a W2b run.
+pub const MINT_MEAN_US: &str = "mint_mean_us";
+
+/// (leaves minted, µs spent minting) from the daemon's `/metrics`.
+fn mint_counters(ctx: &Ctx<'_>) -> Option<(u64, u64)> {
+    let text = ctx.daemon.metrics().ok()?;
+    Some((
+        crate::bench::control::metric(&text, "sluice_tls_leaves_minted_total")?,
+        crate::bench::control::metric(&text, "sluice_tls_leaf_mint_microseconds_total")?,
+    ))
 }
 
 /// h2load for the run's duration against `/small`; percentiles from its per-request log.
