@@ -467,3 +467,33 @@ fn opaque_tcp_needs_a_rule() {
         "nothing reached the host without a rule"
     );
 }
+
+#[test]
+fn a_server_that_speaks_first_is_relayed_without_waiting_for_the_client() {
+    let options = Options {
+        extra_toml: "[policy]\ntcp_allow = [\"198.51.100.11:25\"]\n".into(),
+        ..Options::default()
+    };
+    let (lab, sluice) = lab_and_daemon(&options);
+    let _smtp = upstream::tcp_echo()
+        .banner("220 mail.test ESMTP ready\r\n")
+        .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 25))
+        .unwrap();
+    // Like an SMTP client: connect, wait (2 s at most) for the greeting, then talk.
+    let client = "import socket; s = socket.create_connection(('198.51.100.11', 25)); \
+                  s.settimeout(2); print(s.recv(100).decode().strip()); \
+                  s.sendall(b'EHLO sandbox\\r\\n'); print(s.recv(100).decode().strip())";
+    let out = sluice
+        .exec(&[], &["python3", "-c", client])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "220 mail.test ESMTP ready\nEHLO sandbox\n"
+    );
+    let record = sluice
+        .wait_audit(|r| r["destination"] == "198.51.100.11:25" && r["decision"] == "allow")
+        .unwrap_or_else(|| panic!("no relay audited: {:?}", sluice.audit()));
+    assert_eq!(record["mode"], "relay", "{record}");
+}

@@ -4,6 +4,7 @@
 //! listener today; the explicit proxy after `CONNECT`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::relay::{self, RelayStream};
 use super::{ProxyContext, ProxyRules};
@@ -12,6 +13,10 @@ use crate::detect::{self, Outcome, Prefixed};
 use crate::gate::session_route;
 use crate::intercept::{intercept_http, intercept_tls};
 use crate::route::{self, Detected, RejectReason, Route};
+
+/// How long a client may stay silent before a connection that `tcp_allow` permits anyway is
+/// relayed as opaque TCP (the server may be the one to speak first).
+const SILENT_RELAY_WAIT: Duration = Duration::from_millis(300);
 
 /// Detects, routes (by `rules`, loaded when the connection was accepted) and serves one
 /// connection to `dest`, filling in `audit`.
@@ -25,18 +30,28 @@ pub async fn serve<IO>(
 ) where
     IO: RelayStream,
 {
-    let mut detection = detect::detect(&mut client, ctx.detect_limits).await;
-    let detected = summarize(&detection.outcome);
-    let mut chosen = route::route(&detected, dest, &rules.route_policy);
-    if let Some(gate) = &ctx.gate {
-        chosen = match gate.connection_policy(&who).await {
-            Ok(None) => chosen,
-            Ok(Some(policy)) => session_route(chosen, &detected, dest, &policy),
+    let session = match &ctx.gate {
+        Some(gate) => gate.connection_policy(&who).await,
+        None => Ok(None),
+    };
+    let decide = |detected: &Detected| {
+        let node = route::route(detected, dest, &rules.route_policy);
+        match &session {
+            Ok(None) => node,
+            Ok(Some(policy)) => session_route(node, detected, dest, policy),
             // Intercepted connections answer the refusal per request, readably.
-            Err(_) if matches!(chosen, Route::Intercept { .. }) => chosen,
-            Err(why) => Route::Reject(RejectReason::Session(why)),
-        };
+            Err(_) if matches!(node, Route::Intercept { .. }) => node,
+            Err(why) => Route::Reject(RejectReason::Session(why.clone())),
+        }
+    };
+    let mut limits = ctx.detect_limits;
+    if matches!(decide(&Detected::Timeout), Route::Relay) {
+        // Silence is allowed here (`tcp_allow`): a server-speaks-first protocol (SMTP,
+        // MySQL, SSH banners) must not wait out the whole deadline before it is relayed.
+        limits.deadline = limits.deadline.min(SILENT_RELAY_WAIT);
     }
+    let mut detection = detect::detect(&mut client, limits).await;
+    let chosen = decide(&summarize(&detection.outcome));
     let client = detection.replay(client);
     match chosen {
         Route::Passthrough { host } => {
