@@ -105,14 +105,7 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
             "conn/s",
             "conn",
             |ctx, via| {
-                let mut args = vec!["sni".into()];
-                args.extend(ctx.dest_args(via, Service::Nginx));
-                args.extend([
-                    "--count".into(),
-                    count.to_string(),
-                    "--concurrency".into(),
-                    "4".into(),
-                ]);
+                let mut args = sni_args(ctx, via, count, 4);
                 if let Some(prefix) = distinct {
                     args.extend(["--distinct".into(), prefix.into()]);
                 }
@@ -144,14 +137,7 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
         "conn/s",
         "conn",
         |ctx, via| {
-            let mut args = vec!["sni".into()];
-            args.extend(ctx.dest_args(via, Service::Nginx));
-            args.extend([
-                "--count".into(),
-                names.to_string(),
-                "--concurrency".into(),
-                names.to_string(),
-            ]);
+            let mut args = sni_args(ctx, via, names, names);
             args.extend(["--distinct".into(), "m".into(), "--pairs".into()]);
             let out = ctx.client(via, &args, ctx.bound())?;
             mismatches = num(&out, "cert_mismatches");
@@ -163,6 +149,19 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
             "{names} names; {mismatches} pairs got different leaves (0 = each name minted once)"
         );
     }
+}
+
+/// `bench-client sni` to nginx: `count` new TLS connections, `concurrency` at once.
+fn sni_args(ctx: &Ctx<'_>, via: &Via<'_>, count: usize, concurrency: usize) -> Vec<String> {
+    let mut args = vec!["sni".into()];
+    args.extend(ctx.dest_args(via, Service::Nginx));
+    args.extend([
+        "--count".into(),
+        count.to_string(),
+        "--concurrency".into(),
+        concurrency.to_string(),
+    ]);
+    args
 }
 
 /// Fact key: mean µs the daemon spent signing one leaf during a W2b run.
