@@ -25,14 +25,7 @@ pub mod case {
 
 /// W3: 100 MB download (nginx) and upload (the Rust sink), h1 and h2, every path.
 pub fn w3(ctx: &mut Ctx<'_>) {
-    let all = [
-        "direct",
-        "capture",
-        "explicit",
-        "haproxy",
-        "squid",
-        "mitmproxy",
-    ];
+    let all = super::ALL_PATHS;
     let h2_paths = ["direct", "capture", "explicit", "haproxy", "mitmproxy"];
     let cases = [
         (case::DOWN_H1, false, false),

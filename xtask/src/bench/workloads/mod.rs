@@ -31,6 +31,17 @@ pub use policy::{POLICY_BENCH_ENV, w7};
 pub use reload::w10_reload;
 pub use streams::{w4, w6};
 
+/// Every path a workload can take, in report order: the baseline, Sluice's two entries,
+/// then the peers.
+pub const ALL_PATHS: [&str; 6] = [
+    "direct",
+    "capture",
+    "explicit",
+    "haproxy",
+    "squid",
+    "mitmproxy",
+];
+
 /// What the workloads share.
 #[derive(Debug)]
 pub struct Ctx<'a> {
@@ -126,14 +137,7 @@ impl<'a> Ctx<'a> {
         which: &[&str],
     ) -> Vec<Result<Via<'a>, (&'static str, &'static str, String)>> {
         let mut out = Vec::new();
-        let order = [
-            "direct",
-            "capture",
-            "explicit",
-            "haproxy",
-            "squid",
-            "mitmproxy",
-        ];
+        let order = ALL_PATHS;
         for name in order.iter().filter(|n| which.contains(n)) {
             out.push(match *name {
                 "direct" => Ok(Via {

@@ -25,14 +25,7 @@ pub fn w4(ctx: &mut Ctx<'_>) {
     } else {
         SSE_EVENTS_FULL
     };
-    let all = [
-        "direct",
-        "capture",
-        "explicit",
-        "haproxy",
-        "squid",
-        "mitmproxy",
-    ];
+    let all = super::ALL_PATHS;
     let bound = SSE_INTERVAL * events as u32 + Duration::from_secs(90);
     ctx.run("W4", case::SSE, &all, "events/s", "event", |ctx, via| {
         let mut args = vec!["sse".into()];
