@@ -1,18 +1,15 @@
-//! `sluice internal-enter`: the first process of a sandbox.
-//!
-//! It moves itself into the sandbox cgroup (and network namespace) before it has opened a
-//! single socket, confines itself (see [`crate::sandbox::confine`]), then replaces itself
-//! with the command, so every socket the workload ever
-//! creates is born captured.
+//! `sluice internal-enter`: the launcher of a `sluice exec` sandbox (see
+//! [`crate::sandbox::launch`] for what it does, in which order).
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::sandbox::{cgroup, confine, netns};
+use crate::sandbox::identity::Identity;
+use crate::sandbox::launch::{self, EXIT_SETUP_FAILED, Launch};
+use crate::sandbox::mounts::MountPlan;
 
-/// Arguments of the hidden `internal-enter` command.
+/// Arguments of the hidden `internal-enter` command (written by `sluice exec`).
 #[derive(Debug, clap::Args)]
 pub struct EnterArgs {
     /// The sandbox cgroup to join.
@@ -21,32 +18,46 @@ pub struct EnterArgs {
     /// The network namespace to join.
     #[arg(long)]
     netns: Option<PathBuf>,
+    /// The user namespace mapping, `inside:outside:gid_inside:gid_outside:count`.
+    #[arg(long)]
+    identity: String,
+    /// The workload's home when it is a node user (else a private one is made).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Directories to hide.
+    #[arg(long = "hide-dir")]
+    hide_dirs: Vec<PathBuf>,
+    /// Files to hide.
+    #[arg(long = "hide-file")]
+    hide_files: Vec<PathBuf>,
+    /// Files inside a hidden directory that stay visible, read-only.
+    #[arg(long)]
+    keep: Vec<PathBuf>,
     /// The command.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
 }
 
-/// Joins, then execs; returns only on failure (127: not found, 126: cannot run, 125: join failed).
+/// Sets the sandbox up and runs the command; returns its exit code.
 pub fn run(args: &EnterArgs) -> ExitCode {
-    if let Err(e) = cgroup::enter(&args.cgroup) {
-        return super::fail(&e);
-    }
-    if let Some(Err(e)) = args.netns.as_deref().map(netns::enter) {
-        return super::fail(&e);
-    }
-    if let Err(e) = confine::confine() {
-        return super::fail(&e);
-    }
-    let Some((program, rest)) = args.command.split_first() else {
-        return super::fail(&"no command given");
+    let Some(mut identity) = Identity::from_arg(&args.identity) else {
+        eprintln!(
+            "sluice: internal-enter: --identity {:?} is not a mapping that leaves the node's root out",
+            args.identity
+        );
+        return ExitCode::from(EXIT_SETUP_FAILED);
     };
-    let err = std::process::Command::new(program).args(rest).exec();
-    let name = program.to_string_lossy();
-    if err.kind() == std::io::ErrorKind::NotFound {
-        eprintln!("sluice: command not found: {name}");
-        ExitCode::from(127)
-    } else {
-        eprintln!("sluice: cannot run {name}: {err}");
-        ExitCode::from(126)
-    }
+    identity.home.clone_from(&args.home);
+    let launch = Launch {
+        cgroup: args.cgroup.clone(),
+        netns: args.netns.clone(),
+        identity,
+        mounts: MountPlan {
+            hide_dirs: args.hide_dirs.clone(),
+            hide_files: args.hide_files.clone(),
+            keep: args.keep.clone(),
+        },
+        command: args.command.clone(),
+    };
+    launch::run(&launch)
 }

@@ -1,10 +1,16 @@
 //! `sluice exec`: a new sandbox, the command born inside it, its exit code passed through.
+//!
+//! The sandbox is not root on the node: see [`crate::sandbox::launch`] for its walls and
+//! [`crate::sandbox::identity`] for who the workload is.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::Config;
-use crate::control::types::CreateSandbox;
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::control::types::{CreateSandbox, SandboxView};
+use crate::sandbox::identity::Identity;
+use crate::sandbox::mounts::MountPlan;
 
 /// Arguments of `sluice exec`.
 #[derive(Debug, clap::Args)]
@@ -12,22 +18,39 @@ pub struct ExecArgs {
     /// The session the sandbox runs under.
     #[arg(long)]
     session: Option<String>,
-    /// Give the sandbox its own network namespace (only loopback, with Sluice's listeners).
-    #[arg(long)]
+    /// Give the sandbox its own network namespace, holding only loopback and Sluice's
+    /// listeners. This is the default; the flag is kept for scripts that say so.
+    #[arg(long, conflicts_with = "share_netns")]
     netns: bool,
+    /// Run the sandbox in the node's network namespace instead of its own. Weaker: the kernel
+    /// programs still steer and filter every socket, but the sandbox shares the node's
+    /// loopback and abstract Unix sockets are the seccomp filter's to refuse.
+    #[arg(long)]
+    share_netns: bool,
+    /// Run the command as this node user (`NAME|UID[:GROUP|GID]`, never root) instead of as
+    /// root inside the sandbox's own user namespace. Default: the user who ran `sudo`, if
+    /// any; else root inside, mapped to an unprivileged id range of the sandbox's own.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
 }
 
 /// Creates the sandbox, runs the command in it, removes the sandbox, returns the command's code.
-pub async fn run(config: &Config, args: ExecArgs) -> ExitCode {
+pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) -> ExitCode {
+    let sudo = sudo_ids();
+    let sudo_ref = sudo.as_ref().map(|(u, g)| (u.as_str(), g.as_str()));
+    // Refuse a bad --user before anything is created.
+    if let Err(e) = Identity::for_exec(args.user.as_deref(), sudo_ref, 0) {
+        return super::fail(&e);
+    }
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };
     let create = CreateSandbox {
-        netns: args.netns,
+        netns: !args.share_netns,
         session: args.session,
         cgroup: None,
     };
@@ -35,15 +58,67 @@ pub async fn run(config: &Config, args: ExecArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return super::fail(&e),
     };
-    let code = run_inside(&sandbox, &args.command).await;
+    let code = match Identity::for_exec(args.user.as_deref(), sudo_ref, sandbox.id) {
+        Ok(identity) => {
+            let hidden = hidden_paths(config, config_file);
+            run_inside(&sandbox, &identity, &hidden, &args.command).await
+        }
+        Err(e) => super::fail(&e),
+    };
     if let Err(e) = client.remove_sandbox(sandbox.id).await {
         eprintln!("sluice: sandbox {} was not removed: {e}", sandbox.id);
     }
     code
 }
 
+/// What a sandbox must not see of the node's Sluice: the state directory (but the public CA
+/// files `sluice env` points at), the configuration file, and secret paths configured
+/// outside the state directory.
+pub fn hidden_paths(config: &Config, config_file: Option<&Path>) -> MountPlan {
+    let state = &config.state_dir;
+    let mut plan = MountPlan {
+        hide_dirs: vec![state.clone()],
+        hide_files: Vec::new(),
+        keep: vec![
+            crate::tls::ca::cert_path(state),
+            state.join(crate::control::env::CA_BUNDLE_FILE),
+        ],
+    };
+    let config_file = config_file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    plan.hide_files.push(config_file);
+    let outside = |p: &PathBuf| !p.starts_with(state);
+    plan.hide_files.extend(
+        [&config.store.master_key_file, &config.audit.path]
+            .into_iter()
+            .flatten()
+            .filter(|p| outside(p))
+            .cloned(),
+    );
+    plan.hide_dirs.extend(
+        config
+            .audit
+            .spool_dir
+            .iter()
+            .filter(|p| outside(p))
+            .cloned(),
+    );
+    plan
+}
+
+/// `SUDO_UID` and `SUDO_GID` when `sluice exec` runs through sudo.
+fn sudo_ids() -> Option<(String, String)> {
+    Some((
+        std::env::var("SUDO_UID").ok()?,
+        std::env::var("SUDO_GID").ok()?,
+    ))
+}
+
 async fn run_inside(
-    sandbox: &crate::control::types::SandboxView,
+    sandbox: &SandboxView,
+    identity: &Identity,
+    hidden: &MountPlan,
     command: &[OsString],
 ) -> ExitCode {
     let exe = match std::env::current_exe() {
@@ -54,9 +129,23 @@ async fn run_inside(
     enter
         .arg("internal-enter")
         .arg("--cgroup")
-        .arg(&sandbox.cgroup);
+        .arg(&sandbox.cgroup)
+        .arg("--identity")
+        .arg(identity.to_arg());
     if let Some(ns) = &sandbox.netns {
         enter.arg("--netns").arg(ns);
+    }
+    if let Some(home) = &identity.home {
+        enter.arg("--home").arg(home);
+    }
+    for dir in &hidden.hide_dirs {
+        enter.arg("--hide-dir").arg(dir);
+    }
+    for file in &hidden.hide_files {
+        enter.arg("--hide-file").arg(file);
+    }
+    for file in &hidden.keep {
+        enter.arg("--keep").arg(file);
     }
     enter.arg("--").args(command);
     let mut child = match enter.spawn() {
@@ -100,4 +189,28 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_dir_is_hidden_but_the_public_ca_files_stay() {
+        let mut config = Config::default();
+        config.store.master_key_file = Some(PathBuf::from("/etc/keys/master.key"));
+        config.audit.path = Some(PathBuf::from("/var/lib/sluice/audit.jsonl"));
+        let plan = hidden_paths(&config, Some(Path::new("/etc/sluice/custom.toml")));
+        assert_eq!(plan.hide_dirs, vec![PathBuf::from("/var/lib/sluice")]);
+        assert_eq!(
+            plan.hide_files,
+            vec![
+                PathBuf::from("/etc/sluice/custom.toml"),
+                PathBuf::from("/etc/keys/master.key")
+            ]
+        );
+        assert!(plan.keep.iter().all(|k| k.starts_with("/var/lib/sluice")));
+        assert!(plan.keep.iter().any(|k| k.ends_with("ca.pem")));
+        assert!(plan.keep.iter().any(|k| k.ends_with("ca-bundle.pem")));
+    }
 }

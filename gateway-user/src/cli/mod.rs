@@ -141,7 +141,7 @@ impl Cli {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&format!("{e:#}")),
                 },
-                Command::Exec(args) => exec::run(&config, args).await,
+                Command::Exec(args) => exec::run(&config, self.config.as_deref(), args).await,
                 Command::Enroll { cgroup, session } => {
                     sandboxes::enroll(&config, cgroup, session).await
                 }

@@ -211,7 +211,7 @@ async fn session_env(node: &Node, id: &str, proxy: bool) -> Result<SandboxEnv, s
     };
     Ok(SandboxEnv::build(
         &session,
-        &dir.join("ca-bundle.pem"),
+        &dir.join(crate::control::env::CA_BUNDLE_FILE),
         &dir.join("ca.pem"),
         proxy,
     ))

@@ -6,8 +6,12 @@
 
 pub mod cgroup;
 pub mod confine;
+pub mod identity;
+pub mod launch;
+pub mod mounts;
 pub mod netns;
 mod registry;
+pub mod seccomp;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,280 @@
+//! Starting a `sluice exec` workload: the order of the walls, and the processes that hold them.
+//!
+//! Three processes, all born inside the sandbox cgroup:
+//! 1. the **launcher** (`sluice internal-enter`, the node's root): closes inherited file
+//!    descriptors, joins the sandbox cgroup and network namespace, builds the mount namespace
+//!    ([`mounts::prepare`]), and makes the new PID, IPC and UTS namespaces its children will
+//!    live in; it then writes the user-namespace id maps of its child, forwards signals to it
+//!    and passes its exit code on. It lives outside the sandbox's PID namespace.
+//! 2. **init** (PID 1 of the sandbox): mounts a fresh `/proc`, gives a root workload a private
+//!    home, enters a new user namespace (mapped by the launcher), takes the workload's ids,
+//!    drops capabilities, applies the seccomp filters, and then reaps orphans and forwards
+//!    signals to the workload until it ends (when PID 1 ends, the kernel ends every process
+//!    left in the namespace).
+//! 3. the **workload** (PID 2): execs the command.
+//!
+//! Every socket the workload creates is born in the sandbox cgroup, so it is captured.
+//!
+//! # Security
+//! The mount, PID, IPC, UTS and network namespaces belong to the node's user namespace, so the
+//! workload — root at most inside its own user namespace — can change none of them; the
+//! seccomp filter refuses new namespaces and mounts anyway.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use super::identity::Identity;
+use super::mounts::{self, MountPlan};
+use super::{cgroup, confine, netns, seccomp};
+
+/// Exit code when the sandbox could not be set up (the command never ran).
+pub const EXIT_SETUP_FAILED: u8 = 125;
+
+/// Environment variables that never reach a workload (secrets of the node's operator).
+const SECRET_ENV: [&str; 2] = ["SLUICE_MASTER_KEY", "SLUICE_SESSION_TOKEN"];
+
+/// Everything the launcher needs.
+#[derive(Debug)]
+pub struct Launch {
+    /// The sandbox cgroup to join.
+    pub cgroup: PathBuf,
+    /// The sandbox's own network namespace, if it has one.
+    pub netns: Option<PathBuf>,
+    /// Who the workload is.
+    pub identity: Identity,
+    /// What it does not see.
+    pub mounts: MountPlan,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+}
+
+/// Signals the launcher and init pass on to the workload.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Runs the launcher; returns the workload's exit code (125 when setup failed, 127 when the
+/// command does not exist, 126 when it cannot run, 128 + N when signal N ended it).
+///
+/// Call from a single-threaded process (it forks).
+pub fn run(launch: &Launch) -> ExitCode {
+    match launcher(launch) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("sluice: {message}");
+            ExitCode::from(EXIT_SETUP_FAILED)
+        }
+    }
+}
+
+fn launcher(launch: &Launch) -> Result<u8, String> {
+    use nix::sched::{CloneFlags, unshare};
+    confine::close_inherited_fds().map_err(|e| e.to_string())?;
+    cgroup::enter(&launch.cgroup).map_err(|e| e.to_string())?;
+    if let Some(ns) = &launch.netns {
+        netns::enter(ns).map_err(|e| e.to_string())?;
+    }
+    mounts::prepare(&launch.mounts).map_err(|e| e.to_string())?;
+    unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+        .map_err(|e| format!("sandbox: unshare the PID namespace: {e}"))?;
+    // The sandbox's PID 1 mounts its own /proc over this one: keep a handle on the node's.
+    let node_proc = open_dir("/proc")?;
+    let signals = block_signals()?;
+    let (ready_read, ready_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    match fork()? {
+        ForkResult::Child => {
+            drop((ready_read, go_write, node_proc));
+            let code = match init(launch, &signals, ready_write, go_read) {
+                Ok(code) => code,
+                Err(message) => {
+                    eprintln!("sluice: {message}");
+                    EXIT_SETUP_FAILED
+                }
+            };
+            std::process::exit(i32::from(code))
+        }
+        ForkResult::Parent { child } => {
+            drop((ready_write, go_read));
+            if wait_byte(&ready_read) {
+                map_ids(&node_proc, child, &launch.identity)?;
+                nix::unistd::write(&go_write, b"g")
+                    .map_err(|e| format!("sandbox: start the workload: {e}"))?;
+            }
+            drop(go_write);
+            Ok(supervise(child, &signals, false))
+        }
+    }
+}
+
+/// PID 1 of the sandbox.
+fn init(launch: &Launch, signals: &SigSet, ready: OwnedFd, go: OwnedFd) -> Result<u8, String> {
+    use nix::sched::{CloneFlags, unshare};
+    let identity = &launch.identity;
+    mounts::fresh_proc().map_err(|e| e.to_string())?;
+    let home = match &identity.home {
+        Some(home) => home.clone(),
+        None => mounts::private_home(identity.outside, identity.outside_gid)
+            .map_err(|e| e.to_string())?,
+    };
+    unshare(CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| format!("sandbox: unshare the user namespace: {e}"))?;
+    nix::unistd::write(&ready, b"r").map_err(|e| format!("sandbox: signal the launcher: {e}"))?;
+    drop(ready);
+    if !wait_byte(&go) {
+        return Err("sandbox: the launcher did not map the user namespace".into());
+    }
+    drop(go);
+    become_workload_user(identity)?;
+    confine::drop_capabilities().map_err(|e| e.to_string())?;
+    seccomp::apply().map_err(|e| e.to_string())?;
+    match fork()? {
+        ForkResult::Child => {
+            let error = exec(launch, &home, signals);
+            std::process::exit(i32::from(error))
+        }
+        ForkResult::Parent { child } => Ok(supervise(child, signals, true)),
+    }
+}
+
+/// Replaces the workload process with the command; returns only on failure.
+fn exec(launch: &Launch, home: &std::path::Path, signals: &SigSet) -> u8 {
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(signals), None);
+    let Some((program, rest)) = launch.command.split_first() else {
+        eprintln!("sluice: no command given");
+        return EXIT_SETUP_FAILED;
+    };
+    let mut command = std::process::Command::new(program);
+    command.args(rest).env("HOME", home);
+    for name in SECRET_ENV {
+        command.env_remove(name);
+    }
+    let err = command.exec();
+    let name = program.to_string_lossy();
+    if err.kind() == std::io::ErrorKind::NotFound {
+        eprintln!("sluice: command not found: {name}");
+        127
+    } else {
+        eprintln!("sluice: cannot run {name}: {err}");
+        126
+    }
+}
+
+/// Takes the workload's ids inside the (now mapped) user namespace.
+fn become_workload_user(identity: &Identity) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let gid = Gid::from_raw(identity.inside_gid);
+    let uid = Uid::from_raw(identity.inside);
+    setgroups(&[gid]).map_err(|e| format!("sandbox: set groups: {e}"))?;
+    setresgid(gid, gid, gid).map_err(|e| format!("sandbox: set the group id: {e}"))?;
+    setresuid(uid, uid, uid).map_err(|e| format!("sandbox: set the user id: {e}"))
+}
+
+/// Writes `child`'s user-namespace id maps (only the node's root may map other ids) through
+/// `proc`, the node's `/proc`.
+fn map_ids(proc: &OwnedFd, child: Pid, identity: &Identity) -> Result<(), String> {
+    use nix::fcntl::{OFlag, openat};
+    let write = |file: &str, line: String| {
+        let fail =
+            |e: &dyn std::fmt::Display| format!("sandbox: write {file} of the user namespace: {e}");
+        let path = format!("{child}/{file}");
+        let fd = openat(
+            proc,
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| fail(&e))?;
+        nix::unistd::write(&fd, line.as_bytes()).map_err(|e| fail(&e))?;
+        Ok::<(), String>(())
+    };
+    write("uid_map", identity.uid_map())?;
+    write("gid_map", identity.gid_map())
+}
+
+/// Waits for `child`, passing forwarded signals on; `reaper` also reaps every other child
+/// (PID 1 inherits orphans). Returns the shell-style exit code.
+fn supervise(child: Pid, signals: &SigSet, reaper: bool) -> u8 {
+    loop {
+        let Ok(signal) = signals.wait() else {
+            continue;
+        };
+        if signal != Signal::SIGCHLD {
+            let _ = kill(child, signal);
+            continue;
+        }
+        let target = if reaper { Pid::from_raw(-1) } else { child };
+        loop {
+            match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                    return u8::try_from(code).unwrap_or(1);
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == child => {
+                    return u8::try_from(128 + signal as i32).unwrap_or(1);
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Blocks the forwarded signals and SIGCHLD (they are taken with `sigwait`).
+fn block_signals() -> Result<SigSet, String> {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED {
+        set.add(signal);
+    }
+    set.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| format!("sandbox: block signals: {e}"))?;
+    Ok(set)
+}
+
+fn open_dir(path: &str) -> Result<OwnedFd, String> {
+    use nix::fcntl::{OFlag, open};
+    open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("sandbox: open {path}: {e}"))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("sandbox: pipe: {e}"))
+}
+
+/// Whether one byte arrived (false on EOF: the other side gave up).
+fn wait_byte(fd: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fd, &mut byte) {
+            Ok(1) => return true,
+            Err(nix::Error::EINTR) => {}
+            _ => return false,
+        }
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "fork(2) in a single-threaded process: the launcher and init never start threads"
+)]
+fn fork() -> Result<ForkResult, String> {
+    // SAFETY: `sluice internal-enter` runs before any runtime or thread is started (see
+    // `cli::Cli::run`), so the child inherits no locks held by other threads.
+    unsafe { nix::unistd::fork() }.map_err(|e| format!("sandbox: fork: {e}"))
+}

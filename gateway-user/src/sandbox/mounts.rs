@@ -1,0 +1,190 @@
+//! The mount namespace of a `sluice exec` sandbox: what it sees of the node's filesystem.
+//!
+//! Set up by the node's root before the workload gets its own user namespace, so the
+//! namespace belongs to the node's root and the workload (root only inside its own user
+//! namespace) can neither mount nor unmount anything in it: every mask below holds.
+//! - The cgroup and bpf filesystems are read-only, and the workload gets its own cgroup
+//!   namespace (it sees its sandbox as `/`).
+//! - The daemon's state directory is hidden under an empty read-only tmpfs, with only the
+//!   public CA files (`ca.pem`, `ca-bundle.pem`) bound back, read-only, where `sluice env`
+//!   points; the configuration file and other secret paths are hidden too.
+//! - A fresh `/proc` for the sandbox's own PID namespace, with `/proc/sys` read-only.
+//! - A private, empty home when the workload is root inside its namespace.
+//!
+//! # Security
+//! The masks are defence in depth: the workload's node id owns none of these files anyway.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+
+/// What to hide from a sandbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Directories covered by an empty read-only tmpfs.
+    pub hide_dirs: Vec<PathBuf>,
+    /// Files covered by an empty read-only file.
+    pub hide_files: Vec<PathBuf>,
+    /// Files inside a hidden directory that stay visible, read-only.
+    pub keep: Vec<PathBuf>,
+}
+
+/// Why the sandbox's mounts could not be set up (the workload is then not started).
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox: {action} {path}: {source}")]
+pub struct MountError {
+    action: &'static str,
+    path: String,
+    source: nix::Error,
+}
+
+impl MountError {
+    fn at(action: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> MountError {
+        let path = path.display().to_string();
+        move |source| MountError {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Enters a new mount and cgroup namespace and applies `plan` (call as the node's root, after
+/// joining the sandbox cgroup).
+pub fn prepare(plan: &MountPlan) -> Result<(), MountError> {
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP).map_err(MountError::at(
+        "unshare the mount namespace",
+        Path::new("/"),
+    ))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(MountError::at("stop mount propagation at", Path::new("/")))?;
+    read_only_control_filesystems()?;
+    for dir in plan.hide_dirs.iter().filter(|d| d.is_dir()) {
+        let kept: Vec<&PathBuf> = plan.keep.iter().filter(|k| k.starts_with(dir)).collect();
+        hide_dir(dir, &kept)?;
+    }
+    for file in plan.hide_files.iter().filter(|f| f.is_file()) {
+        bind_read_only(Path::new("/dev/null"), file)?;
+    }
+    Ok(())
+}
+
+/// Mounts a fresh `/proc` for the calling process's PID namespace (call as its first
+/// process, before it leaves the node's user namespace) and makes `/proc/sys` read-only.
+pub fn fresh_proc() -> Result<(), MountError> {
+    let proc = Path::new("/proc");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), proc, Some("proc"), flags, None::<&str>)
+        .map_err(MountError::at("mount a fresh proc on", proc))?;
+    let sys = Path::new("/proc/sys");
+    bind_read_only(sys, sys)
+}
+
+/// Covers `/root` with an empty tmpfs owned by node id `uid`/`gid` (the workload's root),
+/// so a root workload has a writable home that is not the node's.
+pub fn private_home(uid: u32, gid: u32) -> Result<PathBuf, MountError> {
+    let home = PathBuf::from("/root");
+    let options = format!("mode=0700,uid={uid},gid={gid},size=1g");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(
+        Some("tmpfs"),
+        &home,
+        Some("tmpfs"),
+        flags,
+        Some(options.as_str()),
+    )
+    .map_err(MountError::at("mount a private home on", &home))?;
+    Ok(home)
+}
+
+/// Every cgroup and bpf filesystem, remounted read-only.
+fn read_only_control_filesystems() -> Result<(), MountError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(target), Some(fstype)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if matches!(fstype, "cgroup" | "cgroup2" | "bpf") {
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+            let target = Path::new(target);
+            mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+                .map_err(MountError::at("make read-only", target))?;
+        }
+    }
+    Ok(())
+}
+
+/// Covers `dir` with an empty read-only tmpfs, binding each of `kept` back read-only.
+fn hide_dir(dir: &Path, kept: &[&PathBuf]) -> Result<(), MountError> {
+    // Open the files to keep before the tmpfs hides them.
+    let mut sources: Vec<(OwnedFd, &PathBuf)> = Vec::new();
+    for path in kept {
+        use nix::fcntl::{OFlag, open};
+        if let Ok(fd) = open(
+            path.as_path(),
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            sources.push((fd, path));
+        }
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        flags,
+        Some("mode=0755,size=64k"),
+    )
+    .map_err(MountError::at("hide", dir))?;
+    for (fd, path) in &sources {
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::File::create(path).map(drop))
+            .map_err(|e| MountError::at("make a mount point at", path)(errno(&e)))?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        bind_read_only(&source, path)?;
+    }
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+    .map_err(MountError::at("make read-only", dir))
+}
+
+/// Binds `source` on `target`, then makes that mount read-only.
+fn bind_read_only(source: &Path, target: &Path) -> Result<(), MountError> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(MountError::at("bind over", target))?;
+    let flags = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(MountError::at("make read-only", target))
+}
+
+fn errno(e: &std::io::Error) -> nix::Error {
+    e.raw_os_error()
+        .map_or(nix::Error::EIO, nix::Error::from_raw)
+}
