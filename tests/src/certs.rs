@@ -120,6 +120,10 @@ impl TestCa {
             .tempfile()?;
         file.write_all(self.inner.cert_pem.as_bytes())?;
         file.flush()?;
+        // A certificate is public: sandboxes (unprivileged ids on the node) read it too.
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         Ok(file.into_temp_path())
     }
 

@@ -51,6 +51,7 @@ pub mod cgroup;
 pub mod netlab;
 pub mod redis;
 pub mod sluice;
+pub mod sniffer;
 pub mod upstream;
 
 pub use certs::TestCa;

@@ -62,6 +62,12 @@ impl Sluice {
         let name = format!("sluice-e2e-{}-{n}", std::process::id());
         let mount = cgroup2_mount().map_err(std::io::Error::other)?;
         let dir = tempfile::Builder::new().prefix(&name).tempdir()?;
+        // Sandboxes run as unprivileged ids: they may traverse this directory to the files
+        // tests share with them (`public_file`); the daemon's state directory stays hidden.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         let parent_cgroup = mount.join(&name);
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(&name);
         let mut toml = format!(
@@ -236,6 +242,24 @@ impl Sluice {
             .lines()
             .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
         line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Writes `bytes` to a file sandboxes can read (outside the state directory, which
+    /// `sluice exec` hides) and returns its path.
+    pub fn public_file(&self, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path().join("public");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        Ok(path)
+    }
+
+    /// The daemon's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the daemon process is still running.

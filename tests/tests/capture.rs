@@ -22,12 +22,27 @@ fn lab_and_daemon(options: &Options) -> (NetLab, Sluice) {
     (lab, sluice)
 }
 
-/// Runs the helper script in a new sandbox and returns its JSON line.
+/// Runs the helper script in a new sandbox and returns its JSON line, with the id of the
+/// sandbox it ran in added as `sandbox` (the script's own pid is its PID namespace's).
 fn in_sandbox(sluice: &Sluice, flags: &[&str], args: &[&str]) -> Value {
     let mut argv = vec!["python3", SCRIPT];
     argv.extend_from_slice(args);
+    let mark = sluice.audit().len();
     let out = sluice.exec(flags, &argv).output().unwrap();
-    parse(&out)
+    let mut got = parse(&out);
+    let enrolled = sluice
+        .audit()
+        .into_iter()
+        .skip(mark)
+        .find(|r| {
+            r["kind"] == "sandbox"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("enrolled"))
+        })
+        .unwrap_or_else(|| panic!("no sandbox record for {args:?}"));
+    got["sandbox"] = enrolled["sandbox"].clone();
+    got
 }
 
 fn parse(out: &Output) -> Value {
@@ -42,8 +57,10 @@ fn parse(out: &Output) -> Value {
     })
 }
 
-fn connection_to<'a>(dest: &'a str, pid: u64) -> impl Fn(&Value) -> bool + 'a {
-    move |r: &Value| r["kind"] == "connection" && r["destination"] == dest && r["pid"] == pid
+fn connection_to<'a>(dest: &'a str, sandbox: u64) -> impl Fn(&Value) -> bool + 'a {
+    move |r: &Value| {
+        r["kind"] == "connection" && r["destination"] == dest && r["sandbox"] == sandbox
+    }
 }
 
 #[test]
@@ -83,12 +100,12 @@ fn sandboxed_tcp_reaches_hosts_through_the_daemon() {
             "getpeername shows the original destination: {got}"
         );
         assert_eq!(got["peer"][1], 80);
-        let pid = got["pid"].as_u64().unwrap();
+        let sandbox = got["sandbox"].as_u64().unwrap();
         let record = sluice
-            .wait_audit(connection_to(audited, pid))
+            .wait_audit(connection_to(audited, sandbox))
             .unwrap_or_else(|| {
                 panic!(
-                    "no audit record for {audited} pid {pid}: {:?}",
+                    "no audit record for {audited} sandbox {sandbox}: {:?}",
                     sluice.audit()
                 )
             });
@@ -180,10 +197,10 @@ fn bypass_attempts_from_a_sandbox_fail() {
         "the sandbox is the root of its own cgroup namespace: {nested}"
     );
     assert_eq!(nested["status"], "HTTP/1.1 200 OK", "{nested}");
-    let pid = nested["pid"].as_u64().unwrap();
+    let sandbox = nested["sandbox"].as_u64().unwrap();
     assert!(
         sluice
-            .wait_audit(connection_to("198.51.100.10:80", pid))
+            .wait_audit(connection_to("198.51.100.10:80", sandbox))
             .is_some(),
         "nested connect audited"
     );
@@ -194,9 +211,9 @@ fn bypass_attempts_from_a_sandbox_fail() {
         api.get("status").is_none_or(|s| s == ""),
         "control API must not answer a sandbox: {api}"
     );
-    let pid = api["pid"].as_u64().unwrap();
+    let sandbox = api["sandbox"].as_u64().unwrap();
     let refused = sluice
-        .wait_audit(connection_to("127.0.0.1:3000", pid))
+        .wait_audit(connection_to("127.0.0.1:3000", sandbox))
         .unwrap();
     assert_eq!(refused["decision"], "deny", "{refused}");
     assert!(

@@ -73,9 +73,9 @@ impl World {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let path = self.sluice.state_dir().join("exported-ca.pem");
-        std::fs::write(&path, &out.stdout).unwrap();
-        path
+        self.sluice
+            .public_file("exported-ca.pem", &out.stdout)
+            .unwrap()
     }
 
     fn curl(&self, args: &[&str]) -> std::process::Output {

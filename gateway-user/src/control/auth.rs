@@ -18,6 +18,16 @@ pub enum AuthError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The token file can be read by other users, so it is not a secret any more.
+    #[error(
+        "control: admin token {path} has mode {mode:04o}, readable by others; run `chmod 600 {path}` (and rotate the token if others may have read it: delete the file and restart the daemon)"
+    )]
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// The admin token, compared by digest.
@@ -38,19 +48,18 @@ impl std::fmt::Debug for AdminToken {
 
 impl AdminToken {
     /// Reads the token at `path`, creating it (256 random bits, mode 0600) if absent.
+    ///
+    /// # Security
+    /// An existing file with any group or world permission bit is refused, naming the fix.
     pub fn load_or_create(path: &Path) -> Result<AdminToken, AuthError> {
         let io = |source| AuthError::Io {
             path: path.to_path_buf(),
             source,
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                return Ok(AdminToken {
-                    value: text.trim().to_owned(),
-                });
-            }
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            Err(_) => {}
+        match Self::read(path) {
+            Ok(token) => return Ok(token),
+            Err(AuthError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes);
@@ -68,12 +77,24 @@ impl AdminToken {
         Ok(AdminToken { value })
     }
 
-    /// Reads an existing token (the CLI side).
+    /// Reads an existing token (the CLI side); refused when others may read the file.
     pub fn read(path: &Path) -> Result<AdminToken, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| AuthError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(AuthError::Permissions {
+                path: path.display().to_string(),
+                mode: mode & 0o7777,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(io)?;
         Ok(AdminToken {
             value: text.trim().to_owned(),
         })
@@ -115,5 +136,26 @@ mod tests {
             assert!(!token.verify(bad), "{bad:?}");
         }
         assert!(!format!("{token:?}").contains("sluice_adm_"));
+    }
+
+    #[test]
+    fn a_token_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        AdminToken::load_or_create(&path).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            for err in [
+                AdminToken::load_or_create(&path).unwrap_err(),
+                AdminToken::read(&path).unwrap_err(),
+            ] {
+                let text = err.to_string();
+                assert!(
+                    text.contains(&format!("chmod 600 {}", path.display())),
+                    "{text}"
+                );
+                assert!(!text.contains("sluice_adm_"), "{text}");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The node daemon (`sluice run`): capture, listeners, control API, drain on signal.
 
 mod dns;
+mod leftovers;
 mod listeners;
 mod lock;
 mod node;

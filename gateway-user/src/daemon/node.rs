@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use gateway_common::SandboxEntry;
 
+use super::leftovers;
 use super::listeners::{self, ListenerSet};
 use crate::audit::{AuditLog, Decision, Kind, Record, Who};
 use crate::capture::{self, Capture};
@@ -151,15 +152,17 @@ impl Node {
         Ok(sandbox)
     }
 
-    /// Re-adopts persisted sandboxes after a restart: drops those whose cgroup is gone,
-    /// re-registers the rest and re-creates in-namespace listeners.
+    /// Re-adopts persisted sandboxes after a restart: drops those whose cgroup is gone or,
+    /// for sandboxes Sluice created, empty (the `sluice exec` that ran it is gone), re-registers
+    /// the rest and re-creates in-namespace listeners; then removes leftovers nobody owns.
     pub fn restore(&self) {
         for sandbox in self.registry.list() {
-            let alive = capture::cgroup_id(&sandbox.cgroup).is_ok_and(|id| id == sandbox.cgroup_id);
+            let alive = capture::cgroup_id(&sandbox.cgroup).is_ok_and(|id| id == sandbox.cgroup_id)
+                && (!sandbox.owned || cgroup::populated(&sandbox.cgroup).unwrap_or(false));
             let result = if alive {
                 self.activate(&sandbox)
             } else {
-                Err(NodeError::NotFound("cgroup gone".into()))
+                Err(NodeError::NotFound("cgroup gone or empty".into()))
             };
             if let Err(e) = result {
                 tracing::warn!(sandbox = sandbox.id, error = %e, "restore: dropping sandbox");
@@ -167,12 +170,40 @@ impl Node {
                 let _ = self.registry.remove(sandbox.id);
             }
         }
+        let reaped = leftovers::reap(&self.parent_cgroup, &self.registry.list());
+        if reaped != leftovers::Reaped::default() {
+            tracing::warn!(
+                cgroups = ?reaped.cgroups,
+                namespaces = ?reaped.namespaces,
+                "restore: removed leftovers of a previous run"
+            );
+        }
+    }
+
+    /// A fresh sandbox id whose cgroup directory does not exist yet, with the directory made
+    /// (a name still taken by something else is skipped, never reused).
+    fn new_cgroup(&self) -> Result<(u64, PathBuf), NodeError> {
+        let mut last = None;
+        for _ in 0..64 {
+            let id = self.registry.allocate_id();
+            let path = self
+                .parent_cgroup
+                .join(format!("{}{id}", leftovers::CGROUP_PREFIX));
+            match cgroup::create(&path) {
+                Ok(()) => return Ok((id, path)),
+                Err(e) if is_taken(&e) => last = Some(e.to_string()),
+                Err(e) => return Err(NodeError::Failed(e.to_string())),
+            }
+        }
+        Err(NodeError::Failed(format!(
+            "no free sandbox name under {}: {}",
+            self.parent_cgroup.display(),
+            last.unwrap_or_default()
+        )))
     }
 
     fn create_owned(&self, req: CreateSandbox) -> Result<Arc<Sandbox>, NodeError> {
-        let id = self.registry.allocate_id();
-        let path = self.parent_cgroup.join(format!("sb-{id}"));
-        cgroup::create(&path).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let (id, path) = self.new_cgroup()?;
         let mut sandbox = Sandbox {
             id,
             cgroup: path.clone(),
@@ -186,8 +217,8 @@ impl Node {
             sandbox.cgroup_id =
                 capture::cgroup_id(&path).map_err(|e| NodeError::Failed(e.to_string()))?;
             if req.netns {
-                let ns = netns::create(&format!("sluice-sb-{id}"))
-                    .map_err(|e| NodeError::Failed(e.to_string()))?;
+                let name = format!("{}{id}", leftovers::netns_prefix(&self.parent_cgroup));
+                let ns = netns::create(&name).map_err(|e| NodeError::Failed(e.to_string()))?;
                 sandbox.netns = Some(ns);
             }
             self.activate(&sandbox)
@@ -311,6 +342,12 @@ impl Node {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Whether creating a cgroup failed because the name is taken.
+fn is_taken(error: &cgroup::CgroupError) -> bool {
+    matches!(error, cgroup::CgroupError::Io { source, .. }
+        if source.kind() == std::io::ErrorKind::AlreadyExists)
 }
 
 /// The audit identity of a sandbox itself (no process).
