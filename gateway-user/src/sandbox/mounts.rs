@@ -89,9 +89,13 @@ pub fn fresh_proc() -> Result<(), MountError> {
 }
 
 /// Covers `/root` with an empty tmpfs owned by node id `uid`/`gid` (the workload's root),
-/// so a root workload has a writable home that is not the node's.
+/// so a root workload has a writable home that is not the node's. A node without `/root`
+/// gets the home at `/tmp` instead (nothing is created on the node).
 pub fn private_home(uid: u32, gid: u32) -> Result<PathBuf, MountError> {
     let home = PathBuf::from("/root");
+    if !home.is_dir() {
+        return Ok(PathBuf::from("/tmp"));
+    }
     let options = format!("mode=0700,uid={uid},gid={gid},size=1g");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(

@@ -284,3 +284,39 @@ fn wait_for_sandbox_procs(range: &Range, n: usize) -> Vec<u32> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn the_workload_is_root_only_inside_its_own_user_namespace() {
+    let range = Range::plain();
+    let out = range.output(
+        Mode::Exec,
+        &[],
+        &["sh", "-c", "id -u; cat /proc/self/uid_map"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("0"), "root inside: {out:?}");
+    let map: Vec<u64> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(map[0], 0);
+    assert!(
+        map[1] >= 0x5000_0000,
+        "mapped to an unprivileged range: {map:?}"
+    );
+    let user = range.output(Mode::Exec, &["--user", "nobody"], &["id", "-u"]);
+    assert_eq!(
+        String::from_utf8_lossy(&user.stdout).trim(),
+        "65534",
+        "{user:?}"
+    );
+    let root = range.output(Mode::Exec, &["--user", "root"], &["true"]);
+    assert!(!root.status.success());
+    assert!(
+        String::from_utf8_lossy(&root.stderr).contains("never runs as the node's root"),
+        "{root:?}"
+    );
+}
