@@ -267,7 +267,7 @@ mod tests {
             ("64:ff9b::127.0.0.1", Some(Internal::Loopback)),
             ("64:ff9b::169.254.169.254", Some(Internal::LinkLocal)),
             ("64:ff9b:1::10.0.0.1", Some(Internal::Private)),
-            ("64:ff9b:1:2::1", Some(Internal::Nat64)),
+            ("64:ff9b:1:2::c633:640a", Some(Internal::Nat64)),
             ("64:ff9c::1", None),
             ("fec0::1", Some(Internal::Private)),
             ("feff::1", Some(Internal::Private)),
