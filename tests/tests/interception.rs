@@ -50,7 +50,8 @@ fn world() -> World {
         &lab,
         &Options {
             extra_toml,
-            ..Options::default()
+            // The daemon binds a passthrough connection to the name's own addresses.
+            dns_hosts: vec![("pinned.test".into(), "198.51.100.10".into())],
         },
     )
     .unwrap();

@@ -631,6 +631,9 @@ fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_appl
                 "10",
                 "--cacert",
                 &upstream_ca,
+                // Past DNS (which refuses other.test for this session) to the connection.
+                "--resolve",
+                "other.test:443:198.51.100.10",
                 "https://other.test/",
             ],
         )
