@@ -296,10 +296,11 @@ fn node_fetch_sse_and_websocket_stream_through_capture() {
         },
     )
     .unwrap();
-    // Node finds api.test through the daemon's DNS and trusts Sluice's CA; nothing else.
+    // Node finds api.test through the daemon's DNS (on the sandbox's own DNS socket) and
+    // trusts Sluice's CA; nothing else.
     let out = sluice
         .exec(
-            &[],
+            &["--netns"],
             &[
                 "node",
                 "--experimental-websocket",
