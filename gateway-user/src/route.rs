@@ -607,7 +607,13 @@ mod tests {
             "2001:db8:1::10".parse().unwrap(),
         ];
         let at = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let cases: Vec<(SocketAddr, &[u16], Result<&[IpAddr], &str>, Option<&str>)> = vec![
+        type Case<'a> = (
+            SocketAddr,
+            &'a [u16],
+            Result<&'a [IpAddr], &'a str>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case<'_>> = vec![
             (at("198.51.100.10:443"), &[443], Ok(pinned.as_slice()), None),
             (
                 at("[::ffff:198.51.100.10]:443"),

@@ -5,11 +5,7 @@
 //! Sandboxes run with `--netns` (their own network namespace): there the daemon's DNS socket
 //! knows which sandbox asks.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use serde_json::Value;
 use tests::NetLab;
