@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::net::Cidr;
-use crate::route::{HostPattern, RoutePolicy, TcpTarget};
+use crate::route::{HostPattern, PassthroughRule, RoutePolicy, TcpTarget};
 use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
@@ -77,9 +77,13 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// TLS server names copied byte for byte instead of intercepted (exact or `*.suffix`),
-    /// for clients that pin certificates. Default is empty.
+    /// for clients that pin certificates, written `HOST` (port 443) or `HOST:PORT`
+    /// (`pinned.example.com:8443`). A passed-through connection is relayed only to that port
+    /// of an address the daemon's resolver returns for the name. Default is empty.
     pub passthrough: Vec<String>,
-    /// Non-HTTP TCP destinations allowed, as `HOST_OR_CIDR:PORT` (e.g. `203.0.113.0/24:22`).
+    /// Non-HTTP TCP destinations allowed, as `HOST_OR_CIDR:PORT` (e.g. `203.0.113.0/24:22`,
+    /// `git.example.com:22`). A host entry (exact names only) matches when the original
+    /// destination is one of the addresses the daemon's resolver returns for it.
     /// Default is empty: opaque TCP is refused.
     pub tcp_allow: Vec<String>,
 }
@@ -88,10 +92,10 @@ impl PolicyConfig {
     /// The parsed rules; the error names the bad entry.
     pub fn route_policy(&self) -> Result<RoutePolicy, String> {
         let mut policy = RoutePolicy::default();
-        for host in &self.passthrough {
-            policy
-                .passthrough
-                .push(HostPattern::parse(host).map_err(|e| format!("policy.passthrough: {e}"))?);
+        for entry in &self.passthrough {
+            policy.passthrough.push(
+                PassthroughRule::parse(entry).map_err(|e| format!("policy.passthrough: {e}"))?,
+            );
         }
         for rule in &self.tcp_allow {
             let bad = || format!("policy.tcp_allow: {rule:?} is not HOST_OR_CIDR:PORT");
@@ -100,9 +104,17 @@ impl PolicyConfig {
             let target = target.trim_start_matches('[').trim_end_matches(']');
             let target = match Cidr::parse(target) {
                 Ok(cidr) => TcpTarget::Cidr(cidr),
-                Err(_) => TcpTarget::Host(
-                    HostPattern::parse(target).map_err(|e| format!("policy.tcp_allow: {e}"))?,
-                ),
+                Err(_) => match HostPattern::parse(target) {
+                    Ok(HostPattern::Exact(name)) => TcpTarget::Host(HostPattern::Exact(name)),
+                    Ok(HostPattern::Suffix(_)) => {
+                        return Err(format!(
+                            "policy.tcp_allow: {rule:?}: a host entry must be an exact name: \
+                             opaque TCP carries no name, so Sluice matches the destination \
+                             against the addresses the name resolves to, and a wildcard has none"
+                        ));
+                    }
+                    Err(e) => return Err(format!("policy.tcp_allow: {e}")),
+                },
             };
             policy.tcp_allow.push((target, port));
         }
@@ -137,12 +149,31 @@ pub struct ListenConfig {
 }
 
 /// DNS responder settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Static answers consulted before the system resolver (`name = ["addr", …]`).
     /// Default is empty.
     pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// Most distinct names one sandbox may look up per minute; further new names are
+    /// answered REFUSED and audited (repeats of a name already seen still resolve). It bounds
+    /// DNS exfiltration under an allow-all policy. 1..=100000; needs a restart.
+    /// Default is `300`.
+    pub max_names_per_minute: u32,
+}
+
+impl DnsConfig {
+    /// The default of [`DnsConfig::max_names_per_minute`].
+    pub const DEFAULT_MAX_NAMES_PER_MINUTE: u32 = 300;
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            hosts: BTreeMap::new(),
+            max_names_per_minute: Self::DEFAULT_MAX_NAMES_PER_MINUTE,
+        }
+    }
 }
 
 /// Audit settings.
@@ -318,6 +349,12 @@ impl Config {
                 self.state_dir.display()
             )));
         }
+        if !(1..=100_000).contains(&self.dns.max_names_per_minute) {
+            return Err(ConfigError::Invalid(format!(
+                "dns.max_names_per_minute is {}: it must be 1..=100000 (default 300)",
+                self.dns.max_names_per_minute
+            )));
+        }
         self.policy.route_policy().map_err(ConfigError::Invalid)?;
         Sessions::from_config(&self.sessions).map_err(ConfigError::Invalid)?;
         for cidr in &self.upstream.allow_internal {
@@ -427,6 +464,15 @@ mod tests {
                 "[upstream]\nallow_internal = [\"10.0.0.0/33\"]\n",
                 "allow_internal",
             ),
+            ("[dns]\nmax_names_per_minute = 0\n", "1..=100000"),
+            (
+                "[policy]\npassthrough = [\"pinned.test:0\"]\n",
+                "policy.passthrough: \"pinned.test:0\" is not HOST or HOST:PORT",
+            ),
+            (
+                "[policy]\ntcp_allow = [\"*.db.test:5432\"]\n",
+                "must be an exact name",
+            ),
         ];
         for (text, want) in cases {
             let err = Config::parse(text).map(|c| c.validate());
@@ -450,6 +496,7 @@ mod tests {
         };
         let parsed = policy.route_policy().unwrap();
         assert_eq!(parsed.passthrough.len(), 1);
+        assert_eq!(parsed.passthrough[0].port, 443);
         assert_eq!(parsed.tcp_allow.len(), 3);
         assert_eq!(parsed.tcp_allow[1].1, 5432);
         assert!(matches!(parsed.tcp_allow[2].0, TcpTarget::Host(_)));

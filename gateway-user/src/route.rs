@@ -5,7 +5,7 @@
 //! HTTP), pass TLS through untouched, relay opaque TCP, or reject.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::net::Cidr;
 
@@ -59,19 +59,30 @@ pub enum PatternError {
 /// A destination a [`RoutePolicy::tcp_allow`] rule names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpTarget {
-    /// A host name (matched against SNI or Host; opaque TCP has none, so only IP rules can
-    /// match opaque traffic).
+    /// An exact host name: matches when the original destination is one of the addresses the
+    /// daemon's resolver returns for it (the caller resolves; see [`route`]'s `dest_names`).
+    /// Wildcards are refused when the rule is loaded: they name no address.
     Host(HostPattern),
     /// An address range, matched against the original destination IP.
     Cidr(Cidr),
 }
 
+/// One passthrough entry: TLS whose SNI matches `host` is copied untouched, but only toward
+/// `port` of an address `host` resolves to. Written `HOST` (port 443) or `HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassthroughRule {
+    /// The SNI pattern.
+    pub host: HostPattern,
+    /// The one destination port allowed for it.
+    pub port: u16,
+}
+
 /// The routing part of a session's policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutePolicy {
-    /// TLS to these hosts is copied byte for byte (no interception, no inspection).
-    /// Default is empty.
-    pub passthrough: Vec<HostPattern>,
+    /// TLS to these hosts is copied byte for byte (no interception, no inspection), toward
+    /// the rule's port of the host's own addresses only. Default is empty.
+    pub passthrough: Vec<PassthroughRule>,
     /// Non-HTTP TCP allowed to these destinations and ports (relayed untouched).
     /// Default is empty.
     pub tcp_allow: Vec<(TcpTarget, u16)>,
@@ -115,6 +126,9 @@ pub enum RejectReason {
     Closed,
     /// The session's policy refuses the connection (the text names the rule).
     Session(String),
+    /// A passthrough connection aimed somewhere its SNI's rule does not cover (another
+    /// address than the name's, or another port); the text says which.
+    Passthrough(String),
 }
 
 impl fmt::Display for RejectReason {
@@ -136,21 +150,32 @@ impl fmt::Display for RejectReason {
             Self::Malformed(why) => write!(f, "malformed first bytes: {why}"),
             Self::Closed => f.write_str("client closed before sending a request"),
             Self::Session(why) => f.write_str(why),
+            Self::Passthrough(why) => write!(f, "passthrough: {why}"),
         }
     }
 }
 
 /// Decides what to do with a connection to `dest` after detection saw `detected`.
+/// `dest_names` are the `tcp_allow` host names the caller resolved and found `dest`'s address
+/// among (see [`tcp_host_candidates`]).
+///
+/// A passthrough route still has to pass [`passthrough_binding`] before it is carried out.
 ///
 /// # Security
 /// Fails closed: TLS without SNI, silence and opaque bytes are refused unless a `tcp_allow`
 /// rule names the destination; a host is never invented.
-pub fn route(detected: &Detected, dest: SocketAddr, policy: &RoutePolicy) -> Route {
+pub fn route(
+    detected: &Detected,
+    dest: SocketAddr,
+    policy: &RoutePolicy,
+    dest_names: &[String],
+) -> Route {
+    let tcp_allowed = |dest| tcp_allowed(policy, dest, dest_names);
     match detected {
         Detected::Tls { sni: None } => Route::Reject(RejectReason::NoSni),
         Detected::Tls { sni: Some(sni) } => {
             let host = normalize(sni);
-            if policy.passthrough.iter().any(|p| p.matches(&host)) {
+            if policy.passthrough.iter().any(|p| p.host.matches(&host)) {
                 Route::Passthrough { host }
             } else {
                 Route::Intercept { host }
@@ -163,13 +188,114 @@ pub fn route(detected: &Detected, dest: SocketAddr, policy: &RoutePolicy) -> Rou
             },
             None => Route::Reject(RejectReason::NoHost),
         },
-        Detected::Opaque if tcp_allowed(policy, dest) => Route::Relay,
+        Detected::Opaque if tcp_allowed(dest) => Route::Relay,
         Detected::Opaque => Route::Reject(RejectReason::OpaqueNotAllowed(dest)),
-        Detected::Timeout if tcp_allowed(policy, dest) => Route::Relay,
+        Detected::Timeout if tcp_allowed(dest) => Route::Relay,
         Detected::Timeout => Route::Reject(RejectReason::Silent(dest)),
         Detected::TooLarge => Route::Reject(RejectReason::TooLarge),
         Detected::Malformed(why) => Route::Reject(RejectReason::Malformed(why.clone())),
         Detected::Closed => Route::Reject(RejectReason::Closed),
+    }
+}
+
+/// Checks a passthrough connection against its rules: `dest`'s port must be one of `ports`
+/// (those of every passthrough entry, node or session, matching `host`), and `dest`'s address
+/// one of `resolved`, what the daemon's resolver returns for `host` (or why it failed).
+///
+/// # Security
+/// The SNI is the sandbox's claim; without this check a passthrough name would be a raw
+/// tunnel to any address and port. A failed lookup refuses.
+pub fn passthrough_binding(
+    host: &str,
+    dest: SocketAddr,
+    ports: &[u16],
+    resolved: Result<&[IpAddr], &str>,
+) -> Result<(), RejectReason> {
+    let refuse = |why: String| Err(RejectReason::Passthrough(why));
+    if !ports.contains(&dest.port()) {
+        let allowed: Vec<String> = ports.iter().map(u16::to_string).collect();
+        return refuse(format!(
+            "port {} is not allowed for {host} (allowed: {}); write {host}:{} in the passthrough rule to allow it",
+            dest.port(),
+            allowed.join(", "),
+            dest.port()
+        ));
+    }
+    let addrs = match resolved {
+        Ok(addrs) => addrs,
+        Err(why) => {
+            return refuse(format!(
+                "cannot resolve {host} to check the destination: {why}"
+            ));
+        }
+    };
+    let ip = crate::net::canonical(dest.ip());
+    if addrs.iter().any(|a| crate::net::canonical(*a) == ip) {
+        return Ok(());
+    }
+    let listed: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let listed = if listed.is_empty() {
+        "no address".to_owned()
+    } else {
+        listed.join(", ")
+    };
+    refuse(format!(
+        "{ip} is not an address of {host} (it resolves to {listed})"
+    ))
+}
+
+/// The exact host names of `policy`'s `tcp_allow` entries for `port`: the names the caller
+/// resolves to see whether the original destination is one of their addresses.
+pub fn tcp_host_candidates(policy: &RoutePolicy, port: u16) -> Vec<String> {
+    let mut names = Vec::new();
+    for (target, p) in &policy.tcp_allow {
+        if let (TcpTarget::Host(HostPattern::Exact(name)), true) = (target, *p == port)
+            && !names.contains(name)
+        {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+impl PassthroughRule {
+    /// The port of an entry written without one.
+    pub const DEFAULT_PORT: u16 = 443;
+
+    /// Parses `HOST` (port 443) or `HOST:PORT`, where `HOST` is an exact name or
+    /// `*.suffix`; the error says what is wrong and how to write it.
+    pub fn parse(text: &str) -> Result<PassthroughRule, String> {
+        let trimmed = text.trim();
+        let (host, port) = match trimmed.rsplit_once(':') {
+            None => (trimmed, Self::DEFAULT_PORT),
+            Some((host, port)) => match port.parse::<u16>() {
+                Ok(port) if port > 0 && !host.contains(':') => (host, port),
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not HOST or HOST:PORT with a port 1..=65535 (e.g. pinned.example.com or pinned.example.com:8443)"
+                    ));
+                }
+            },
+        };
+        let host = HostPattern::parse(host).map_err(|e| e.to_string())?;
+        if let HostPattern::Exact(name) = &host
+            && name.parse::<IpAddr>().is_ok()
+        {
+            return Err(format!(
+                "{text:?}: a passthrough entry names a TLS server name, not an address"
+            ));
+        }
+        Ok(PassthroughRule { host, port })
+    }
+}
+
+impl fmt::Display for PassthroughRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.port == Self::DEFAULT_PORT {
+            self.host.fmt(f)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -252,11 +378,16 @@ fn normalize(host: &str) -> String {
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
-/// Whether an IP rule of `tcp_allow` covers `dest` (host rules cannot: opaque TCP and
-/// silent connections carry no name).
-fn tcp_allowed(policy: &RoutePolicy, dest: SocketAddr) -> bool {
+/// Whether a `tcp_allow` rule covers `dest`: an address rule containing it, or a host rule
+/// whose name is among `dest_names` (names resolved to `dest`'s address by the caller).
+fn tcp_allowed(policy: &RoutePolicy, dest: SocketAddr, dest_names: &[String]) -> bool {
     policy.tcp_allow.iter().any(|(target, port)| {
-        *port == dest.port() && matches!(target, TcpTarget::Cidr(c) if c.contains(dest.ip()))
+        *port == dest.port()
+            && match target {
+                TcpTarget::Cidr(c) => c.contains(dest.ip()),
+                TcpTarget::Host(HostPattern::Exact(name)) => dest_names.contains(name),
+                TcpTarget::Host(HostPattern::Suffix(_)) => false,
+            }
     })
 }
 
@@ -329,8 +460,9 @@ mod tests {
     fn route_table() {
         let dest: SocketAddr = "203.0.113.10:443".parse().unwrap();
         let db: SocketAddr = "203.0.113.10:5432".parse().unwrap();
+        let rule = |s: &str| PassthroughRule::parse(s).unwrap();
         let policy = RoutePolicy {
-            passthrough: vec![pat("*.bank.test"), pat("pinned.test")],
+            passthrough: vec![rule("*.bank.test"), rule("pinned.test")],
             tcp_allow: vec![
                 (
                     TcpTarget::Cidr(Cidr::parse("203.0.113.0/24").unwrap()),
@@ -407,11 +539,140 @@ mod tests {
             (Detected::Closed, db, Route::Reject(RejectReason::Closed)),
         ];
         for (detected, dest, want) in cases {
-            assert_eq!(route(&detected, dest, &policy), want, "{detected:?} {dest}");
+            assert_eq!(
+                route(&detected, dest, &policy, &[]),
+                want,
+                "{detected:?} {dest}"
+            );
         }
         assert_eq!(
-            route(&Detected::Opaque, db, &RoutePolicy::default()),
+            route(&Detected::Opaque, db, &RoutePolicy::default(), &[]),
             Route::Reject(RejectReason::OpaqueNotAllowed(db))
         );
+        // A host rule matches only when the caller resolved the name to the destination.
+        let named = ["db.test".to_owned()];
+        assert_eq!(
+            route(&Detected::Opaque, dest, &policy, &named),
+            Route::Relay
+        );
+        assert_eq!(
+            route(&Detected::Timeout, dest, &policy, &named),
+            Route::Relay
+        );
+        let other = ["other.test".to_owned()];
+        assert_eq!(
+            route(&Detected::Opaque, dest, &policy, &other),
+            Route::Reject(RejectReason::OpaqueNotAllowed(dest))
+        );
+        assert_eq!(
+            tcp_host_candidates(&policy, 443),
+            vec!["db.test".to_owned()]
+        );
+        assert!(tcp_host_candidates(&policy, 5432).is_empty());
+    }
+
+    #[test]
+    fn passthrough_rule_table() {
+        let cases: &[(&str, Option<(&str, u16)>)] = &[
+            ("pinned.test", Some(("pinned.test", 443))),
+            ("Pinned.Test:8443", Some(("pinned.test", 8443))),
+            ("*.bank.test:993", Some(("*.bank.test", 993))),
+            ("pinned.test:0", None),
+            ("pinned.test:99999", None),
+            ("pinned.test:", None),
+            ("pinned.test:https", None),
+            ("198.51.100.7", None),
+            ("[2001:db8::1]:443", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            let got = PassthroughRule::parse(text)
+                .ok()
+                .map(|r| (r.host.to_string(), r.port));
+            let want = want.map(|(h, p)| (h.to_owned(), p));
+            assert_eq!(got, want, "{text:?}");
+        }
+        let err = PassthroughRule::parse("pinned.test:0").unwrap_err();
+        assert!(err.contains("HOST:PORT"), "{err}");
+        assert_eq!(
+            PassthroughRule::parse("a.test:8443").unwrap().to_string(),
+            "a.test:8443"
+        );
+    }
+
+    #[test]
+    fn passthrough_binding_table() {
+        let pinned: Vec<IpAddr> = vec![
+            "198.51.100.10".parse().unwrap(),
+            "2001:db8:1::10".parse().unwrap(),
+        ];
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        type Case<'a> = (
+            SocketAddr,
+            &'a [u16],
+            Result<&'a [IpAddr], &'a str>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (at("198.51.100.10:443"), &[443], Ok(pinned.as_slice()), None),
+            (
+                at("[::ffff:198.51.100.10]:443"),
+                &[443],
+                Ok(pinned.as_slice()),
+                None,
+            ),
+            (
+                at("[2001:db8:1::10]:443"),
+                &[443],
+                Ok(pinned.as_slice()),
+                None,
+            ),
+            (
+                at("198.51.100.10:8443"),
+                &[443, 8443],
+                Ok(pinned.as_slice()),
+                None,
+            ),
+            (
+                at("198.51.100.66:443"),
+                &[443],
+                Ok(pinned.as_slice()),
+                Some(
+                    "198.51.100.66 is not an address of pinned.test (it resolves to 198.51.100.10, 2001:db8:1::10)",
+                ),
+            ),
+            (
+                at("198.51.100.10:8443"),
+                &[443],
+                Ok(pinned.as_slice()),
+                Some(
+                    "port 8443 is not allowed for pinned.test (allowed: 443); write pinned.test:8443",
+                ),
+            ),
+            (
+                at("198.51.100.10:443"),
+                &[443],
+                Err("timed out"),
+                Some("cannot resolve pinned.test to check the destination: timed out"),
+            ),
+            (
+                at("198.51.100.10:443"),
+                &[443],
+                Ok(&[][..]),
+                Some("(it resolves to no address)"),
+            ),
+        ];
+        for (dest, ports, resolved, want) in cases {
+            let got = passthrough_binding("pinned.test", dest, ports, resolved);
+            match (got, want) {
+                (Ok(()), None) => {}
+                (Err(reason), Some(want)) => {
+                    let text = reason.to_string();
+                    assert!(text.starts_with("passthrough: "), "{text}");
+                    assert!(text.contains(want), "{dest}: {text}");
+                }
+                (got, want) => unreachable!("{dest}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -50,7 +50,8 @@ fn world() -> World {
         &lab,
         &Options {
             extra_toml,
-            ..Options::default()
+            // The daemon binds a passthrough connection to the name's own addresses.
+            dns_hosts: vec![("pinned.test".into(), "198.51.100.10".into())],
         },
     )
     .unwrap();
@@ -295,10 +296,11 @@ fn node_fetch_sse_and_websocket_stream_through_capture() {
         },
     )
     .unwrap();
-    // Node finds api.test through the daemon's DNS and trusts Sluice's CA; nothing else.
+    // Node finds api.test through the daemon's DNS (on the sandbox's own DNS socket) and
+    // trusts Sluice's CA; nothing else.
     let out = sluice
         .exec(
-            &[],
+            &["--netns"],
             &[
                 "node",
                 "--experimental-websocket",

@@ -94,7 +94,8 @@ fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
     ];
     argv.extend_from_slice(args);
     let out = sluice
-        .exec(&["--session", session], &argv)
+        // Its own network namespace: there the daemon's DNS knows which sandbox asks.
+        .exec(&["--netns", "--session", session], &argv)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -590,7 +591,7 @@ fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_appl
     let upstream_ca = w._ca_file.to_str().unwrap().to_owned();
     let out = sluice
         .exec(
-            &["--session", &id],
+            &["--netns", "--session", &id],
             &[
                 "curl",
                 "-sS",
@@ -631,6 +632,9 @@ fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_appl
                 "10",
                 "--cacert",
                 &upstream_ca,
+                // Past DNS (which refuses other.test for this session) to the connection.
+                "--resolve",
+                "other.test:443:198.51.100.10",
                 "https://other.test/",
             ],
         )

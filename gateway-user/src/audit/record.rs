@@ -110,6 +110,9 @@ pub struct Record {
     /// DNS: the addresses answered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<String>,
+    /// DNS: signs of data carried in the name (`long-label`, `high-entropy-label`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     /// Request: the HTTP method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -152,6 +155,7 @@ impl Record {
             duration_ms: 0.0,
             qtype: None,
             answers: Vec::new(),
+            flags: Vec::new(),
             method: None,
             url: None,
             status: None,

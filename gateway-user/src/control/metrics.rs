@@ -63,6 +63,12 @@ pub fn render(node: &Node) -> String {
         "counter",
         mint_micros,
     );
+    gauge(
+        "sluice_dns_names_over_budget_total",
+        "DNS queries refused because the sandbox asked for more distinct names in a minute than dns.max_names_per_minute.",
+        "counter",
+        node.dns_budget.refused(),
+    );
     let reloads = node.reloads();
     let _ = writeln!(
         out,

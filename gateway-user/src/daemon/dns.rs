@@ -1,26 +1,85 @@
-//! Glue between the DNS responder and the node: policy hook and audit records.
+//! Glue between the DNS responder and the node: who asked, what their policy admits, the
+//! name budget, and the audit records.
+//!
+//! # Security
+//! Fails closed: a query whose sandbox cannot be identified, or whose session cannot be used,
+//! is REFUSED; a name no rule that applies to the sandbox could connect to is NXDOMAIN and
+//! never reaches the upstream resolver.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use super::Node;
 use crate::audit::{AuditLog, Decision, Kind, Record, Who};
-use crate::dns::{DnsEvent, DnsServer, Outcome};
+use crate::dns::admit::name_allowed;
+use crate::dns::{
+    Admission, Admit, DnsEvent, DnsServer, NameBudget, Outcome, QueryPolicy, Question,
+};
 use crate::drain::Drain;
+use crate::gate::SessionGate;
+use crate::proxy::ProxyContext;
+
+/// Names the sandbox behind a query that arrived on the node's shared DNS socket (where the
+/// datagram alone does not say): e.g. a kernel map from (netns cookie, sender address and
+/// port) to the sandbox record.
+pub trait IdentifyClient: Send + Sync + 'static {
+    /// The sandbox that sent from `client`, or `None` when it is not known (refused).
+    fn identify(&self, client: SocketAddr) -> BoxFuture<'_, Option<Who>>;
+}
+
+/// The identification used until the kernel map is wired: nobody, so every query on the
+/// shared socket is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unidentified;
+
+impl IdentifyClient for Unidentified {
+    fn identify(&self, _client: SocketAddr) -> BoxFuture<'_, Option<Who>> {
+        Box::pin(async { None })
+    }
+}
+
+/// The refusal reason for a query whose sandbox is unknown.
+pub const UNIDENTIFIED: &str = "cannot identify the sandbox that asked (queries on the node's \
+     shared DNS socket are refused until the sandbox can be identified; run it in its own \
+     network namespace: sluice exec --netns)";
 
 /// Serves DNS on `socket` until `drain` stops. `who` names the sandbox when the socket is a
-/// sandbox's own (in its namespace); on the node's shared socket the sandbox is not known
-/// from the datagram alone and the record carries the client address only.
+/// sandbox's own (in its namespace); on the node's shared socket (`None`) the sandbox is not
+/// known from the datagram, and queries are refused ([`Unidentified`]; see [`serve_with`]).
 pub fn serve(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, who: Option<Who>) {
+    let source = match who {
+        Some(who) => Source::Sandbox(who),
+        None => Source::Shared(Arc::new(Unidentified)),
+    };
+    serve_with(node, socket, drain, source);
+}
+
+/// Who the queries on a socket come from.
+pub enum Source {
+    /// A socket in one sandbox's own network namespace: every query is that sandbox's.
+    Sandbox(Who),
+    /// The node's shared socket: each query's sandbox is looked up by its sender.
+    Shared(Arc<dyn IdentifyClient>),
+}
+
+/// [`serve`] with an explicit [`Source`] (for wiring a real [`IdentifyClient`]).
+pub fn serve_with(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, source: Source) {
     let audit = node.audit.clone();
-    let who = Arc::new(who);
-    let server = DnsServer::new(
-        socket,
-        node.resolver.clone(),
-        // Every name may resolve until per-session policy lands; resolution failures still
-        // fail closed (SERVFAIL), and every query is audited.
-        |_client, _name| true,
-        move |event| write(&audit, who.as_ref().clone(), event),
-    );
+    let fixed = match &source {
+        Source::Sandbox(who) => Some(who.clone()),
+        Source::Shared(_) => None,
+    };
+    let policy = SandboxPolicy {
+        source,
+        proxy: node.proxy.clone(),
+        gate: node.proxy.gate.clone(),
+        budget: node.dns_budget.clone(),
+    };
+    let server = DnsServer::new(socket, node.resolver.clone(), policy, move |event| {
+        write(&audit, fixed.clone(), event)
+    });
     let stop = drain.stop_token();
     drain.spawn(async move {
         if let Err(e) = server.run(stop).await {
@@ -29,14 +88,69 @@ pub fn serve(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, who: Opt
     });
 }
 
-fn write(audit: &AuditLog, who: Option<Who>, event: DnsEvent) {
+/// The daemon's [`QueryPolicy`]: identify, load the session's policy, decide, spend budget.
+struct SandboxPolicy {
+    source: Source,
+    proxy: Arc<ProxyContext>,
+    gate: Option<Arc<SessionGate>>,
+    budget: Arc<NameBudget>,
+}
+
+impl QueryPolicy for SandboxPolicy {
+    fn admit<'a>(&'a self, client: SocketAddr, question: &'a Question) -> BoxFuture<'a, Admission> {
+        Box::pin(async move {
+            let who = match &self.source {
+                Source::Sandbox(who) => Some(who.clone()),
+                Source::Shared(identify) => identify.identify(client).await,
+            };
+            let Some(who) = who else {
+                return Admission {
+                    verdict: Admit::Refuse(UNIDENTIFIED.to_owned()),
+                    who: None,
+                };
+            };
+            let verdict = self.verdict(&who, &question.name).await;
+            Admission {
+                verdict,
+                who: Some(who),
+            }
+        })
+    }
+}
+
+impl SandboxPolicy {
+    async fn verdict(&self, who: &Who, name: &str) -> Admit {
+        let session = match &self.gate {
+            Some(gate) => gate.connection_policy(who).await,
+            None => Ok(None),
+        };
+        let session = match session {
+            Ok(session) => session,
+            Err(why) => return Admit::Refuse(format!("session cannot be used: {why}")),
+        };
+        let rules = self.proxy.rules.load();
+        if let Err(why) = name_allowed(name, &rules.route_policy, session.as_deref()) {
+            return Admit::Deny(why);
+        }
+        match self
+            .budget
+            .spend(who.sandbox, name, tokio::time::Instant::now())
+        {
+            Ok(()) => Admit::Resolve,
+            Err(why) => Admit::Refuse(why),
+        }
+    }
+}
+
+fn write(audit: &AuditLog, fixed: Option<Who>, event: DnsEvent) {
     let mut record = Record::new(Kind::Dns);
-    record.who = who;
+    record.who = event.who.or(fixed);
     record.destination = Some(event.client.to_string());
     if let Some(q) = &event.question {
         record.host = Some(q.name.clone());
         record.qtype = Some(q.qtype.to_string());
     }
+    record.flags = event.flags;
     record.duration_ms = event.duration.as_secs_f64() * 1000.0;
     let (decision, reason) = match event.outcome {
         Outcome::Resolved(addrs) => {
@@ -44,7 +158,7 @@ fn write(audit: &AuditLog, who: Option<Who>, event: DnsEvent) {
             (Decision::Allow, None)
         }
         Outcome::NotFound => (Decision::Allow, Some("no such name".to_owned())),
-        Outcome::Denied => (Decision::Deny, Some("policy: name not allowed".to_owned())),
+        Outcome::Denied(why) => (Decision::Deny, Some(format!("policy: {why}"))),
         Outcome::Refused(why) => (Decision::Deny, Some(why)),
         Outcome::Failed(why) | Outcome::Malformed(why) | Outcome::Dropped(why) => {
             (Decision::Error, Some(why))

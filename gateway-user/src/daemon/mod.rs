@@ -68,6 +68,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         detect_limits: Limits::default(),
         intercept,
         gate: Some(gate),
+        resolver: crate::dns::Resolver::new(live.hosts.clone()),
     });
     let drain = Drain::new();
     let node = Arc::new(

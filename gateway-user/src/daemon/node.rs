@@ -55,6 +55,8 @@ pub struct Node {
     pub resolver: crate::dns::Resolver,
     /// Sessions, credentials, rate budgets.
     pub services: Arc<super::Services>,
+    /// Distinct DNS names per sandbox per minute, shared by every DNS socket.
+    pub dns_budget: Arc<crate::dns::NameBudget>,
     pub(super) reloader: super::reload::Reloader,
     sandbox_drains: Mutex<HashMap<u64, Drain>>,
 }
@@ -71,15 +73,12 @@ impl Node {
         services: Arc<super::Services>,
     ) -> Node {
         let audit = proxy.audit.clone();
-        let hosts = config
-            .dns
-            .hosts
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let resolver = crate::dns::Resolver::new(hosts);
+        // One resolver for DNS answers and for the proxy's name bindings: a reload of the
+        // static table reaches both.
+        let resolver = proxy.resolver.clone();
         Node {
             resolver,
+            dns_budget: Arc::new(crate::dns::NameBudget::new(config.dns.max_names_per_minute)),
             reloader: super::reload::Reloader::new(None, config.clone()),
             config,
             capture,

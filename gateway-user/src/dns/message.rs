@@ -6,9 +6,11 @@
 //! for callers that already know the answer.
 //!
 //! Choices, all fail closed:
-//! - A and AAAA are resolved. HTTPS and SVCB go through policy but get an empty NOERROR when
-//!   allowed, so browsers and curl fall back to A/AAAA. Every other type (TXT, MX, ANY, PTR,
-//!   NULL, ...) gets REFUSED without consulting policy or resolver: it closes TXT tunnels.
+//! - A and AAAA are resolved (and only they are ever forwarded upstream). HTTPS and SVCB go
+//!   through policy but get an empty NOERROR when allowed, answered here without any lookup:
+//!   clients that ask for them first (browsers, curl) then fall back to A/AAAA at once instead
+//!   of waiting on a refusal retry. Every other type (TXT, MX, ANY, PTR, NULL, ...) gets
+//!   REFUSED without consulting policy or resolver: it closes TXT tunnels.
 //! - Unreadable datagrams (shorter than a header) and responses (QR=1) are dropped; readable
 //!   headers with a broken body get FORMERR; opcodes other than QUERY get NOTIMP; EDNS
 //!   versions above 0 get BADVERS; classes other than IN and names with characters outside
@@ -53,8 +55,11 @@ pub enum Resolution {
     /// The name may resolve and these are its addresses (any family; the reply keeps those
     /// matching the query type). Empty means "no records of this type" (NOERROR, no answers).
     Resolved(Vec<IpAddr>),
-    /// Policy denies the name: NXDOMAIN.
-    Denied,
+    /// Policy denies the name: NXDOMAIN. The reason names the rule.
+    Denied(String),
+    /// The query is not served for this client (sandbox unknown, session unusable, name
+    /// budget spent): REFUSED. The reason says which.
+    Refused(String),
     /// The name does not exist: NXDOMAIN.
     NotFound,
     /// The lookup failed (timeout, resolver error): SERVFAIL, never a made-up address.
@@ -66,8 +71,8 @@ pub enum Resolution {
 pub enum Outcome {
     /// NOERROR with these addresses (empty for NODATA, e.g. HTTPS or a v4-only name's AAAA).
     Resolved(Vec<IpAddr>),
-    /// Policy denied the name: NXDOMAIN.
-    Denied,
+    /// Policy denied the name: NXDOMAIN. The reason names the rule.
+    Denied(String),
     /// The name does not exist: NXDOMAIN.
     NotFound,
     /// The query asks for something not served (type, class, opcode, EDNS version, name
@@ -87,7 +92,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Resolved(_) => "resolved",
-            Self::Denied => "denied",
+            Self::Denied(_) => "denied",
             Self::NotFound => "not_found",
             Self::Refused(_) => "refused",
             Self::Failed(_) => "failed",
@@ -152,7 +157,8 @@ impl Pending {
                 kept.truncate(MAX_ANSWERS);
                 (ResponseCode::NoError, Outcome::Resolved(kept))
             }
-            Resolution::Denied => (ResponseCode::NXDomain, Outcome::Denied),
+            Resolution::Denied(why) => (ResponseCode::NXDomain, Outcome::Denied(why)),
+            Resolution::Refused(why) => (ResponseCode::Refused, Outcome::Refused(why)),
             Resolution::NotFound => (ResponseCode::NXDomain, Outcome::NotFound),
             Resolution::Failed(reason) => (ResponseCode::ServFail, Outcome::Failed(reason)),
         };

@@ -32,7 +32,7 @@ fn decide(name: &str, _qtype: RecordType) -> Resolution {
     match name {
         "api.example.test" => Resolution::Resolved(vec![ip("198.51.100.10"), ip("2001:db8::10")]),
         "v4only.example.test" => Resolution::Resolved(vec![ip("203.0.113.5")]),
-        "denied.example.test" => Resolution::Denied,
+        "denied.example.test" => Resolution::Denied("deny[0] denied.example.test".to_owned()),
         "broken.example.test" => Resolution::Failed("upstream down".to_owned()),
         _ => Resolution::NotFound,
     }
@@ -79,12 +79,12 @@ fn answers_by_type_and_decision() {
         ("AAAA of v4-only name", query(7, "v4only.example.test", RecordType::AAAA), ResponseCode::NoError, vec![], Outcome::Resolved(vec![])),
         ("mixed case", query(7, "API.Example.TEST", RecordType::A), ResponseCode::NoError, vec![ip("198.51.100.10")], Outcome::Resolved(vec![ip("198.51.100.10")])),
         ("trailing dot", query(7, "api.example.test.", RecordType::A), ResponseCode::NoError, vec![ip("198.51.100.10")], Outcome::Resolved(vec![ip("198.51.100.10")])),
-        ("denied", query(7, "denied.example.test", RecordType::A), ResponseCode::NXDomain, vec![], Outcome::Denied),
+        ("denied", query(7, "denied.example.test", RecordType::A), ResponseCode::NXDomain, vec![], Outcome::Denied("deny[0] denied.example.test".to_owned())),
         ("unknown", query(7, "nope.example.test", RecordType::AAAA), ResponseCode::NXDomain, vec![], Outcome::NotFound),
         ("resolver failure", query(7, "broken.example.test", RecordType::A), ResponseCode::ServFail, vec![], Outcome::Failed("upstream down".to_owned())),
         ("HTTPS", query(7, "api.example.test", RecordType::HTTPS), ResponseCode::NoError, vec![], Outcome::Resolved(vec![])),
         ("SVCB", query(7, "api.example.test", RecordType::SVCB), ResponseCode::NoError, vec![], Outcome::Resolved(vec![])),
-        ("HTTPS denied", query(7, "denied.example.test", RecordType::HTTPS), ResponseCode::NXDomain, vec![], Outcome::Denied),
+        ("HTTPS denied", query(7, "denied.example.test", RecordType::HTTPS), ResponseCode::NXDomain, vec![], Outcome::Denied("deny[0] denied.example.test".to_owned())),
         ("TXT", query(7, "api.example.test", RecordType::TXT), ResponseCode::Refused, vec![], refused("type TXT is not served")),
         ("MX", query(7, "api.example.test", RecordType::MX), ResponseCode::Refused, vec![], refused("type MX is not served")),
         ("ANY", query(7, "api.example.test", RecordType::ANY), ResponseCode::Refused, vec![], refused("type ANY is not served")),

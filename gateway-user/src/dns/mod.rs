@@ -10,26 +10,35 @@
 //!   [`prepare`]); no I/O, tested as tables.
 //! - [`resolve`]: the [`Resolver`] (static table, then a bounded-time system lookup).
 //! - [`server`]: the [`DnsServer`] that carries datagrams between a UDP socket, the policy
-//!   hook, the resolver and the audit callback.
+//!   hook ([`QueryPolicy`]), the resolver and the audit callback.
+//! - [`admit`]: which names a sandbox may resolve (pure, from its policy).
+//! - [`budget`]: the cap on distinct names per sandbox per minute.
+//! - [`exfil`]: flags for names that look like smuggled data (audit only).
 //!
 //! # Security
 //!
 //! DNS is a classic exfiltration channel (data encoded in query names, TXT tunnels). The policy
 //! hook runs before any upstream lookup, so a denied name never leaves the node; only A and
-//! AAAA are ever resolved, and every other type except HTTPS/SVCB is refused outright. Every
-//! failure (timeout, resolver error, overload, unencodable answer) ends in SERVFAIL or no
-//! answer at all, never in an invented address.
+//! AAAA are ever resolved upstream (HTTPS/SVCB get an empty answer made here), and every other
+//! type is refused outright. Every failure (timeout, resolver error, overload, unencodable
+//! answer) ends in SERVFAIL or no answer at all, never in an invented address. Under an
+//! allow-all policy DNS exfiltration cannot be closed, only rate-limited ([`budget`]) and made
+//! visible ([`exfil`] flags in the audit record).
 
+pub mod admit;
+pub mod budget;
+pub mod exfil;
 pub mod message;
 pub mod resolve;
 pub mod server;
 
+pub use budget::NameBudget;
 pub use message::{
     Outcome, Pending, Prepared, QueryInfo, Question, Reply, Resolution, answer, prepare,
     question_of,
 };
 pub use resolve::{Resolver, SystemResolver, Upstream};
-pub use server::{DnsEvent, DnsServer};
+pub use server::{Admission, Admit, DnsEvent, DnsServer, QueryPolicy};
 
 use std::time::Duration;
 

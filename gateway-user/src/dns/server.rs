@@ -10,14 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::DnsError;
+use super::exfil;
 use super::message::{self, Outcome, Prepared, Question, Resolution};
 use super::resolve::Resolver;
+use crate::audit::Who;
 
 /// Largest query datagram read; longer ones are cut and then fail to parse (FORMERR).
 const MAX_QUERY_LEN: usize = 4096;
@@ -33,22 +36,69 @@ pub struct DnsEvent {
     pub outcome: Outcome,
     /// From receipt to reply sent (or dropped).
     pub duration: Duration,
+    /// The sandbox that asked, when the policy hook identified it.
+    pub who: Option<Who>,
+    /// Signs of data carried in the name (`long-label`, `high-entropy-label`); see
+    /// [`exfil::flags`]. Empty when the name looks ordinary or there was no question.
+    pub flags: Vec<String>,
 }
 
-type PolicyFn = dyn Fn(SocketAddr, &str) -> bool + Send + Sync;
+/// What the policy hook says about one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// Resolve the name.
+    Resolve,
+    /// NXDOMAIN: no rule that applies to the client could allow a connection to the name.
+    /// The reason names the rule.
+    Deny(String),
+    /// REFUSED: the query is not served for this client (unidentified sandbox, unusable
+    /// session, name budget spent). The reason says which.
+    Refuse(String),
+}
+
+/// The policy hook's answer: the verdict and, when known, the sandbox that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// What to do.
+    pub verdict: Admit,
+    /// The sandbox that asked, for the audit record.
+    pub who: Option<Who>,
+}
+
+/// Decides, before any lookup, whether a question from `client` may be resolved.
+///
+/// Implemented for synchronous closures `Fn(SocketAddr, &Question) -> Admission`; the
+/// daemon's hook is asynchronous (it looks up the sandbox's session).
+///
+/// # Security
+/// Must fail closed: an error while deciding is [`Admit::Refuse`], never [`Admit::Resolve`].
+pub trait QueryPolicy: Send + Sync + 'static {
+    /// The admission of `question` asked by `client`.
+    fn admit<'a>(&'a self, client: SocketAddr, question: &'a Question) -> BoxFuture<'a, Admission>;
+}
+
+impl<F> QueryPolicy for F
+where
+    F: Fn(SocketAddr, &Question) -> Admission + Send + Sync + 'static,
+{
+    fn admit<'a>(&'a self, client: SocketAddr, question: &'a Question) -> BoxFuture<'a, Admission> {
+        Box::pin(async move { self(client, question) })
+    }
+}
+
 type AuditFn = dyn Fn(DnsEvent) + Send + Sync;
 
 /// Serves DNS on one already-bound UDP socket (run one per address family / netns).
 ///
 /// # Security
 ///
-/// `policy(client, name)` runs before any lookup; `false` answers NXDOMAIN and the name never
-/// reaches the upstream resolver. Queries beyond the in-flight cap are dropped, not answered,
-/// and still audited.
+/// The [`QueryPolicy`] runs before any lookup; a name it does not admit never reaches the
+/// upstream resolver. Queries beyond the in-flight cap are dropped, not answered, and still
+/// audited.
 pub struct DnsServer {
     socket: UdpSocket,
     resolver: Resolver,
-    policy: Arc<PolicyFn>,
+    policy: Arc<dyn QueryPolicy>,
     audit: Arc<AuditFn>,
     max_in_flight: usize,
 }
@@ -57,13 +107,13 @@ impl DnsServer {
     /// Default cap on queries handled at once.
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
-    /// A server for `socket`. `policy(client, name)` decides whether `name` (lowercase, no
-    /// trailing dot) may resolve for `client`; `audit` receives one [`DnsEvent`] per datagram
-    /// and should be quick (hand the event to a channel).
+    /// A server for `socket`. `policy` decides whether a question (name lowercase, no
+    /// trailing dot) may resolve for its client; `audit` receives one [`DnsEvent`] per
+    /// datagram and should be quick (hand the event to a channel).
     pub fn new(
         socket: UdpSocket,
         resolver: Resolver,
-        policy: impl Fn(SocketAddr, &str) -> bool + Send + Sync + 'static,
+        policy: impl QueryPolicy,
         audit: impl Fn(DnsEvent) + Send + Sync + 'static,
     ) -> Self {
         Self {
@@ -119,14 +169,19 @@ impl DnsServer {
                         Ok(permit) => {
                             tasks.spawn(handle(shared.clone(), datagram, client, started, permit));
                         }
-                        Err(_) => (shared.audit)(DnsEvent {
-                            client,
-                            question: message::question_of(&datagram),
-                            outcome: Outcome::Dropped(format!(
-                                "more than {max_in_flight} queries in flight"
-                            )),
-                            duration: started.elapsed(),
-                        }),
+                        Err(_) => {
+                            let question = message::question_of(&datagram);
+                            (shared.audit)(DnsEvent {
+                                client,
+                                flags: question.as_ref().map(|q| exfil::flags(&q.name)).unwrap_or_default(),
+                                question,
+                                outcome: Outcome::Dropped(format!(
+                                    "more than {max_in_flight} queries in flight"
+                                )),
+                                duration: started.elapsed(),
+                                who: None,
+                            });
+                        }
                     }
                 }
             }
@@ -152,17 +207,20 @@ impl fmt::Debug for DnsServer {
 struct Shared {
     socket: UdpSocket,
     resolver: Resolver,
-    policy: Arc<PolicyFn>,
+    policy: Arc<dyn QueryPolicy>,
     audit: Arc<AuditFn>,
 }
 
 impl Shared {
-    /// Policy first, then lookup: a denied name never reaches the resolver.
-    async fn decide(&self, client: SocketAddr, question: &Question) -> Resolution {
-        if !(self.policy)(client, &question.name) {
-            return Resolution::Denied;
-        }
-        self.resolver.resolve(question).await
+    /// Policy first, then lookup: a name not admitted never reaches the resolver.
+    async fn decide(&self, client: SocketAddr, question: &Question) -> (Resolution, Option<Who>) {
+        let admission = self.policy.admit(client, question).await;
+        let resolution = match admission.verdict {
+            Admit::Resolve => self.resolver.resolve(question).await,
+            Admit::Deny(why) => Resolution::Denied(why),
+            Admit::Refuse(why) => Resolution::Refused(why),
+        };
+        (resolution, admission.who)
     }
 }
 
@@ -179,13 +237,15 @@ async fn handle(
         client,
         started,
         question: None,
+        who: None,
         done: false,
     };
     let reply = match message::prepare(&datagram) {
         Prepared::Done(reply) => reply,
         Prepared::Resolve(pending) => {
             event.question = Some(pending.question().clone());
-            let resolution = shared.decide(client, pending.question()).await;
+            let (resolution, who) = shared.decide(client, pending.question()).await;
+            event.who = who;
             pending.finish(resolution)
         }
     };
@@ -204,17 +264,24 @@ struct EventGuard {
     client: SocketAddr,
     started: Instant,
     question: Option<Question>,
+    who: Option<Who>,
     done: bool,
 }
 
 impl EventGuard {
     fn write(&mut self, outcome: Outcome) {
         self.done = true;
+        let question = self.question.take();
         (self.shared.audit)(DnsEvent {
             client: self.client,
-            question: self.question.take(),
+            flags: question
+                .as_ref()
+                .map(|q| exfil::flags(&q.name))
+                .unwrap_or_default(),
+            question,
             outcome,
             duration: self.started.elapsed(),
+            who: self.who.take(),
         });
     }
 }

@@ -34,9 +34,16 @@ impl Harness {
     async fn start(bind: &str, resolver: Resolver, max_in_flight: usize) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(bind).await?;
         let (tx, events) = mpsc::unbounded_channel();
-        let policy = |_client: SocketAddr, name: &str| {
-            assert_ne!(name, "boom.allowed.test", "policy blew up");
-            name.ends_with("allowed.test")
+        let policy = |_client: SocketAddr, q: &Question| {
+            assert_ne!(q.name, "boom.allowed.test", "policy blew up");
+            let verdict = if q.name.ends_with("allowed.test") {
+                Admit::Resolve
+            } else if q.name.starts_with("refused.") {
+                Admit::Refuse("cannot identify the sandbox that asked".to_owned())
+            } else {
+                Admit::Deny("allow (no entry)".to_owned())
+            };
+            Admission { verdict, who: None }
         };
         let audit = move |event| drop(tx.send(event));
         let server =
@@ -150,7 +157,29 @@ async fn answers_allowed_names_and_denies_the_rest_over_udp() {
     // In the static table, but policy comes first.
     let (reply, _) = ask(server.addr, 42, "www.denied.test", RecordType::A).await;
     assert_eq!(reply.response_code, ResponseCode::NXDomain);
-    assert_eq!(server.event().await.outcome, Outcome::Denied);
+    assert_eq!(
+        server.event().await.outcome,
+        Outcome::Denied("allow (no entry)".to_owned())
+    );
+
+    // A refusal by the hook is REFUSED, with its reason in the event.
+    let (reply, _) = ask(server.addr, 44, "refused.test", RecordType::A).await;
+    assert_eq!(reply.response_code, ResponseCode::Refused);
+    assert_eq!(
+        server.event().await.outcome,
+        Outcome::Refused("cannot identify the sandbox that asked".to_owned())
+    );
+
+    // Names that look like smuggled data are flagged, whatever the answer.
+    let (reply, _) = ask(
+        server.addr,
+        45,
+        "a3f9c2e17b4d8e6f0a1c.x.test",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(reply.response_code, ResponseCode::NXDomain);
+    assert_eq!(server.event().await.flags, ["high-entropy-label"]);
 
     let (reply, _) = ask(server.addr, 43, "www.allowed.test", RecordType::TXT).await;
     assert_eq!(reply.response_code, ResponseCode::Refused);

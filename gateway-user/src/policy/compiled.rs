@@ -47,6 +47,7 @@ pub struct CompiledPolicy {
     pub(super) tcp_allow: Vec<TcpAllow>,
     pub(super) tcp_by_port: HashMap<u16, Vec<usize>>,
     passthrough: Vec<HostMatch>,
+    passthrough_ports: Vec<u16>,
     passthrough_index: HostIndex,
 }
 
@@ -155,11 +156,15 @@ impl CompiledPolicy {
             tcp_allow.push(entry);
         }
         let mut passthrough = Vec::with_capacity(spec.passthrough.len());
+        let mut passthrough_ports = Vec::with_capacity(spec.passthrough.len());
         let mut passthrough_index = HostIndex::default();
         for (i, text) in spec.passthrough.iter().enumerate() {
-            let host = parse_host(text, || format!("passthrough[{i}]"))?;
+            let field = || format!("passthrough[{i}]");
+            let (host, port) = split_passthrough(text).map_err(|r| err(field(), r))?;
+            let host = parse_host(host, field)?;
             passthrough_index.insert(&host, i);
             passthrough.push(host);
+            passthrough_ports.push(port);
         }
         Ok(CompiledPolicy {
             spec: spec.clone(),
@@ -171,6 +176,7 @@ impl CompiledPolicy {
             tcp_allow,
             tcp_by_port,
             passthrough,
+            passthrough_ports,
             passthrough_index,
         })
     }
@@ -193,6 +199,43 @@ impl CompiledPolicy {
     /// The SNI patterns whose TLS is passed through untouched, in the order written.
     pub fn passthrough_patterns(&self) -> &[HostMatch] {
         &self.passthrough
+    }
+
+    /// The destination ports allowed for a passed-through connection to `sni`: those of every
+    /// passthrough entry matching it (443 for an entry written without `:PORT`). Empty when
+    /// no entry matches.
+    pub fn passthrough_ports(&self, sni: &str) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for (host, port) in self.passthrough.iter().zip(&self.passthrough_ports) {
+            if host.matches(sni) && !ports.contains(port) {
+                ports.push(*port);
+            }
+        }
+        ports
+    }
+
+    /// The exact host names of the `tcp_allow` entries for `port`: opaque TCP carries no
+    /// name, so the caller resolves these and relays when the destination is among their
+    /// addresses (then [`super::evaluate_tcp`] with that name decides).
+    pub fn tcp_allow_hosts(&self, port: u16) -> Vec<&str> {
+        let entries = self.tcp_by_port.get(&port).map_or(&[][..], Vec::as_slice);
+        entries
+            .iter()
+            .filter_map(|&i| match &self.tcp_allow.get(i)?.target {
+                TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether some `tcp_allow` entry (any port) names `host` exactly.
+    pub fn tcp_allow_names(&self, host: &str) -> bool {
+        Host::parse(host).is_some_and(|h| {
+            self.tcp_allow.iter().any(|entry| {
+                matches!(&entry.target,
+                    TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) if *name == h.name)
+            })
+        })
     }
 
     /// Whether TLS toward `sni` is passed through untouched (no interception, no inspection).
@@ -334,7 +377,22 @@ fn parse_path(path: &str) -> Result<String, String> {
     Ok(path.to_owned())
 }
 
-/// Parses `HOST_OR_CIDR:PORT` (`[v6]:port` or `[v6/len]:port` for IPv6).
+/// Splits a passthrough entry into its host pattern and port (`HOST` means port 443).
+fn split_passthrough(text: &str) -> Result<(&str, u16), String> {
+    let trimmed = text.trim();
+    let Some((host, port)) = trimmed.rsplit_once(':') else {
+        return Ok((trimmed, crate::route::PassthroughRule::DEFAULT_PORT));
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && !host.contains(':') => Ok((host, port)),
+        _ => Err(format!(
+            "{text:?} is not HOST or HOST:PORT with a port 1..=65535 (e.g. pinned.example.com or pinned.example.com:8443)"
+        )),
+    }
+}
+
+/// Parses `HOST_OR_CIDR:PORT` (`[v6]:port` or `[v6/len]:port` for IPv6). A host must be an
+/// exact name: it is matched by resolving it, and a wildcard has no addresses.
 fn parse_tcp(text: &str) -> Result<TcpAllow, String> {
     let bad = || {
         format!(
@@ -367,6 +425,13 @@ fn parse_tcp(text: &str) -> Result<TcpAllow, String> {
     } else {
         TcpMatch::Host(HostMatch::parse(target).map_err(|e| e.to_string())?)
     };
+    if let TcpMatch::Host(HostMatch::Any | HostMatch::Pattern(HostPattern::Suffix(_))) = target {
+        return Err(format!(
+            "{text:?}: a host entry must be an exact name: opaque TCP carries no name, so \
+             Sluice matches the destination against the addresses the name resolves to, and a \
+             wildcard has none (use an address range, e.g. 203.0.113.0/24:{port})"
+        ));
+    }
     Ok(TcpAllow { target, port })
 }
 

@@ -130,6 +130,34 @@ fn errors_name_the_field_table() {
             },
             "tcp_allow[0]: ",
         ),
+        (
+            PolicySpec {
+                tcp_allow: vec!["*.mq.test:5672".into()],
+                ..base()
+            },
+            "tcp_allow[0]: \"*.mq.test:5672\": a host entry must be an exact name",
+        ),
+        (
+            PolicySpec {
+                tcp_allow: vec!["*:993".into()],
+                ..base()
+            },
+            "tcp_allow[0]: \"*:993\": a host entry must be an exact name",
+        ),
+        (
+            PolicySpec {
+                passthrough: vec!["pinned.test:0".into()],
+                ..base()
+            },
+            "passthrough[0]: \"pinned.test:0\" is not HOST or HOST:PORT",
+        ),
+        (
+            PolicySpec {
+                passthrough: vec!["pinned.test:https".into()],
+                ..base()
+            },
+            "passthrough[0]: ",
+        ),
     ];
     for (spec, want) in cases {
         let got = CompiledPolicy::compile(&spec).unwrap_err().to_string();
@@ -149,21 +177,26 @@ fn valid_policies_compile() {
         rules: vec![rule("*", &["get", "PoSt"], &["/", "/v1/"])],
         tcp_allow: vec![
             "db.test:5432".into(),
-            "*:443".into(),
+            "db.test:443".into(),
             "203.0.113.0/24:22".into(),
             "198.51.100.7:80".into(),
             "[2001:db8::/32]:22".into(),
             "[2001:db8::1]:23".into(),
         ],
-        passthrough: vec!["*.bank.test".into()],
+        passthrough: vec!["*.bank.test".into(), "www.bank.test:8443".into()],
         ..PolicySpec::default()
     };
     let policy = CompiledPolicy::compile(&spec).unwrap();
     assert_eq!(policy.rules[0].methods, ["GET", "POST"]);
     assert!(matches!(
         policy.tcp_allow[1].target,
-        TcpMatch::Host(HostMatch::Any)
+        TcpMatch::Host(HostMatch::Pattern(_))
     ));
+    assert_eq!(policy.tcp_allow_hosts(443), ["db.test"]);
+    assert!(policy.tcp_allow_hosts(22).is_empty());
+    assert_eq!(policy.passthrough_ports("www.bank.test"), [443, 8443]);
+    assert_eq!(policy.passthrough_ports("a.bank.test"), [443]);
+    assert!(policy.passthrough_ports("bank.test").is_empty());
     assert!(matches!(policy.tcp_allow[3].target, TcpMatch::Cidr(_)));
     assert!(policy.is_passthrough("WWW.bank.test."));
     assert!(!policy.is_passthrough("bank.test"));

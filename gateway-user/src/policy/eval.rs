@@ -97,6 +97,26 @@ pub fn evaluate_host(policy: &CompiledPolicy, host: &str) -> Decision {
     decide(policy, host_refusal(policy, host))
 }
 
+/// Decides whether `host` could be reached at all under the deny and allow lists (what the DNS
+/// responder asks before it resolves a name): per-host rules restrict requests, not names,
+/// so they do not apply here.
+pub fn evaluate_name(policy: &CompiledPolicy, host: &str) -> Decision {
+    let refusal = match Host::parse(host) {
+        Some(parsed) => denied_or_not_allowed(policy, &parsed),
+        None => Some(invalid_host(host)),
+    };
+    decide(policy, refusal)
+}
+
+/// Decides whether `host` is on the deny list (and nothing else).
+pub fn evaluate_deny(policy: &CompiledPolicy, host: &str) -> Decision {
+    let refusal = match Host::parse(host) {
+        Some(parsed) => denied(policy, &parsed),
+        None => Some(invalid_host(host)),
+    };
+    decide(policy, refusal)
+}
+
 /// Decides whether non-HTTP TCP to `dest` may be relayed. `host` is the SNI when there was
 /// one.
 ///

@@ -16,8 +16,8 @@ pub mod suggest;
 
 pub use compiled::{CompiledPolicy, HostMatch, PolicyError};
 pub use eval::{
-    Decision, RateRule, Refusal, RequestInfo, Verdict, evaluate, evaluate_host, evaluate_tcp,
-    rate_limit_for,
+    Decision, RateRule, Refusal, RequestInfo, Verdict, evaluate, evaluate_deny, evaluate_host,
+    evaluate_name, evaluate_tcp, rate_limit_for,
 };
 pub use ratelimit::{LocalLimiter, RateError, RateFuture, RateLimiter, RateOutcome, RedisLimiter};
 pub use spec::{Enforcement, HostRule, PiiMode, PolicySpec, RateLimit};

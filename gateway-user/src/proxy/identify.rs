@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use super::ProxyContext;
 use crate::audit::Who;
 use crate::capture;
-use crate::net::{Cidr, classify};
+use crate::net::{Cidr, classify_dialled};
 use crate::sandbox::Sandbox;
 
 /// A captured connection, identified.
@@ -81,10 +81,16 @@ pub fn identify(ctx: &ProxyContext, stream: &TcpStream) -> Result<Identity, Refu
     })
 }
 
-/// Refuses destinations internal to the node or its network unless a configured range allows
-/// them. Pure; the address checked must be the address that will be dialled.
+/// Refuses destinations internal to the node or its network (including the node's own
+/// interface addresses) unless a configured range allows them. The address checked must be
+/// the address that will be dialled.
+///
+/// # Security
+/// Called on the address dialled on every path: the transparent listener and the explicit
+/// proxy check the original (or resolved) destination before the pipeline runs, and the
+/// relay checks again right before it dials (passthrough and `tcp_allow`).
 pub fn check_destination(destination: SocketAddr, allow: &[Cidr]) -> Result<(), Refusal> {
-    match classify(destination.ip()) {
+    match classify_dialled(destination.ip()) {
         Some(what) if !allow.iter().any(|c| c.contains(destination.ip())) => {
             Err(Refusal::Internal {
                 destination,
@@ -111,6 +117,9 @@ mod tests {
             ("169.254.169.254:80", false),
             ("10.1.0.1:80", false),
             ("10.9.3.4:80", true),
+            ("[64:ff9b::a09:304]:80", false),
+            ("[64:ff9b::c633:640a]:80", false),
+            ("198.18.0.5:80", false),
         ];
         for (dest, ok) in cases {
             let dest: SocketAddr = dest.parse().unwrap();

@@ -4,6 +4,7 @@
 //! node's listeners and each sandbox namespace's listeners with the same code, and tests can
 //! bind port 0.
 
+mod binding;
 mod explicit;
 mod identify;
 pub mod pipeline;
@@ -51,6 +52,9 @@ pub struct ProxyContext {
     pub intercept: Arc<InterceptContext>,
     /// Sessions: their policies narrow or extend the node's routes.
     pub gate: Option<Arc<crate::gate::SessionGate>>,
+    /// The daemon's resolver (the one sandboxes' DNS uses): binds passthrough names and
+    /// `tcp_allow` host entries to addresses.
+    pub resolver: crate::dns::Resolver,
 }
 
 /// The node-wide rules a connection is decided by: what reloads live from the configuration.

@@ -6,12 +6,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::binding;
 use super::relay::{self, RelayStream};
-use super::{ProxyContext, ProxyRules};
+use super::{ProxyContext, ProxyRules, check_destination};
 use crate::audit::{ConnAudit, Decision, Mode, Who};
 use crate::detect::{self, Outcome, Prefixed};
 use crate::gate::session_route;
 use crate::intercept::{intercept_http, intercept_tls};
+use crate::policy::{self, Verdict};
 use crate::route::{self, Detected, RejectReason, Route};
 
 /// How long a client may stay silent before a connection that `tcp_allow` permits anyway is
@@ -34,11 +36,41 @@ pub async fn serve<IO>(
         Some(gate) => gate.connection_policy(&who).await,
         None => Ok(None),
     };
+    let session_policy = match &session {
+        Ok(Some(policy)) => Some(policy.as_ref()),
+        _ => None,
+    };
+    // Opaque TCP carries no name: a `tcp_allow` host entry matches when the destination is
+    // one of the addresses the daemon's resolver returns for it.
+    let node_candidates = route::tcp_host_candidates(&rules.route_policy, dest.port());
+    let node_names = binding::names_resolving_to(&ctx.resolver, &node_candidates, dest.ip()).await;
+    let session_candidates: Vec<String> = session_policy
+        .map(|p| {
+            p.tcp_allow_hosts(dest.port())
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let session_names =
+        binding::names_resolving_to(&ctx.resolver, &session_candidates, dest.ip()).await;
     let decide = |detected: &Detected| {
-        let node = route::route(detected, dest, &rules.route_policy);
+        let node = route::route(detected, dest, &rules.route_policy, &node_names);
         match &session {
             Ok(None) => node,
-            Ok(Some(policy)) => session_route(node, detected, dest, policy),
+            Ok(Some(policy)) => match session_route(node, detected, dest, policy) {
+                Route::Reject(RejectReason::OpaqueNotAllowed(_) | RejectReason::Silent(_))
+                    if session_names.iter().any(|name| {
+                        matches!(
+                            policy::evaluate_tcp(policy, Some(name), dest).verdict,
+                            Verdict::Allow
+                        )
+                    }) =>
+                {
+                    Route::Relay
+                }
+                other => other,
+            },
             // Intercepted connections answer the refusal per request, readably.
             Err(_) if matches!(node, Route::Intercept { .. }) => node,
             Err(why) => Route::Reject(RejectReason::Session(why.clone())),
@@ -55,13 +87,25 @@ pub async fn serve<IO>(
     let client = detection.replay(client);
     match chosen {
         Route::Passthrough { host } => {
+            audit.set_host(host.clone());
+            let bound = binding::check_passthrough(
+                &ctx.resolver,
+                &rules.route_policy,
+                session_policy,
+                &host,
+                dest,
+            )
+            .await;
+            if let Err(reason) = bound {
+                audit.set_mode(Mode::Refused);
+                return audit.finish(Decision::Deny, Some(format!("policy: {reason}")));
+            }
             audit.set_mode(Mode::Passthrough);
-            audit.set_host(host);
-            relay_to(ctx, client, dest, audit).await;
+            relay_to(ctx, rules, client, dest, audit).await;
         }
         Route::Relay => {
             audit.set_mode(Mode::Relay);
-            relay_to(ctx, client, dest, audit).await;
+            relay_to(ctx, rules, client, dest, audit).await;
         }
         Route::Intercept { host } => {
             audit.set_mode(Mode::Intercept);
@@ -118,12 +162,18 @@ pub fn summarize(outcome: &Outcome) -> Detected {
     }
 }
 
+/// Dials `dest` (checked again here: it is the address dialled) and relays.
 async fn relay_to<IO: RelayStream>(
     ctx: &ProxyContext,
+    rules: &ProxyRules,
     client: Prefixed<IO>,
     dest: SocketAddr,
     audit: &mut ConnAudit,
 ) {
+    if let Err(refusal) = check_destination(dest, &rules.allow_internal) {
+        audit.set_mode(Mode::Refused);
+        return audit.finish(Decision::Deny, Some(refusal.to_string()));
+    }
     let upstream = match relay::dial(dest, ctx.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => return audit.finish(Decision::Error, Some(e.to_string())),
