@@ -11,12 +11,15 @@
 #![no_main]
 
 mod addr;
+mod bind;
 mod connect;
 mod peername;
 mod sandbox;
+mod skb;
 mod sock_create;
 mod sockaddr;
 mod sockops;
+mod sockopt;
 mod udp;
 
 use aya_ebpf::{
@@ -24,7 +27,9 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap},
 };
-use gateway_common::{ConnKey, ConnRecord, GatewayConfig, MAX_CONNS, MAX_SANDBOXES, SandboxEntry};
+use gateway_common::{
+    ConnKey, ConnRecord, GatewayConfig, MAX_CONNS, MAX_DNS_CLIENTS, MAX_SANDBOXES, SandboxEntry,
+};
 
 /// Enrolled sandboxes by cgroup id; written by the daemon.
 #[map(name = "SLUICE_SANDBOXES")]
@@ -37,6 +42,12 @@ static SLUICE_CONFIG: Array<GatewayConfig> = Array::with_max_entries(1, 0);
 /// Live redirected TCP connections, keyed as the proxy sees them on accept.
 #[map(name = "SLUICE_CONNS")]
 static SLUICE_CONNS: LruHashMap<ConnKey, ConnRecord> = LruHashMap::with_max_entries(MAX_CONNS, 0);
+
+/// Who sent each DNS datagram, keyed by netns cookie and the sandbox socket's address and
+/// port (`proxy_*` zero); written by `cgroup_skb/egress`, read by the daemon's DNS listener.
+#[map(name = "SLUICE_DNS_CLIENTS")]
+static SLUICE_DNS_CLIENTS: LruHashMap<ConnKey, ConnRecord> =
+    LruHashMap::with_max_entries(MAX_DNS_CLIENTS, 0);
 
 /// The original destination of each redirected socket, freed with the socket.
 #[btf_map(name = "SLUICE_SOCK_ORIG")]

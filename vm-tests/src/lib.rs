@@ -80,6 +80,8 @@ impl TestEnv {
             pin_dir: self.pin_dir.clone(),
             proxy_port,
             dns_port,
+            control_port: None,
+            explicit_proxy_port: None,
         }
     }
 

@@ -129,6 +129,8 @@ fn install_in_child_process() {
         pin_dir: pin_dir.into(),
         proxy_port: proxy.parse().unwrap(),
         dns_port: dns.parse().unwrap(),
+        control_port: None,
+        explicit_proxy_port: None,
     };
     Capture::install(&cfg).unwrap();
 }

@@ -29,6 +29,19 @@ pub fn conn_key(stream: &impl AsFd, peer: SocketAddr, local: SocketAddr) -> io::
     })
 }
 
+/// The key of the DNS client map for a datagram the DNS listener received from `client`
+/// on a socket in the network namespace `netns_cookie` (see [`netns_cookie`]).
+pub fn dns_client_key(netns_cookie: u64, client: SocketAddr) -> ConnKey {
+    ConnKey {
+        netns_cookie,
+        client_addr: mapped_octets(client.ip()),
+        proxy_addr: [0; 16],
+        client_port: client.port(),
+        proxy_port: 0,
+        _pad: 0,
+    }
+}
+
 /// The cgroup id of a cgroup directory: its inode number.
 pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
@@ -54,7 +67,7 @@ pub(crate) fn mapped_octets(ip: IpAddr) -> [u8; 16] {
 }
 
 /// `SO_NETNS_COOKIE` of a socket: identifies the network namespace it lives in.
-fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
+pub fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     let fd = sock.as_fd().as_raw_fd();

@@ -15,6 +15,7 @@ pub(crate) struct Maps {
     sandboxes: Mutex<HashMap<MapData, u64, SandboxEntry>>,
     config: Mutex<Array<MapData, GatewayConfig>>,
     conns: HashMap<MapData, ConnKey, ConnRecord>,
+    dns_clients: HashMap<MapData, ConnKey, ConnRecord>,
 }
 
 impl Maps {
@@ -23,6 +24,7 @@ impl Maps {
         let sandboxes = open_pinned(layout, map_names::SANDBOXES)?;
         let config = open_pinned(layout, map_names::CONFIG)?;
         let conns = open_pinned(layout, map_names::CONNS)?;
+        let dns_clients = open_pinned(layout, map_names::DNS_CLIENTS)?;
         Ok(Self {
             sandboxes: Mutex::new(
                 HashMap::try_from(sandboxes)
@@ -32,17 +34,15 @@ impl Maps {
                 Array::try_from(config).map_err(CaptureError::map(map_names::CONFIG, "open"))?,
             ),
             conns: HashMap::try_from(conns).map_err(CaptureError::map(map_names::CONNS, "open"))?,
+            dns_clients: HashMap::try_from(dns_clients)
+                .map_err(CaptureError::map(map_names::DNS_CLIENTS, "open"))?,
         })
     }
 
     /// Write the listener ports and mark the configuration ready: from now on sandbox
     /// sockets are redirected instead of refused.
-    pub(crate) fn write_config(&self, proxy_port: u16, dns_port: u16) -> Result<(), CaptureError> {
-        let cfg = GatewayConfig {
-            proxy_port,
-            dns_port,
-            flags: CONFIG_READY,
-        };
+    pub(crate) fn write_config(&self, mut cfg: GatewayConfig) -> Result<(), CaptureError> {
+        cfg.flags |= CONFIG_READY;
         lock(&self.config)
             .set(0, cfg, 0)
             .map_err(CaptureError::map(map_names::CONFIG, "write"))
@@ -77,6 +77,15 @@ impl Maps {
         }
     }
 
+    /// The sender of a DNS datagram, by `(netns cookie, client address and port)`.
+    pub(crate) fn lookup_dns(&self, key: &ConnKey) -> Result<Option<ConnRecord>, CaptureError> {
+        match self.dns_clients.get(key, 0) {
+            Ok(rec) => Ok(Some(rec)),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(CaptureError::map(map_names::DNS_CLIENTS, "lookup")(err)),
+        }
+    }
+
     pub(crate) fn conn_count(&self) -> Result<usize, CaptureError> {
         let mut n = 0;
         for key in self.conns.keys() {
@@ -94,6 +103,24 @@ impl Maps {
 impl std::fmt::Debug for Maps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Maps").finish_non_exhaustive()
+    }
+}
+
+/// Fail if the pinned config map exists with another value size than this build's (pins left
+/// by another version): checked before anything is replaced, so enforcement never lapses.
+pub(crate) fn check_pinned_config(layout: &PinLayout) -> Result<(), CaptureError> {
+    let path = layout.map(map_names::CONFIG);
+    if !path.exists() {
+        return Ok(());
+    }
+    let info = aya::maps::MapInfo::from_pin(&path)
+        .map_err(CaptureError::map(map_names::CONFIG, "inspect pin"))?;
+    let want = std::mem::size_of::<GatewayConfig>() as u32;
+    let found = info.value_size();
+    if found == want {
+        Ok(())
+    } else {
+        Err(CaptureError::IncompatiblePin { path, found, want })
     }
 }
 
