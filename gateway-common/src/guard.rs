@@ -76,6 +76,17 @@ pub fn setsockopt_refused(level: i32, optname: i32) -> bool {
     false
 }
 
+/// Must a new TCP connect from a sandbox holding `live` redirected connections be refused?
+#[inline(always)]
+pub fn over_conn_cap(cfg: &GatewayConfig, live: i64) -> bool {
+    let cap = if cfg.conn_cap == 0 {
+        crate::MAX_CONNS_PER_SANDBOX
+    } else {
+        cfg.conn_cap
+    };
+    live >= i64::from(cap)
+}
+
 /// Is `port` one of the daemon's own ports (0 never is: it asks for an ephemeral port)?
 #[inline(always)]
 pub fn is_gateway_port(cfg: &GatewayConfig, port: u16) -> bool {
@@ -276,7 +287,7 @@ mod tests {
         flags: crate::CONFIG_READY,
         control_port: 3000,
         explicit_proxy_port: 3128,
-        _pad: 0,
+        conn_cap: 0,
     };
 
     fn v4(ihl_byte: u8, frag: [u8; 2], proto: u8, src: [u8; 4], dst: [u8; 4]) -> [u8; 20] {
@@ -520,6 +531,22 @@ mod tests {
             (6, 57, false),        // SOL_TCP
         ] {
             assert_eq!(setsockopt_refused(level, opt), refused, "{level} {opt}");
+        }
+    }
+
+    #[test]
+    fn conn_cap_table() {
+        let three = GatewayConfig { conn_cap: 3, ..CFG };
+        for (cfg, live, over) in [
+            (&three, 0, false),
+            (&three, 2, false),
+            (&three, 3, true),
+            (&three, 4, true),
+            (&three, -1, false),
+            (&CFG, 16_383, false),
+            (&CFG, 16_384, true),
+        ] {
+            assert_eq!(over_conn_cap(cfg, live), over, "{} {live}", cfg.conn_cap);
         }
     }
 

@@ -20,7 +20,8 @@ pub mod map_names {
     /// receives. Keyed by netns cookie and the sandbox socket's address and port; the
     /// `proxy_*` fields of the key are always zero.
     pub const DNS_CLIENTS: &str = "SLUICE_DNS_CLIENTS";
-    /// `HashMap<u64 sandbox cgroup id, u64>`: live redirected TCP connections per sandbox.
+    /// `HashMap<u64 sandbox cgroup id, i64>`: live redirected TCP connections per sandbox
+    /// (counted by sockops, checked by connect4/6 against [`GatewayConfig::conn_cap`]).
     pub const SANDBOX_CONNS: &str = "SLUICE_SANDBOX_CONNS";
 }
 
@@ -31,7 +32,7 @@ pub const MAX_CONNS: u32 = 65_536;
 pub const MAX_DNS_CLIENTS: u32 = 16_384;
 /// Most live redirected TCP connections one sandbox may hold; connect4/6 refuse beyond it, so
 /// one sandbox cannot evict another's records from the shared connection map.
-pub const MAX_CONNS_PER_SANDBOX: u64 = 16_384;
+pub const MAX_CONNS_PER_SANDBOX: u32 = 16_384;
 /// Capacity of the sandbox map.
 pub const MAX_SANDBOXES: u32 = 4_096;
 /// Deepest cgroup level searched for a sandbox ancestor.
@@ -64,8 +65,9 @@ pub struct GatewayConfig {
     /// Explicit proxy (`HTTPS_PROXY`) port, host byte order; 0 when there is none.
     /// Sandboxes may not bind it.
     pub explicit_proxy_port: u16,
-    /// Explicit padding, always zero.
-    pub _pad: u32,
+    /// Most live redirected TCP connections one sandbox may hold; 0 means
+    /// [`MAX_CONNS_PER_SANDBOX`].
+    pub conn_cap: u32,
 }
 const _: () = assert!(core::mem::size_of::<GatewayConfig>() == 16);
 

@@ -9,6 +9,11 @@
 //! unknown sandbox or an unconfigured gateway refuses the operation).
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "atomic add on a map value: see sandbox::atomic_add"
+)]
 
 mod addr;
 mod bind;
@@ -48,6 +53,10 @@ static SLUICE_CONNS: LruHashMap<ConnKey, ConnRecord> = LruHashMap::with_max_entr
 #[map(name = "SLUICE_DNS_CLIENTS")]
 static SLUICE_DNS_CLIENTS: LruHashMap<ConnKey, ConnRecord> =
     LruHashMap::with_max_entries(MAX_DNS_CLIENTS, 0);
+
+/// Live redirected TCP connections per sandbox cgroup id (sockops counts, connect4/6 check).
+#[map(name = "SLUICE_SANDBOX_CONNS")]
+static SLUICE_SANDBOX_CONNS: HashMap<u64, i64> = HashMap::with_max_entries(MAX_SANDBOXES, 0);
 
 /// The original destination of each redirected socket, freed with the socket.
 #[btf_map(name = "SLUICE_SOCK_ORIG")]

@@ -145,6 +145,7 @@ impl TestEnv {
             dns_port,
             control_port: None,
             explicit_proxy_port: None,
+            conn_cap_per_sandbox: None,
         }
     }
 

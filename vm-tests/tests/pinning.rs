@@ -131,6 +131,7 @@ fn install_in_child_process() {
         dns_port: dns.parse().unwrap(),
         control_port: None,
         explicit_proxy_port: None,
+        conn_cap_per_sandbox: None,
     };
     Capture::install(&cfg).unwrap();
 }

@@ -13,6 +13,7 @@ use super::{CaptureError, pins::PinLayout};
 /// sandbox and config maps go through a mutex (aya wants `&mut` for them).
 pub(crate) struct Maps {
     sandboxes: Mutex<HashMap<MapData, u64, SandboxEntry>>,
+    sandbox_conns: Mutex<HashMap<MapData, u64, i64>>,
     config: Mutex<Array<MapData, GatewayConfig>>,
     conns: HashMap<MapData, ConnKey, ConnRecord>,
     dns_clients: HashMap<MapData, ConnKey, ConnRecord>,
@@ -25,10 +26,15 @@ impl Maps {
         let config = open_pinned(layout, map_names::CONFIG)?;
         let conns = open_pinned(layout, map_names::CONNS)?;
         let dns_clients = open_pinned(layout, map_names::DNS_CLIENTS)?;
+        let sandbox_conns = open_pinned(layout, map_names::SANDBOX_CONNS)?;
         Ok(Self {
             sandboxes: Mutex::new(
                 HashMap::try_from(sandboxes)
                     .map_err(CaptureError::map(map_names::SANDBOXES, "open"))?,
+            ),
+            sandbox_conns: Mutex::new(
+                HashMap::try_from(sandbox_conns)
+                    .map_err(CaptureError::map(map_names::SANDBOX_CONNS, "open"))?,
             ),
             config: Mutex::new(
                 Array::try_from(config).map_err(CaptureError::map(map_names::CONFIG, "open"))?,
@@ -54,11 +60,25 @@ impl Maps {
             .map_err(CaptureError::map(map_names::SANDBOXES, "insert"))
     }
 
-    /// Remove a sandbox; removing an absent one is not an error.
+    /// Remove a sandbox (and its live connection count); removing an absent one is not an
+    /// error.
     pub(crate) fn unregister(&self, cgroup_id: u64) -> Result<(), CaptureError> {
         match lock(&self.sandboxes).remove(&cgroup_id) {
             Err(err) if is_not_found(&err) => Ok(()),
             other => other.map_err(CaptureError::map(map_names::SANDBOXES, "remove")),
+        }?;
+        match lock(&self.sandbox_conns).remove(&cgroup_id) {
+            Err(err) if is_not_found(&err) => Ok(()),
+            other => other.map_err(CaptureError::map(map_names::SANDBOX_CONNS, "remove")),
+        }
+    }
+
+    /// The live redirected TCP connections the kernel counts for a sandbox.
+    pub(crate) fn sandbox_conns(&self, cgroup_id: u64) -> Result<i64, CaptureError> {
+        match lock(&self.sandbox_conns).get(&cgroup_id, 0) {
+            Ok(n) => Ok(n),
+            Err(err) if is_not_found(&err) => Ok(0),
+            Err(err) => Err(CaptureError::map(map_names::SANDBOX_CONNS, "lookup")(err)),
         }
     }
 

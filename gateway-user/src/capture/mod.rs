@@ -51,6 +51,10 @@ pub struct CaptureConfig {
     pub control_port: Option<u16>,
     /// Port of the explicit proxy (`HTTPS_PROXY`), if any: sandboxes may not bind it.
     pub explicit_proxy_port: Option<u16>,
+    /// Most live redirected TCP connections one sandbox may hold (further connects fail with
+    /// EPERM), so one sandbox cannot evict the others' records from the shared connection
+    /// map. `None` is [`gateway_common::MAX_CONNS_PER_SANDBOX`].
+    pub conn_cap_per_sandbox: Option<u32>,
 }
 
 impl CaptureConfig {
@@ -62,7 +66,9 @@ impl CaptureConfig {
             flags: 0,
             control_port: self.control_port.unwrap_or(0),
             explicit_proxy_port: self.explicit_proxy_port.unwrap_or(0),
-            _pad: 0,
+            conn_cap: self
+                .conn_cap_per_sandbox
+                .unwrap_or(gateway_common::MAX_CONNS_PER_SANDBOX),
         }
     }
 }
@@ -197,6 +203,12 @@ impl Capture {
         client: SocketAddr,
     ) -> Result<Option<ConnRecord>, CaptureError> {
         self.maps.lookup_dns(&dns_client_key(netns_cookie, client))
+    }
+
+    /// Live redirected TCP connections the kernel counts for the sandbox whose cgroup id is
+    /// `cgroup_id` (0 for an unknown one).
+    pub fn sandbox_conn_count(&self, cgroup_id: u64) -> Result<i64, CaptureError> {
+        self.maps.sandbox_conns(cgroup_id)
     }
 
     /// Number of entries in the connection map (for leak tests and metrics).

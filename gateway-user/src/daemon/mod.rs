@@ -168,6 +168,7 @@ pub fn capture_config(config: &Config) -> anyhow::Result<CaptureConfig> {
         dns_port: config.listen.dns_port,
         control_port: Some(config.listen.control.port()),
         explicit_proxy_port: config.listen.proxy.map(|addr| addr.port()),
+        conn_cap_per_sandbox: None,
     })
 }
 
