@@ -97,12 +97,71 @@ pub fn is_gateway_port(cfg: &GatewayConfig, port: u16) -> bool {
             || port == cfg.explicit_proxy_port)
 }
 
-/// May a sandbox bind to `port` on an address that is (`loopback`) or is not loopback?
-/// Only loopback, and never a port of the daemon (with the daemon dead, a sandbox must not
-/// take its place).
+/// The kind of address a sandbox asks to bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindAddr {
+    /// `127.0.0.0/8`, `::1` or `::ffff:127.0.0.0/104`.
+    Loopback,
+    /// `0.0.0.0` or `::`.
+    Wildcard,
+    /// Anything else.
+    Other,
+}
+
+/// The bind guard's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindVerdict {
+    /// Bind as asked.
+    Allow,
+    /// Bind to the loopback address of the same family instead (same port, 0).
+    ToLoopback,
+    /// Refuse with EPERM.
+    Refuse,
+}
+
+/// May a sandbox bind `addr:port`? Loopback only, never a port of the daemon (with the
+/// daemon dead, a sandbox must not take its place). A wildcard with port 0 is how clients
+/// pick an ephemeral source port before connecting (`dig`, BIND's resolver library): it is
+/// narrowed to loopback instead of refused. A wildcard with a fixed port is a listener meant
+/// for the network: refused.
 #[inline(always)]
-pub fn bind_allowed(cfg: &GatewayConfig, loopback: bool, port: u16) -> bool {
-    loopback && !is_gateway_port(cfg, port)
+pub fn bind_verdict(cfg: &GatewayConfig, addr: BindAddr, port: u16) -> BindVerdict {
+    if is_gateway_port(cfg, port) {
+        return BindVerdict::Refuse;
+    }
+    match addr {
+        BindAddr::Loopback => BindVerdict::Allow,
+        BindAddr::Wildcard if port == 0 => BindVerdict::ToLoopback,
+        BindAddr::Wildcard | BindAddr::Other => BindVerdict::Refuse,
+    }
+}
+
+/// Classify an IPv4 bind address (its 4 bytes in network order).
+#[inline(always)]
+pub fn bind_addr4(addr: [u8; 4]) -> BindAddr {
+    if is_loopback4(addr) {
+        BindAddr::Loopback
+    } else if addr == [0, 0, 0, 0] {
+        BindAddr::Wildcard
+    } else {
+        BindAddr::Other
+    }
+}
+
+/// Classify an IPv6 bind address.
+#[inline(always)]
+pub fn bind_addr6(addr: &[u8; 16]) -> BindAddr {
+    if is_loopback6_bind(addr) {
+        return BindAddr::Loopback;
+    }
+    let mut i = 0;
+    while i < 16 {
+        if addr[i] != 0 {
+            return BindAddr::Other;
+        }
+        i += 1;
+    }
+    BindAddr::Wildcard
 }
 
 /// Is the IPv4 address (its 4 bytes in network order) in `127.0.0.0/8`?
@@ -565,23 +624,40 @@ mod tests {
         assert!(!is_loopback6_bind(&mapped("::127.0.0.1")));
         assert!(is_loopback4([127, 0, 0, 1]) && is_loopback4([127, 1, 2, 3]));
         assert!(!is_loopback4([0, 0, 0, 0]) && !is_loopback4([198, 51, 100, 1]));
-        for (loopback, port, ok) in [
-            (true, 0, true),
-            (true, 8080, true),
-            (false, 0, false),
-            (false, 8080, false),
-            (true, 15001, false),
-            (true, 15053, false),
-            (true, 3000, false),
-            (true, 3128, false),
+        use BindAddr::{Loopback, Other, Wildcard};
+        use BindVerdict::{Allow, Refuse, ToLoopback};
+        for (addr, port, want) in [
+            (Loopback, 0, Allow),
+            (Loopback, 8080, Allow),
+            (Wildcard, 0, ToLoopback),
+            (Wildcard, 8080, Refuse),
+            (Other, 0, Refuse),
+            (Other, 8080, Refuse),
+            (Loopback, 15001, Refuse),
+            (Loopback, 15053, Refuse),
+            (Loopback, 3000, Refuse),
+            (Loopback, 3128, Refuse),
+            (Wildcard, 15001, Refuse),
         ] {
-            assert_eq!(bind_allowed(&CFG, loopback, port), ok, "{loopback} {port}");
+            assert_eq!(bind_verdict(&CFG, addr, port), want, "{addr:?} {port}");
         }
         let no_extra = GatewayConfig {
             control_port: 0,
             explicit_proxy_port: 0,
             ..CFG
         };
-        assert!(bind_allowed(&no_extra, true, 3000));
+        assert_eq!(bind_verdict(&no_extra, Loopback, 3000), Allow);
+        for (text, want) in [
+            ("::", Wildcard),
+            ("::1", Loopback),
+            ("::ffff:127.0.0.1", Loopback),
+            ("::ffff:0.0.0.0", Other),
+            ("2001:db8::1", Other),
+        ] {
+            assert_eq!(bind_addr6(&mapped(text)), want, "{text}");
+        }
+        assert_eq!(bind_addr4([0, 0, 0, 0]), Wildcard);
+        assert_eq!(bind_addr4([127, 0, 0, 9]), Loopback);
+        assert_eq!(bind_addr4([198, 51, 100, 1]), Other);
     }
 }

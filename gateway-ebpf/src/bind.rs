@@ -1,11 +1,13 @@
 //! `cgroup/bind4` and `cgroup/bind6`: a sandbox may bind only to loopback, and never to one
-//! of the daemon's ports (with the daemon dead, a sandbox must not take its place).
+//! of the daemon's ports (with the daemon dead, a sandbox must not take its place). A
+//! wildcard bind to port 0 (a client choosing an ephemeral source port) is narrowed to
+//! loopback; see `gateway_common::guard::bind_verdict`.
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
-use gateway_common::guard;
+use gateway_common::guard::{self, BindVerdict};
 
 use crate::{
-    addr::words_to_bytes,
+    addr::{LOOPBACK4, LOOPBACK6, words_to_bytes},
     sandbox::{self, Refusal},
     sockaddr,
 };
@@ -25,11 +27,14 @@ fn try_bind4(ctx: &SockAddrContext) -> Result<(), Refusal> {
     // SAFETY: an IPv4 sock_addr program's context.
     let sa = unsafe { sockaddr::read4(ctx.sock_addr) };
     let (cfg, _) = sandbox::gate()?;
-    let loopback = guard::is_loopback4(sa.ip.to_ne_bytes());
-    if guard::bind_allowed(&cfg, loopback, sa.port) {
-        Ok(())
-    } else {
-        Err(Refusal::Denied)
+    match guard::bind_verdict(&cfg, guard::bind_addr4(sa.ip.to_ne_bytes()), sa.port) {
+        BindVerdict::Allow => Ok(()),
+        BindVerdict::ToLoopback => {
+            // SAFETY: bind4 may rewrite the address.
+            unsafe { sockaddr::write4(ctx.sock_addr, LOOPBACK4, sa.port) };
+            Ok(())
+        }
+        BindVerdict::Refuse => Err(Refusal::Denied),
     }
 }
 
@@ -38,10 +43,13 @@ fn try_bind6(ctx: &SockAddrContext) -> Result<(), Refusal> {
     // SAFETY: an IPv6 sock_addr program's context.
     let sa = unsafe { sockaddr::read6(ctx.sock_addr) };
     let (cfg, _) = sandbox::gate()?;
-    let loopback = guard::is_loopback6_bind(&words_to_bytes(&sa.ip));
-    if guard::bind_allowed(&cfg, loopback, sa.port) {
-        Ok(())
-    } else {
-        Err(Refusal::Denied)
+    match guard::bind_verdict(&cfg, guard::bind_addr6(&words_to_bytes(&sa.ip)), sa.port) {
+        BindVerdict::Allow => Ok(()),
+        BindVerdict::ToLoopback => {
+            // SAFETY: bind6 may rewrite the address.
+            unsafe { sockaddr::write6(ctx.sock_addr, &LOOPBACK6, sa.port) };
+            Ok(())
+        }
+        BindVerdict::Refuse => Err(Refusal::Denied),
     }
 }

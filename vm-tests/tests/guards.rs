@@ -32,10 +32,16 @@ fn bind_script(ports: [u16; 4]) -> String {
         r#"{ATTEMPT}
 def bind(family, kind, addr):
     return lambda: S.socket(family, kind).bind(addr)
+def bound(family, kind, addr):
+    s = S.socket(family, kind)
+    s.bind(addr)
+    print("  ->", s.getsockname()[0], flush=True)
 T, U, V4, V6 = S.SOCK_STREAM, S.SOCK_DGRAM, S.AF_INET, S.AF_INET6
-attempt("tcp_any4", bind(V4, T, ("0.0.0.0", 0)))
-attempt("tcp_any6", bind(V6, T, ("::", 0)))
-attempt("udp_any4", bind(V4, U, ("0.0.0.0", 5353)))
+attempt("tcp_any4", lambda: bound(V4, T, ("0.0.0.0", 0)))
+attempt("udp_any6", lambda: bound(V6, U, ("::", 0)))
+attempt("tcp_any4_port", bind(V4, T, ("0.0.0.0", 8080)))
+attempt("tcp_any6_port", bind(V6, T, ("::", 8080)))
+attempt("udp_any4_port", bind(V4, U, ("0.0.0.0", 5353)))
 attempt("tcp_mapped_any", bind(V6, T, ("::ffff:0.0.0.0", 0)))
 attempt("tcp_foreign", bind(V4, T, ("198.51.100.1", 8080)))
 attempt("tcp_lo4", bind(V4, T, ("127.0.0.1", 0)))
@@ -73,9 +79,15 @@ fn binds_only_to_loopback_and_never_to_the_gateway_ports_even_with_the_daemon_de
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [
-            "tcp_any4 EPERM",
-            "tcp_any6 EPERM",
-            "udp_any4 EPERM",
+            // A client's wildcard bind to port 0 is narrowed to loopback...
+            "  -> 127.0.0.1",
+            "tcp_any4 ok",
+            "  -> ::1",
+            "udp_any6 ok",
+            // ...a listener's wildcard bind is refused.
+            "tcp_any4_port EPERM",
+            "tcp_any6_port EPERM",
+            "udp_any4_port EPERM",
             "tcp_mapped_any EPERM",
             "tcp_foreign EPERM",
             "tcp_lo4 ok",
@@ -92,7 +104,8 @@ fn binds_only_to_loopback_and_never_to_the_gateway_ports_even_with_the_daemon_de
     );
     // Outside the sandbox the same binds work: the refusals are the guard's.
     let outside = finish(env.spawn_python(None, &bind_script(ports)));
-    assert!(outside.contains("tcp_any4 ok"), "{outside}");
+    assert!(outside.contains("  -> 0.0.0.0"), "{outside}");
+    assert!(outside.contains("tcp_any4_port ok"), "{outside}");
     assert!(outside.contains("tcp_proxy_port ok"), "{outside}");
 }
 
@@ -363,4 +376,52 @@ fn dns_clients_are_recorded_for_connected_and_unconnected_udp() {
     assert!(capture.dns_client(cookie + 1, peer).unwrap().is_none());
     let unused = SocketAddr::from(([127, 0, 0, 1], free_port(&env)));
     assert!(capture.dns_client(cookie, unused).unwrap().is_none());
+}
+
+/// Listens without binding (the kernel picks a wildcard address and an ephemeral port, and no
+/// bind hook runs), prints the port, and reports whether anything connected.
+const LISTEN_UNBOUND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.readline()
+s.setblocking(False)
+try:
+    s.accept(); print("accepted", flush=True)
+except BlockingIOError:
+    print("nothing", flush=True)
+"#;
+
+const DIAL: &str = r#"
+import errno, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); print("connected")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, "timeout"))
+"#;
+
+#[test]
+fn a_listener_without_bind_is_unreachable_from_the_network() {
+    use std::io::Write as _;
+    let mut env = TestEnv::new();
+    let wire = env.wire();
+    let capture = env.install(free_port(&env), free_port(&env));
+    let sandbox = env.sandbox(&capture, "sb", 1);
+    let local = wire.local.to_string();
+    for (cgroup, want_dial, want_accept) in [
+        (None, "connected", "accepted"),
+        (Some(sandbox.as_path()), "timeout", "nothing"),
+    ] {
+        let mut cmd = std::process::Command::new(vm_tests::python());
+        cmd.arg("-c")
+            .arg(LISTEN_UNBOUND)
+            .stdin(std::process::Stdio::piped());
+        let mut listener = env.spawn(cgroup, cmd);
+        let port = read_line(&mut listener);
+        let dial = finish(spawn_python_in(&wire.netns, DIAL, &[&local, &port]));
+        listener.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        assert_eq!(dial.trim(), want_dial, "in sandbox: {}", cgroup.is_some());
+        assert_eq!(finish(listener).trim(), want_accept);
+    }
 }
