@@ -127,6 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn dns_client_keys_match_what_the_egress_program_writes() {
+        // The kernel keys IPv4 senders IPv4-mapped and leaves the listener side zero.
+        for (client, addr) in [
+            ("127.0.0.1:40000", "::ffff:127.0.0.1"),
+            ("[::1]:40001", "::1"),
+            ("[::ffff:127.0.0.1]:40002", "::ffff:127.0.0.1"),
+        ] {
+            let client: SocketAddr = client.parse().unwrap();
+            let key = dns_client_key(7, client);
+            assert_eq!(key.netns_cookie, 7);
+            assert_eq!(
+                Ipv6Addr::from(key.client_addr),
+                addr.parse::<Ipv6Addr>().unwrap()
+            );
+            assert_eq!(key.client_port, client.port());
+            assert_eq!((key.proxy_addr, key.proxy_port, key._pad), ([0; 16], 0, 0));
+        }
+    }
+
+    #[test]
     fn key_maps_ipv4_and_reads_the_cookie() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
