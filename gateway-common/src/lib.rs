@@ -4,7 +4,9 @@
 //! Every type is `#[repr(C)]` with explicit padding and a compile-time size assert, so the
 //! two sides can never disagree on a layout. Addresses are always 16 bytes: IPv4 is stored
 //! IPv4-mapped (`::ffff:a.b.c.d`), the same form the daemon derives from an accepted socket.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+pub mod guard;
 
 /// Names of the maps, as pinned under the pin directory.
 pub mod map_names {
@@ -14,10 +16,23 @@ pub mod map_names {
     pub const CONFIG: &str = "SLUICE_CONFIG";
     /// `LruHashMap<ConnKey, ConnRecord>`: one entry per live redirected TCP connection.
     pub const CONNS: &str = "SLUICE_CONNS";
+    /// `LruHashMap<ConnKey, ConnRecord>`: who sent each DNS datagram the DNS listener
+    /// receives. Keyed by netns cookie and the sandbox socket's address and port; the
+    /// `proxy_*` fields of the key are always zero.
+    pub const DNS_CLIENTS: &str = "SLUICE_DNS_CLIENTS";
+    /// `HashMap<u64 sandbox cgroup id, i64>`: live redirected TCP connections per sandbox
+    /// (counted by sockops, checked by connect4/6 against [`GatewayConfig::conn_cap`]).
+    pub const SANDBOX_CONNS: &str = "SLUICE_SANDBOX_CONNS";
 }
 
 /// Capacity of the connection map. An LRU map: the oldest entry is evicted when full.
 pub const MAX_CONNS: u32 = 65_536;
+/// Capacity of the DNS client map (LRU: the oldest sender is forgotten first; a query whose
+/// sender was forgotten before the DNS listener read it is a lookup miss, refused).
+pub const MAX_DNS_CLIENTS: u32 = 16_384;
+/// Most live redirected TCP connections one sandbox may hold; connect4/6 refuse beyond it, so
+/// one sandbox cannot evict another's records from the shared connection map.
+pub const MAX_CONNS_PER_SANDBOX: u32 = 16_384;
 /// Capacity of the sandbox map.
 pub const MAX_SANDBOXES: u32 = 4_096;
 /// Deepest cgroup level searched for a sandbox ancestor.
@@ -31,9 +46,11 @@ pub const PROTO_TCP: u8 = 6;
 /// Transport protocol of a captured datagram flow.
 pub const PROTO_UDP: u8 = 17;
 
-/// Where redirected traffic goes; one entry, written by the daemon.
+/// Where redirected traffic goes, and the ports only the daemon may bind; one entry, written
+/// by the daemon.
 ///
-/// Until `flags` has [`CONFIG_READY`], every sandbox connect is refused (fail closed).
+/// Until `flags` has [`CONFIG_READY`], every sandbox connect, bind and packet is refused
+/// (fail closed).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -43,8 +60,16 @@ pub struct GatewayConfig {
     pub dns_port: u16,
     /// [`CONFIG_READY`] once the daemon has configured the node.
     pub flags: u32,
+    /// Control API port, host byte order; 0 when there is none. Sandboxes may not bind it.
+    pub control_port: u16,
+    /// Explicit proxy (`HTTPS_PROXY`) port, host byte order; 0 when there is none.
+    /// Sandboxes may not bind it.
+    pub explicit_proxy_port: u16,
+    /// Most live redirected TCP connections one sandbox may hold; 0 means
+    /// [`MAX_CONNS_PER_SANDBOX`].
+    pub conn_cap: u32,
 }
-const _: () = assert!(core::mem::size_of::<GatewayConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<GatewayConfig>() == 16);
 
 /// One enrolled sandbox, keyed by its cgroup id (the cgroup directory's inode number).
 #[repr(C)]

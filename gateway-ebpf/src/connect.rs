@@ -76,6 +76,9 @@ pub fn steer4(ctx: &SockAddrContext) -> Result<(), Refusal> {
     match route(&cfg, sa.ty, sa.protocol, sa.ip == LOOPBACK4, sa.port)? {
         Route::Untouched => Ok(()),
         Route::Redirect { port, protocol } => {
+            if protocol == PROTO_TCP {
+                sandbox::check_conn_cap(&cfg, sandbox)?;
+            }
             let rec = sandbox::new_record(
                 ctx,
                 sandbox,
@@ -102,6 +105,9 @@ pub fn steer6(ctx: &SockAddrContext) -> Result<(), Refusal> {
     match route(&cfg, sa.ty, sa.protocol, is_loopback6(&sa.ip), sa.port)? {
         Route::Untouched => Ok(()),
         Route::Redirect { port, protocol } => {
+            if protocol == PROTO_TCP {
+                sandbox::check_conn_cap(&cfg, sandbox)?;
+            }
             let rec = sandbox::new_record(
                 ctx,
                 sandbox,

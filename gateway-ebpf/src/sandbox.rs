@@ -14,7 +14,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use gateway_common::{CONFIG_READY, ConnRecord, GatewayConfig, MAX_CGROUP_DEPTH};
 
-use crate::{SLUICE_CONFIG, SLUICE_SANDBOXES, SLUICE_SOCK_ORIG};
+use crate::{SLUICE_CONFIG, SLUICE_SANDBOX_CONNS, SLUICE_SANDBOXES, SLUICE_SOCK_ORIG};
 
 /// Why a program refused an operation (logged at debug level only).
 #[derive(Clone, Copy)]
@@ -28,6 +28,8 @@ pub enum Refusal {
     Denied = 3,
     /// The per-socket record could not be stored.
     NoStorage = 4,
+    /// The sandbox holds as many live TCP connections as it may.
+    TooManyConns = 5,
 }
 
 /// The daemon's configuration, if it is ready.
@@ -56,6 +58,49 @@ pub fn sandbox() -> Result<u64, Refusal> {
         level += 1;
     }
     Err(Refusal::UnknownSandbox)
+}
+
+/// Refuse a new TCP connect when the sandbox already holds its cap of live connections, so
+/// one sandbox cannot evict the others' records from the shared LRU connection map.
+#[inline(always)]
+pub fn check_conn_cap(cfg: &GatewayConfig, sandbox: u64) -> Result<(), Refusal> {
+    let live = match SLUICE_SANDBOX_CONNS.get_ptr(sandbox) {
+        // SAFETY: a pointer to a live map value, read once.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        None => 0,
+    };
+    if gateway_common::guard::over_conn_cap(cfg, live) {
+        Err(Refusal::TooManyConns)
+    } else {
+        Ok(())
+    }
+}
+
+/// Add `delta` to the sandbox's live connection count (atomically).
+#[inline(always)]
+pub fn count_conn(sandbox: u64, delta: i64) {
+    if let Some(p) = SLUICE_SANDBOX_CONNS.get_ptr_mut(sandbox) {
+        atomic_add(p, delta);
+        return;
+    }
+    if delta <= 0 {
+        return;
+    }
+    // BPF_NOEXIST: if another CPU created the entry meanwhile, add to it instead.
+    if SLUICE_SANDBOX_CONNS.insert(sandbox, delta, 1).is_err() {
+        if let Some(p) = SLUICE_SANDBOX_CONNS.get_ptr_mut(sandbox) {
+            atomic_add(p, delta);
+        }
+    }
+}
+
+/// `lock *p += delta`. The BPF target has no `AtomicI64::fetch_add` (no CAS); the intrinsic
+/// with its result unused lowers to the BPF atomic add every kernel supports.
+#[inline(always)]
+fn atomic_add(p: *mut i64, delta: i64) {
+    use core::intrinsics::{AtomicOrdering, atomic_xadd};
+    // SAFETY: `p` points to a live, 8-byte aligned map value.
+    let _ = unsafe { atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(p, delta) };
 }
 
 /// Both gates: a ready configuration and a known sandbox.

@@ -22,6 +22,7 @@ use gateway_common::{ConnKey, ConnRecord, PROTO_TCP};
 use crate::{
     SLUICE_CONNS, SLUICE_SOCK_ORIG,
     addr::{AF_INET, mapped_bytes, words_to_bytes},
+    sandbox,
 };
 
 /// sockops programs return 1; the value carries no verdict for these callbacks.
@@ -37,13 +38,18 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
     if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let rec = record(ctx.ops)?;
         let key = conn_key(ctx.ops, &rec);
-        SLUICE_CONNS.insert(key, rec, 0).ok()?;
+        // Counted only once the close callback is armed: every count has its close.
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG;
         ctx.set_cb_flags(flags as i32).ok()?;
+        sandbox::count_conn(rec.sandbox_cgroup_id, 1);
+        // A failed insert leaves the connection unrecorded: the proxy's lookup misses and
+        // closes it.
+        SLUICE_CONNS.insert(key, rec, 0).ok()?;
     } else if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_CLOSE {
         let rec = record(ctx.ops)?;
         let key = conn_key(ctx.ops, &rec);
         let _ = SLUICE_CONNS.remove(key);
+        sandbox::count_conn(rec.sandbox_cgroup_id, -1);
     }
     Some(())
 }

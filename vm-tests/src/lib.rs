@@ -48,7 +48,24 @@ pub struct TestEnv {
     pub pin_dir: PathBuf,
     /// Cgroups created outside the parent (for `attach_extra`).
     extras: Vec<PathBuf>,
+    /// Whether [`TestEnv::wire`] made the peer namespace `<name>-net`.
+    wired: bool,
     netns: File,
+}
+
+/// A second network namespace joined to the test namespace by a veth pair: the "wire" a
+/// packet that escapes the sandbox would travel on. Addresses from 2001:db8:1::/64 only; no
+/// default route on either side.
+#[derive(Debug)]
+pub struct Wire {
+    /// The peer namespace's name (under `/run/netns`).
+    pub netns: String,
+    /// The veth end inside the peer namespace.
+    pub peer_if: String,
+    /// The test namespace's address on the veth.
+    pub local: std::net::Ipv6Addr,
+    /// The peer namespace's address on the veth.
+    pub peer: std::net::Ipv6Addr,
 }
 
 impl TestEnv {
@@ -69,8 +86,54 @@ impl TestEnv {
             parent,
             pin_dir,
             extras: Vec::new(),
+            wired: false,
             netns,
         }
+    }
+
+    /// Join the test namespace to a new peer namespace with a veth pair (removed on drop).
+    pub fn wire(&mut self) -> Wire {
+        let netns = format!("{}-net", self.name);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (local_if, peer_if) = (
+            format!("slw{}a{n}", std::process::id() % 10000),
+            format!("slw{}b{n}", std::process::id() % 10000),
+        );
+        run("ip", &["netns", "add", &netns]);
+        self.wired = true;
+        run(
+            "ip",
+            &[
+                "link", "add", &local_if, "netns", &self.name, "type", "veth", "peer", "name",
+                &peer_if, "netns", &netns,
+            ],
+        );
+        let wire = Wire {
+            netns,
+            peer_if,
+            local: "2001:db8:1::1".parse().unwrap(),
+            peer: "2001:db8:1::2".parse().unwrap(),
+        };
+        for (ns, ifname, addr) in [
+            (&self.name, &local_if, wire.local),
+            (&wire.netns, &wire.peer_if, wire.peer),
+        ] {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/64"),
+                    "dev",
+                    ifname,
+                    "nodad",
+                ],
+            );
+            run("ip", &["-n", ns, "link", "set", ifname, "up"]);
+        }
+        wire
     }
 
     /// The capture configuration for this test.
@@ -80,6 +143,9 @@ impl TestEnv {
             pin_dir: self.pin_dir.clone(),
             proxy_port,
             dns_port,
+            control_port: None,
+            explicit_proxy_port: None,
+            conn_cap_per_sandbox: None,
         }
     }
 
@@ -189,6 +255,11 @@ impl Drop for TestEnv {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        if self.wired {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}-net", self.name)])
+                .status();
+        }
     }
 }
 
@@ -216,6 +287,39 @@ pub fn python() -> &'static Path {
             .expect("python3 is needed by the vm tests");
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
+}
+
+/// Start `python3 -c script args...` in the network namespace `netns` (not in a sandbox),
+/// with piped output.
+pub fn spawn_python_in(netns: &str, script: &str, args: &[&str]) -> Child {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nsenter")
+}
+
+/// Read one line of a child's stdout (without the newline); fails the test at end of output.
+pub fn read_line(child: &mut Child) -> String {
+    use std::io::Read as _;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("read child stdout") == 1 {
+        if byte[0] == b'\n' {
+            return String::from_utf8_lossy(&line).into_owned();
+        }
+        line.push(byte[0]);
+    }
+    panic!(
+        "child ended before a full line: {}",
+        String::from_utf8_lossy(&line)
+    );
 }
 
 /// Wait for a child, failing the test with its stderr if it did not exit successfully.

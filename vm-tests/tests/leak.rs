@@ -76,4 +76,7 @@ fn conns_entries_are_removed_after_close() {
         left, 0,
         "{left} entries left after {CONNECTIONS} closed connections"
     );
+    // Every count has its close: the per-sandbox cap does not creep up.
+    let id = sluice::capture::cgroup_id(&sandbox).unwrap();
+    assert_eq!(capture.sandbox_conn_count(id).unwrap(), 0);
 }

@@ -129,6 +129,9 @@ fn install_in_child_process() {
         pin_dir: pin_dir.into(),
         proxy_port: proxy.parse().unwrap(),
         dns_port: dns.parse().unwrap(),
+        control_port: None,
+        explicit_proxy_port: None,
+        conn_cap_per_sandbox: None,
     };
     Capture::install(&cfg).unwrap();
 }
@@ -176,4 +179,45 @@ fn refuses_the_cgroup_root_and_foreign_paths() {
     ));
     let extra = env.pin_dir.join("extra");
     assert!(!extra.exists() || fs::read_dir(extra).unwrap().next().is_none());
+}
+
+#[test]
+fn pins_of_another_layout_are_refused_before_anything_is_replaced() {
+    let env = TestEnv::new();
+    let cfg = env.config(free_port(&env), free_port(&env));
+    fs::create_dir_all(&env.pin_dir).unwrap();
+    // A config map as an older sluice pinned it: 8-byte values.
+    let old = env.pin_dir.join(gateway_common::map_names::CONFIG);
+    let status = Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&old)
+        .args([
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "8",
+            "entries",
+            "1",
+            "name",
+            "SLUICE_CONFIG",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "bpftool map create");
+    let err = Capture::install(&cfg).expect_err("install must refuse");
+    assert!(
+        matches!(
+            err,
+            CaptureError::IncompatiblePin {
+                found: 8,
+                want: 16,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sluice uninstall"), "{err}");
+    assert!(attached_programs(&env.parent).is_empty());
 }

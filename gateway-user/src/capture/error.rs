@@ -89,6 +89,21 @@ pub enum CaptureError {
          (which installs it) first"
     )]
     NotInstalled(PathBuf),
+    /// A pinned map was made by another version of sluice with a different layout; the new
+    /// programs cannot use it, and replacing it would leave sandboxes unguarded meanwhile.
+    #[error(
+        "gateway: pinned map {path} holds {found}-byte values but this sluice needs {want} \
+         (pins left by another sluice version); stop the sandboxes, run `sluice uninstall`, \
+         then start sluice again"
+    )]
+    IncompatiblePin {
+        /// The pinned map.
+        path: PathBuf,
+        /// Its value size.
+        found: u32,
+        /// The value size this build needs.
+        want: u32,
+    },
     /// A map operation failed.
     #[error("gateway: map {map}: {action} failed: {source}")]
     Map {

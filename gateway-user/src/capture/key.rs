@@ -29,6 +29,19 @@ pub fn conn_key(stream: &impl AsFd, peer: SocketAddr, local: SocketAddr) -> io::
     })
 }
 
+/// The key of the DNS client map for a datagram the DNS listener received from `client`
+/// on a socket in the network namespace `netns_cookie` (see [`netns_cookie`]).
+pub fn dns_client_key(netns_cookie: u64, client: SocketAddr) -> ConnKey {
+    ConnKey {
+        netns_cookie,
+        client_addr: mapped_octets(client.ip()),
+        proxy_addr: [0; 16],
+        client_port: client.port(),
+        proxy_port: 0,
+        _pad: 0,
+    }
+}
+
 /// The cgroup id of a cgroup directory: its inode number.
 pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
@@ -54,7 +67,7 @@ pub(crate) fn mapped_octets(ip: IpAddr) -> [u8; 16] {
 }
 
 /// `SO_NETNS_COOKIE` of a socket: identifies the network namespace it lives in.
-fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
+pub fn netns_cookie(sock: &impl AsFd) -> io::Result<u64> {
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     let fd = sock.as_fd().as_raw_fd();
@@ -110,6 +123,26 @@ mod tests {
                 original_destination(&record),
                 want.parse::<SocketAddr>().unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn dns_client_keys_match_what_the_egress_program_writes() {
+        // The kernel keys IPv4 senders IPv4-mapped and leaves the listener side zero.
+        for (client, addr) in [
+            ("127.0.0.1:40000", "::ffff:127.0.0.1"),
+            ("[::1]:40001", "::1"),
+            ("[::ffff:127.0.0.1]:40002", "::ffff:127.0.0.1"),
+        ] {
+            let client: SocketAddr = client.parse().unwrap();
+            let key = dns_client_key(7, client);
+            assert_eq!(key.netns_cookie, 7);
+            assert_eq!(
+                Ipv6Addr::from(key.client_addr),
+                addr.parse::<Ipv6Addr>().unwrap()
+            );
+            assert_eq!(key.client_port, client.port());
+            assert_eq!((key.proxy_addr, key.proxy_port, key._pad), ([0; 16], 0, 0));
         }
     }
 

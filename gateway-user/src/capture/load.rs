@@ -3,6 +3,7 @@
 
 use std::{
     fs::File,
+    os::fd::AsFd as _,
     path::Path,
     sync::{
         Arc,
@@ -14,7 +15,8 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, SockOps,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
+        CgroupSockopt, SockOps,
         links::{FdLink, PinnedLink},
     },
 };
@@ -22,6 +24,7 @@ use aya::{
 use super::{
     CaptureError,
     pins::{self, MAPS, PinLayout},
+    rawlink,
 };
 
 /// The kernel object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
@@ -37,10 +40,12 @@ enum Kind {
     Sock,
     SockAddr,
     SockOps,
+    Skb(CgroupSkbAttachType),
+    Sockopt,
 }
 
 /// Every kernel program, by its function name in `gateway-ebpf`.
-const PROGRAMS: [(&str, Kind); 10] = [
+const PROGRAMS: [(&str, Kind); 15] = [
     ("sl_sock_create", Kind::Sock),
     ("sl_connect4", Kind::SockAddr),
     ("sl_connect6", Kind::SockAddr),
@@ -51,6 +56,11 @@ const PROGRAMS: [(&str, Kind); 10] = [
     ("sl_getpeer4", Kind::SockAddr),
     ("sl_getpeer6", Kind::SockAddr),
     ("sl_sockops", Kind::SockOps),
+    ("sl_bind4", Kind::SockAddr),
+    ("sl_bind6", Kind::SockAddr),
+    ("sl_setsockopt", Kind::Sockopt),
+    ("sl_egress", Kind::Skb(CgroupSkbAttachType::Egress)),
+    ("sl_ingress", Kind::Skb(CgroupSkbAttachType::Ingress)),
 ];
 
 /// The names of all kernel programs (for tests and diagnostics).
@@ -113,9 +123,7 @@ impl Loaded {
             if pin.exists() {
                 continue;
             }
-            let link = attach_program(&mut self.ebpf, name, kind, &fd)?;
-            link.pin(&pin)
-                .map_err(CaptureError::program(name, "pin link"))?;
+            attach_pinned(&mut self.ebpf, name, kind, &fd, &pin)?;
         }
         Ok(())
     }
@@ -167,16 +175,24 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str, kind: Kind) -> Result<(), C
         Kind::SockOps => <&mut SockOps>::try_from(prog)
             .map_err(CaptureError::program(name, "load"))?
             .load(),
+        Kind::Skb(_) => <&mut CgroupSkb>::try_from(prog)
+            .map_err(CaptureError::program(name, "load"))?
+            .load(),
+        Kind::Sockopt => <&mut CgroupSockopt>::try_from(prog)
+            .map_err(CaptureError::program(name, "load"))?
+            .load(),
     }
     .map_err(load)
 }
 
-fn attach_program(
+/// Attach one program to `cgroup` and pin its link at `pin`.
+fn attach_pinned(
     ebpf: &mut Ebpf,
     name: &'static str,
     kind: Kind,
     cgroup: &File,
-) -> Result<FdLink, CaptureError> {
+    pin: &Path,
+) -> Result<(), CaptureError> {
     let prog = ebpf
         .program_mut(name)
         .ok_or(CaptureError::MissingProgram(name))?;
@@ -215,8 +231,35 @@ fn attach_program(
                     .map_err(CaptureError::program(name, "attach"))?,
             )
         }
+        Kind::Skb(attach_type) => {
+            let p =
+                <&mut CgroupSkb>::try_from(prog).map_err(CaptureError::program(name, "attach"))?;
+            let id = p
+                .attach(cgroup, attach_type, mode)
+                .map_err(CaptureError::program(name, "attach"))?;
+            FdLink::try_from(
+                p.take_link(id)
+                    .map_err(CaptureError::program(name, "attach"))?,
+            )
+        }
+        Kind::Sockopt => {
+            // aya 0.14's sockopt link cannot become an FdLink: create and pin it directly.
+            let p = <&mut CgroupSockopt>::try_from(prog)
+                .map_err(CaptureError::program(name, "attach"))?;
+            let prog_fd = p.fd().map_err(CaptureError::program(name, "attach"))?;
+            return rawlink::attach_pinned(
+                prog_fd.as_fd(),
+                cgroup.as_fd(),
+                rawlink::BPF_CGROUP_SETSOCKOPT,
+                pin,
+            )
+            .map_err(CaptureError::program(name, "attach and pin link"));
+        }
     };
-    link.map_err(CaptureError::program(name, "attach"))
+    link.map_err(CaptureError::program(name, "attach"))?
+        .pin(pin)
+        .map_err(CaptureError::program(name, "pin link"))
+        .map(drop)
 }
 
 /// Forwards kernel debug logs to `log` (and from there to tracing) from a background thread.

@@ -17,16 +17,18 @@ mod load;
 mod maps;
 mod pins;
 mod preflight;
+mod rawlink;
 
 use std::{
     fs, io,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
 pub use error::CaptureError;
-use gateway_common::{ConnKey, ConnRecord, SandboxEntry};
-pub use key::{cgroup_id, conn_key, original_destination};
+use gateway_common::{ConnKey, ConnRecord, GatewayConfig, SandboxEntry};
+pub use key::{cgroup_id, conn_key, dns_client_key, netns_cookie, original_destination};
 pub use load::program_names;
 pub use preflight::cgroup2_mount;
 
@@ -44,6 +46,31 @@ pub struct CaptureConfig {
     pub proxy_port: u16,
     /// Port of the DNS listener on loopback, host order.
     pub dns_port: u16,
+    /// Port of the control API, if any: sandboxes may not bind it (so that, with the daemon
+    /// dead, nothing in a sandbox can impersonate it).
+    pub control_port: Option<u16>,
+    /// Port of the explicit proxy (`HTTPS_PROXY`), if any: sandboxes may not bind it.
+    pub explicit_proxy_port: Option<u16>,
+    /// Most live redirected TCP connections one sandbox may hold (further connects fail with
+    /// EPERM), so one sandbox cannot evict the others' records from the shared connection
+    /// map. `None` is [`gateway_common::MAX_CONNS_PER_SANDBOX`].
+    pub conn_cap_per_sandbox: Option<u32>,
+}
+
+impl CaptureConfig {
+    /// The kernel's view of this configuration (not yet marked ready).
+    fn kernel(&self) -> GatewayConfig {
+        GatewayConfig {
+            proxy_port: self.proxy_port,
+            dns_port: self.dns_port,
+            flags: 0,
+            control_port: self.control_port.unwrap_or(0),
+            explicit_proxy_port: self.explicit_proxy_port.unwrap_or(0),
+            conn_cap: self
+                .conn_cap_per_sandbox
+                .unwrap_or(gateway_common::MAX_CONNS_PER_SANDBOX),
+        }
+    }
 }
 
 /// An installed (or opened) kernel capture: handles on its maps, and the loaded programs if
@@ -69,6 +96,7 @@ impl Capture {
         preflight::ensure_cgroup(&cfg.parent_cgroup)?;
         let layout = PinLayout::new(&cfg.pin_dir);
         pins::create_dir(layout.root())?;
+        maps::check_pinned_config(&layout)?;
 
         let parent_id = cgroup_id(&cfg.parent_cgroup)
             .map_err(CaptureError::io("read cgroup id of", &cfg.parent_cgroup))?;
@@ -90,7 +118,7 @@ impl Capture {
             Some(loaded)
         };
         let maps = Maps::open(&layout)?;
-        maps.write_config(cfg.proxy_port, cfg.dns_port)?;
+        maps.write_config(cfg.kernel())?;
         Ok(Self {
             layout,
             cgroup2,
@@ -159,6 +187,28 @@ impl Capture {
     /// closes the connection).
     pub fn lookup(&self, key: &ConnKey) -> Result<Option<ConnRecord>, CaptureError> {
         self.maps.lookup(key)
+    }
+
+    /// Who sent the DNS datagram the DNS listener received from `client` on a socket in the
+    /// network namespace `netns_cookie` ([`netns_cookie`] of the listener socket): the
+    /// record connect4/6 or sendmsg4/6 made when they redirected the sandbox socket, published
+    /// by the egress program as the datagram left. `Ok(None)` is a miss.
+    ///
+    /// # Security
+    /// A miss means the sender is unknown (it dialled the DNS listener itself, or its entry
+    /// was evicted): the caller must refuse the query, never answer it with a default policy.
+    pub fn dns_client(
+        &self,
+        netns_cookie: u64,
+        client: SocketAddr,
+    ) -> Result<Option<ConnRecord>, CaptureError> {
+        self.maps.lookup_dns(&dns_client_key(netns_cookie, client))
+    }
+
+    /// Live redirected TCP connections the kernel counts for the sandbox whose cgroup id is
+    /// `cgroup_id` (0 for an unknown one).
+    pub fn sandbox_conn_count(&self, cgroup_id: u64) -> Result<i64, CaptureError> {
+        self.maps.sandbox_conns(cgroup_id)
     }
 
     /// Number of entries in the connection map (for leak tests and metrics).

@@ -1,7 +1,8 @@
 //! The layout of the pin directory, and removing pins.
 //!
 //! ```text
-//! <pin_dir>/SLUICE_SANDBOXES, SLUICE_CONFIG, SLUICE_CONNS, SLUICE_SOCK_ORIG   maps
+//! <pin_dir>/SLUICE_SANDBOXES, SLUICE_CONFIG, SLUICE_CONNS, SLUICE_DNS_CLIENTS,
+//!           SLUICE_SANDBOX_CONNS, SLUICE_SOCK_ORIG                          maps
 //! <pin_dir>/links/<program>                                                 parent cgroup links
 //! <pin_dir>/extra/<cgroup id>/<program>                                     extra cgroup links
 //! ```
@@ -20,10 +21,12 @@ use super::CaptureError;
 pub(crate) const SOCK_ORIG: &str = "SLUICE_SOCK_ORIG";
 
 /// Every pinned map, by name.
-pub(crate) const MAPS: [&str; 4] = [
+pub(crate) const MAPS: [&str; 6] = [
     map_names::SANDBOXES,
     map_names::CONFIG,
     map_names::CONNS,
+    map_names::DNS_CLIENTS,
+    map_names::SANDBOX_CONNS,
     SOCK_ORIG,
 ];
 

@@ -168,6 +168,9 @@ pub fn capture_config(config: &Config) -> anyhow::Result<CaptureConfig> {
         pin_dir: config.capture.pin_dir.clone(),
         proxy_port: config.listen.transparent_port,
         dns_port: config.listen.dns_port,
+        control_port: Some(config.listen.control.port()),
+        explicit_proxy_port: config.listen.proxy.map(|addr| addr.port()),
+        conn_cap_per_sandbox: None,
     })
 }
 
