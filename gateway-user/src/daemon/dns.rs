@@ -29,31 +29,67 @@ pub trait IdentifyClient: Send + Sync + 'static {
     fn identify(&self, client: SocketAddr) -> BoxFuture<'_, Option<Who>>;
 }
 
-/// The identification used until the kernel map is wired: nobody, so every query on the
-/// shared socket is refused.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unidentified;
+/// Identifies the sender of a query on the node's shared socket from the kernel's DNS client
+/// map: the egress program records, for every DNS datagram a sandbox socket sends, the
+/// socket's capture record under (network namespace, sender address and port).
+///
+/// # Security
+/// A miss — no record, or a record of a cgroup that is no longer enrolled — is `None`, and
+/// the query is refused; a process outside the sandboxes that sends to the listener itself
+/// has no record.
+#[derive(Debug)]
+pub struct KernelIdentify {
+    proxy: Arc<ProxyContext>,
+    netns_cookie: u64,
+}
 
-impl IdentifyClient for Unidentified {
-    fn identify(&self, _client: SocketAddr) -> BoxFuture<'_, Option<Who>> {
-        Box::pin(async { None })
+impl KernelIdentify {
+    /// Identifies senders to `socket` (the node's shared DNS socket).
+    pub fn for_socket(proxy: Arc<ProxyContext>, socket: &tokio::net::UdpSocket) -> std::io::Result<Self> {
+        let netns_cookie = crate::capture::netns_cookie(socket)?;
+        Ok(KernelIdentify { proxy, netns_cookie })
+    }
+}
+
+impl IdentifyClient for KernelIdentify {
+    fn identify(&self, client: SocketAddr) -> BoxFuture<'_, Option<Who>> {
+        let found = match self.proxy.capture.dns_client(self.netns_cookie, client) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "dns: client lookup failed; refusing the query");
+                None
+            }
+        };
+        let who = found.and_then(|record| {
+            let sandbox = self.proxy.sandboxes.by_cgroup(record.sandbox_cgroup_id)?;
+            Some(crate::proxy::identify::who_of(&sandbox, &record))
+        });
+        Box::pin(async move { who })
     }
 }
 
 /// The refusal reason for a query whose sandbox is unknown.
-pub const UNIDENTIFIED: &str = "cannot identify the sandbox that asked (queries on the node's \
-     shared DNS socket are refused until the sandbox can be identified; run it in its own \
-     network namespace: sluice exec --netns)";
+pub const UNIDENTIFIED: &str = "cannot identify the sandbox that asked: the kernel has no \
+     record of this sender (only datagrams a sandbox sends through the redirect are answered)";
 
 /// Serves DNS on `socket` until `drain` stops. `who` names the sandbox when the socket is a
-/// sandbox's own (in its namespace); on the node's shared socket (`None`) the sandbox is not
-/// known from the datagram, and queries are refused ([`Unidentified`]; see [`serve_with`]).
-pub fn serve(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, who: Option<Who>) {
+/// sandbox's own (in its namespace); on the node's shared socket (`None`) each query's sandbox
+/// is found with [`KernelIdentify`].
+pub fn serve(
+    node: &Node,
+    socket: tokio::net::UdpSocket,
+    drain: &Drain,
+    who: Option<Who>,
+) -> std::io::Result<()> {
     let source = match who {
         Some(who) => Source::Sandbox(who),
-        None => Source::Shared(Arc::new(Unidentified)),
+        None => Source::Shared(Arc::new(KernelIdentify::for_socket(
+            node.proxy.clone(),
+            &socket,
+        )?)),
     };
     serve_with(node, socket, drain, source);
+    Ok(())
 }
 
 /// Who the queries on a socket come from.

@@ -112,7 +112,7 @@ impl Node {
         }
         for socket in set.udp {
             let socket = tokio::net::UdpSocket::from_std(socket)?;
-            super::dns::serve(self, socket, drain, who.cloned());
+            super::dns::serve(self, socket, drain, who.cloned())?;
         }
         Ok(())
     }

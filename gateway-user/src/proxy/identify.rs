@@ -26,13 +26,18 @@ pub struct Identity {
 impl Identity {
     /// The audit view of who made the connection.
     pub fn who(&self) -> Who {
-        Who {
-            sandbox: self.sandbox.id,
-            session: self.sandbox.session.clone(),
-            pid: self.record.tgid,
-            uid: self.record.uid,
-            cgroup: self.record.cgroup_id,
-        }
+        who_of(&self.sandbox, &self.record)
+    }
+}
+
+/// The audit view of the process the kernel recorded in `record`, in `sandbox`.
+pub fn who_of(sandbox: &Sandbox, record: &ConnRecord) -> Who {
+    Who {
+        sandbox: sandbox.id,
+        session: sandbox.session.clone(),
+        pid: record.tgid,
+        uid: record.uid,
+        cgroup: record.cgroup_id,
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod binding;
 mod explicit;
-mod identify;
+pub mod identify;
 pub mod pipeline;
 mod relay;
 mod splice;
