@@ -81,6 +81,12 @@ impl Side {
         }
     }
 
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        if let Side::Response { filter } = self {
+            filter.trailers(trailers);
+        }
+    }
+
     fn finish(&mut self) -> Result<Bytes, BoxError> {
         match self {
             Side::Request { filter, slot } => filter.finish().map_err(|r| refuse(slot, r)),
@@ -138,6 +144,9 @@ impl Body for Filtered {
                 Err(frame) => {
                     // Trailers end the body: release what is held back, then send them.
                     this.trailers = frame.into_trailers().ok();
+                    if let Some(trailers) = &mut this.trailers {
+                        this.side.trailers(trailers);
+                    }
                     this.done = true;
                     match this.side.finish() {
                         Ok(tail) if tail.is_empty() => {}
