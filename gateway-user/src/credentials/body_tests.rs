@@ -2,6 +2,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::credentials::Transport;
 use crate::credentials::test_support::{cred, in_body};
 
 const HOST: &str = "api.example.com";

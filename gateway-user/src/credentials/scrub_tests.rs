@@ -153,8 +153,9 @@ fn debug_never_shows_a_value() {
     }
 }
 
-/// Has `+`, `/`, `?`, `=`, `~` and a space, so every encoding differs from the others.
-const TRICKY: &str = "sk/live+key?= 0123456789~x>>";
+/// Has `"`, `\`, `+`, `/`, `?`, `=`, `~` and a space, so every encoding differs from the
+/// others.
+const TRICKY: &str = "sk/live+key?= 0123\"456\\789~x>>!";
 
 fn percent_lower(v: &str) -> String {
     let mut out = Vec::new();

@@ -112,10 +112,12 @@ pub(super) fn coding(headers: &HeaderMap) -> Result<Option<Coding>, DecodeError>
 /// `body` decoded from `coding`, streamed; trailers follow the decoded data. A body that
 /// does not decode ends with a [`DecodeError::Corrupt`] error.
 pub(super) fn decoded(body: BoxBody, coding: Coding) -> BoxBody {
-    let trailers = Trailers::default();
-    let reader = StreamReader::new(Data {
+    let source = Arc::new(Mutex::new(Source {
         body,
-        trailers: trailers.clone(),
+        trailers: None,
+    }));
+    let reader = StreamReader::new(Data {
+        source: source.clone(),
     });
     let decoder: Pin<Box<dyn AsyncRead + Send>> = match coding {
         Coding::Gzip => {
@@ -129,9 +131,9 @@ pub(super) fn decoded(body: BoxBody, coding: Coding) -> BoxBody {
     };
     Decoded {
         frames: ReaderStream::with_capacity(decoder, CHUNK),
-        trailers,
+        source,
         coding,
-        done: false,
+        state: State::Decoding,
     }
     .boxed_unsync()
 }
@@ -172,45 +174,79 @@ impl Body for Primed {
     }
 }
 
-type Trailers = Arc<Mutex<Option<HeaderMap>>>;
-
-/// The data frames of a body as a byte stream; trailers are kept aside.
-struct Data {
+/// The compressed body, shared by the reader that feeds the decoder and the drain after it.
+struct Source {
     body: BoxBody,
-    trailers: Trailers,
+    trailers: Option<HeaderMap>,
+}
+
+type Shared = Arc<Mutex<Source>>;
+
+fn lock(source: &Shared) -> std::sync::MutexGuard<'_, Source> {
+    source.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Polls the next data frame of `source`, keeping trailers aside.
+fn poll_data(source: &Shared, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    let mut source = lock(source);
+    loop {
+        return match Pin::new(&mut source.body).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(io::Error::other(error)))),
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if data.is_empty() => continue,
+                Ok(data) => Poll::Ready(Some(Ok(data))),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        source.trailers = Some(trailers);
+                    }
+                    continue;
+                }
+            },
+        };
+    }
+}
+
+/// The data frames of a body as a byte stream, for the decoder.
+struct Data {
+    source: Shared,
 }
 
 impl Stream for Data {
     type Item = io::Result<Bytes>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let this = self.get_mut();
-        loop {
-            return match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(io::Error::other(error)))),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) if data.is_empty() => continue,
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            *this.trailers.lock().unwrap_or_else(PoisonError::into_inner) =
-                                Some(trailers);
-                        }
-                        continue;
-                    }
-                },
-            };
-        }
+        poll_data(&self.source, cx)
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Handing on decoded bytes.
+    Decoding,
+    /// The compressed stream ended: reading the rest of the body (its trailers).
+    Draining,
+    /// Everything was sent (or an error ended the body).
+    Done,
 }
 
 struct Decoded {
     frames: ReaderStream<Pin<Box<dyn AsyncRead + Send>>>,
-    trailers: Trailers,
+    source: Shared,
     coding: Coding,
-    done: bool,
+    state: State,
+}
+
+impl Decoded {
+    fn fail(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = State::Done;
+        let error = DecodeError::Corrupt {
+            coding: self.coding.name(),
+            reason,
+        };
+        Poll::Ready(Some(Err(Box::new(error))))
+    }
 }
 
 impl Body for Decoded {
@@ -222,30 +258,29 @@ impl Body for Decoded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.frames).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            Poll::Ready(Some(Err(error))) => {
-                this.done = true;
-                let error = DecodeError::Corrupt {
-                    coding: this.coding.name(),
-                    reason: error.to_string(),
-                };
-                Poll::Ready(Some(Err(Box::new(error))))
-            }
-            Poll::Ready(None) => {
-                this.done = true;
-                let trailers = this
-                    .trailers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+        if this.state == State::Decoding {
+            match Pin::new(&mut this.frames).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(Some(Err(error))) => return this.fail(error.to_string()),
+                Poll::Ready(None) => this.state = State::Draining,
             }
         }
+        if this.state == State::Draining {
+            match poll_data(&this.source, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(_))) => {
+                    return this.fail("data after the end of the compressed stream".into());
+                }
+                Poll::Ready(Some(Err(error))) => return this.fail(error.to_string()),
+                Poll::Ready(None) => {
+                    this.state = State::Done;
+                    let trailers = lock(&this.source).trailers.take();
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                }
+            }
+        }
+        Poll::Ready(None)
     }
 }
 

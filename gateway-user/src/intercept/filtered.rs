@@ -237,6 +237,40 @@ mod tests {
         assert_eq!(&collected.to_bytes()[..], b"HI");
     }
 
+    /// Replaces `secret` by `***` in body and trailers (bodies unsplit, for brevity).
+    #[derive(Debug)]
+    struct Mask;
+
+    impl ResponseFilter for Mask {
+        fn headers(&mut self, _: &mut HeaderMap) {}
+        fn push(&mut self, chunk: &[u8]) -> Bytes {
+            Bytes::from(String::from_utf8_lossy(chunk).replace("secret", "***"))
+        }
+        fn finish(&mut self) -> Bytes {
+            Bytes::new()
+        }
+        fn trailers(&mut self, trailers: &mut HeaderMap) {
+            for value in trailers.values_mut() {
+                let text = value.to_str().unwrap().replace("secret", "***");
+                *value = text.parse().unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn response_trailers_go_through_the_filter() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-echo", "Bearer secret".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"a secret"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let inner = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        let collected = response(inner, Box::new(Mask)).collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-echo"], "Bearer ***");
+        assert_eq!(&collected.to_bytes()[..], b"a ***");
+    }
+
     #[test]
     fn whole_bodies_go_through_push_and_finish() {
         let mut filter = HoldLast::default();
