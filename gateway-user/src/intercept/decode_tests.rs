@@ -29,9 +29,15 @@ fn frames(data: &[u8], size: usize, trailers: Option<HeaderMap>) -> BoxBody {
     StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
 }
 
+/// (Content-Encoding values, the coding or a piece of the refusal).
+type Case = (
+    &'static [&'static str],
+    Result<Option<Coding>, &'static str>,
+);
+
 #[test]
 fn content_encoding_table() {
-    let cases: [(&[&str], Result<Option<Coding>, &str>); 12] = [
+    let cases: [Case; 12] = [
         (&[], Ok(None)),
         (&["identity"], Ok(None)),
         (&["gzip"], Ok(Some(Coding::Gzip))),
