@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::HeaderMap;
-use sluice::credentials::{Bound, CredentialSpec, Injector, Scrubber, Secret};
+use sluice::credentials::{Bound, CredentialSpec, Injector, Scrubber, Secret, Transport};
 
 fn bound() -> Vec<Bound> {
     vec![Bound {
@@ -33,7 +33,7 @@ fn body() -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let injector = Injector::new(bound());
+    let injector = Injector::new(bound(), Transport::VerifiedTls);
     let mut headers = HeaderMap::new();
     headers.insert(
         "authorization",

@@ -2,6 +2,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::credentials::Transport;
 use crate::credentials::test_support::{cred, in_body};
 
 const HOST: &str = "api.example.com";
@@ -11,13 +12,16 @@ const JSON: Option<&str> = Some("application/json");
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
 fn injector() -> Injector {
-    Injector::new(vec![
-        in_body(cred("B", &[HOST], TRICKY.as_bytes())),
-        in_body(cred("P", &[HOST], PLAIN.as_bytes())),
-        cred("HDR", &[HOST], b"header-only-value"),
-        in_body(cred("OTHER", &["other.example"], b"other-host-value")),
-        in_body(cred("BIN", &[HOST], &[0xff, 0xfe])),
-    ])
+    Injector::new(
+        vec![
+            in_body(cred("B", &[HOST], TRICKY.as_bytes())),
+            in_body(cred("P", &[HOST], PLAIN.as_bytes())),
+            cred("HDR", &[HOST], b"header-only-value"),
+            in_body(cred("OTHER", &["other.example"], b"other-host-value")),
+            in_body(cred("BIN", &[HOST], &[0xff, 0xfe])),
+        ],
+        Transport::VerifiedTls,
+    )
 }
 
 /// Streams `input` cut at `cuts`; returns the emitted bytes and the result of the run.

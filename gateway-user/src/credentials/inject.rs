@@ -50,6 +50,17 @@ pub struct Bound {
 #[derive(Clone, Debug)]
 pub struct Injector {
     bounds: Arc<[Bound]>,
+    transport: Transport,
+}
+
+/// How a request travels to its upstream, which decides whether any value may go into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS whose certificate the gateway verifies for the request's host (SNI = Host).
+    VerifiedTls,
+    /// Plain HTTP: no SNI, no certificate, so the sandbox alone chose where it goes. No value
+    /// is ever injected; every placeholder is refused ([`Reason::PlainHttp`]).
+    PlainHttp,
 }
 
 /// Where a placeholder was found, for [`Injector::decide`].
@@ -66,10 +77,17 @@ pub(crate) enum Place<'a> {
 }
 
 impl Injector {
-    /// An injector for a session's opened credentials.
-    pub fn new(bounds: Vec<Bound>) -> Injector {
+    /// An injector for a session's opened credentials, for a request travelling over
+    /// `transport`.
+    ///
+    /// # Security
+    /// With [`Transport::PlainHttp`] nothing is ever swapped: a plain HTTP request goes to an
+    /// address the sandbox chose, with a Host header it wrote, and nothing verifies who
+    /// receives it. The caller should not even open values for such a request.
+    pub fn new(bounds: Vec<Bound>, transport: Transport) -> Injector {
         Injector {
             bounds: bounds.into(),
+            transport,
         }
     }
 
@@ -164,6 +182,13 @@ impl Injector {
         let spec = &bound.spec;
         if !spec.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
             return Err(refuse(host, found, Reason::WrongHost));
+        }
+        if self.transport == Transport::PlainHttp {
+            let reason = Reason::PlainHttp {
+                name: spec.name.clone(),
+                hosts: spec.hosts.join(", "),
+            };
+            return Err(refuse(host, found, reason));
         }
         let denied = match place {
             Place::Header(name) => {

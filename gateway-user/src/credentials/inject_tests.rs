@@ -10,20 +10,23 @@ const GH: &str = "ghp_abcdef";
 const QV: &str = "a b&c/=";
 
 fn injector() -> Injector {
-    Injector::new(vec![
-        cred("OPENAI", &["api.openai.com"], OPENAI.as_bytes()),
-        cred("ORG", &["api.openai.com"], ORG.as_bytes()),
-        in_headers(
-            cred(
-                "GH",
-                &["api.github.com", "uploads.github.com"],
-                GH.as_bytes(),
+    Injector::new(
+        vec![
+            cred("OPENAI", &["api.openai.com"], OPENAI.as_bytes()),
+            cred("ORG", &["api.openai.com"], ORG.as_bytes()),
+            in_headers(
+                cred(
+                    "GH",
+                    &["api.github.com", "uploads.github.com"],
+                    GH.as_bytes(),
+                ),
+                &["authorization"],
             ),
-            &["authorization"],
-        ),
-        cred("CTRL", &["api.openai.com"], b"bad\r\nvalue"),
-        in_query(cred("Q", &["api.example.com"], QV.as_bytes())),
-    ])
+            cred("CTRL", &["api.openai.com"], b"bad\r\nvalue"),
+            in_query(cred("Q", &["api.example.com"], QV.as_bytes())),
+        ],
+        Transport::VerifiedTls,
+    )
 }
 
 fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -272,4 +275,48 @@ fn debug_and_errors_never_show_a_value() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
+}
+
+/// Plain HTTP goes wherever the sandbox pointed it: no placeholder is swapped, in a header,
+/// the query or a body, and the refusal says why without showing a value.
+#[test]
+fn plain_http_never_gets_a_value() {
+    let plain = Injector::new(
+        vec![
+            in_query(cred("OPENAI", &["api.openai.com"], OPENAI.as_bytes())),
+            crate::credentials::test_support::in_body(cred(
+                "B",
+                &["api.openai.com"],
+                OPENAI.as_bytes(),
+            )),
+        ],
+        Transport::PlainHttp,
+    );
+    let mut headers = map(&[("authorization", "Bearer sluice_cred:OPENAI")]);
+    let err = plain.headers("api.openai.com", &mut headers).unwrap_err();
+    assert_eq!(headers["authorization"], "Bearer sluice_cred:OPENAI");
+    let text = err.to_string();
+    assert!(
+        text.contains("credential OPENAI is only sent over HTTPS to api.openai.com")
+            && text.contains("plain HTTP"),
+        "{text}"
+    );
+    assert!(!text.contains(OPENAI), "{text}");
+    let uri: Uri = "http://api.openai.com/v1?k=sluice_cred:OPENAI"
+        .parse()
+        .unwrap();
+    let err = plain.query("api.openai.com", &uri).unwrap_err();
+    assert!(matches!(err.reason, Reason::PlainHttp { .. }), "{err}");
+    let err = plain
+        .rewrite_whole(
+            "api.openai.com",
+            Some("application/json"),
+            b"{\"k\":\"sluice_cred:B\"}",
+        )
+        .unwrap_err();
+    assert!(matches!(err.reason, Reason::PlainHttp { .. }), "{err}");
+    // A wrong host still says so first.
+    let mut headers = map(&[("authorization", "Bearer sluice_cred:OPENAI")]);
+    let err = plain.headers("evil.example", &mut headers).unwrap_err();
+    assert_eq!(err.reason, Reason::WrongHost);
 }

@@ -48,6 +48,17 @@ pub enum Reason {
     /// The name run is longer than 64 characters.
     #[error("the name is longer than 64 characters")]
     NameTooLong,
+    /// The request would travel as plain HTTP: a real value only ever goes over TLS whose
+    /// certificate the gateway verified for one of the credential's hosts.
+    #[error(
+        "credential {name} is only sent over HTTPS to {hosts}; this request is plain HTTP, so nothing was sent (use https://)"
+    )]
+    PlainHttp {
+        /// The credential's name.
+        name: String,
+        /// The credential's hosts, comma-separated.
+        hosts: String,
+    },
     /// The value cannot be written there (control bytes in a header, not UTF-8 for JSON).
     #[error("the credential's value cannot be written into a {0} (fix the stored value)")]
     Unencodable(&'static str),

@@ -4,6 +4,7 @@
 
 pub mod body;
 mod encode;
+mod forms;
 pub mod inject;
 pub mod misdirected;
 mod placeholder;
@@ -13,7 +14,7 @@ pub mod spec;
 pub mod stream;
 
 pub use body::BodyInjector;
-pub use inject::{Bound, Injector};
+pub use inject::{Bound, Injector, Transport};
 pub use misdirected::{Misdirected, Reason};
 pub use placeholder::NAME_MAX;
 pub use scrub::{MIN_BASE64_LEN, MIN_SCRUB_LEN, Scrubber};

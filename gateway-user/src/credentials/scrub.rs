@@ -1,37 +1,25 @@
 //! Turning real values that an upstream echoes back into placeholders again, in response
-//! headers and streamed response bodies, so the sandbox never learns a value.
+//! headers, streamed response bodies and trailers, so the sandbox never learns a value.
 //!
-//! Forms scrubbed, for each value of at least [`MIN_SCRUB_LEN`] bytes:
-//! - the value as it is, → `sluice_cred:NAME`;
-//! - its JSON-string escaping (when that differs and the value is UTF-8), → `sluice_cred:NAME`;
-//! - for values of at least [`MIN_BASE64_LEN`] bytes, standard base64 with and without
-//!   padding, → the same encoding of `sluice_cred:NAME`.
-//!
-//! Not scrubbed: values shorter than [`MIN_SCRUB_LEN`] (they would mangle ordinary text),
-//! base64 of a value embedded in a longer encoded blob (e.g. `user:pass` in Basic auth),
-//! URL-safe base64, percent-encoding, and compressed bodies (the caller decompresses or
-//! accepts that).
+//! The forms recognised are listed in [`super::forms`]: as-is, JSON-escaped,
+//! percent/form-encoded, hex, base64 and base64url (also inside longer encoded strings).
+//! Values shorter than [`MIN_SCRUB_LEN`] are never scrubbed (they would mangle ordinary
+//! text). Compressed bodies are decoded by the caller before they get here.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use http::header::{HeaderMap, HeaderValue};
-use zeroize::Zeroizing;
 
-use super::encode;
+use super::forms;
+pub use super::forms::{MIN_BASE64_LEN, MIN_SCRUB_LEN};
 use super::inject::Bound;
 use super::stream::{StreamError, StreamReplacer};
-
-/// Values shorter than this many bytes are never scrubbed.
-pub const MIN_SCRUB_LEN: usize = 4;
-
-/// Values shorter than this many bytes are not scrubbed in base64.
-pub const MIN_BASE64_LEN: usize = 8;
 
 /// Replaces a session's real values in responses by their placeholders.
 ///
 /// # Security
-/// Built once per session; `Debug` shows only counts. Scrubbing is a safety net for echoes,
-/// not a guarantee: transformed values (other encodings, fragments) pass unchanged.
+/// Built once per session snapshot from every credential of the session (whatever host it is
+/// bound to), and used on every response of the session; `Debug` shows only counts.
+/// Scrubbing is a safety net for echoes, not a guarantee: transformations not listed in
+/// [`super::forms`] pass unchanged.
 #[derive(Clone, Debug)]
 pub struct Scrubber {
     proto: StreamReplacer,
@@ -74,25 +62,7 @@ impl Scrubber {
 
 /// The (encoded value, encoded placeholder) pairs scrubbed for one credential.
 fn forms(bound: &Bound) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let value = bound.value.expose();
-    if value.len() < MIN_SCRUB_LEN {
-        return Vec::new();
-    }
-    let placeholder = bound.spec.placeholder().into_bytes();
-    let mut pairs = vec![(value.to_vec(), placeholder.clone())];
-    let mut escaped = Zeroizing::new(Vec::new());
-    if encode::json(value, &mut escaped).is_ok() && escaped.as_slice() != value {
-        pairs.push((escaped.to_vec(), placeholder.clone()));
-    }
-    if value.len() >= MIN_BASE64_LEN {
-        for engine in [&STANDARD, &STANDARD_NO_PAD] {
-            let encoded = Zeroizing::new(engine.encode(value).into_bytes());
-            if pairs.iter().all(|(from, _)| *from != *encoded) {
-                pairs.push((encoded.to_vec(), engine.encode(&placeholder).into_bytes()));
-            }
-        }
-    }
-    pairs
+    forms::pairs(bound.value.expose(), bound.spec.placeholder().as_bytes())
 }
 
 #[cfg(test)]

@@ -1,28 +1,54 @@
-//! Compiled session policies, built once per session and reused by every request.
+//! What a session needs on every request, built once per session snapshot and reused: its
+//! compiled policy and the scrubber of its credentials' values.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::credentials::{Bound, Scrubber, StreamError};
 use crate::policy::{CompiledPolicy, PolicyError};
-use crate::session::Session;
+use crate::session::{CryptoError, MasterKey, Session, StoredCredential};
 
 /// Most sessions kept compiled; past it the cache starts over (compiling is cheap).
 const MAX_ENTRIES: usize = 4096;
 
-/// Compiled policies by session id.
+/// Why a session's scrubber could not be built; the request is refused (gateway side).
+#[derive(Debug, thiserror::Error)]
+pub enum ScrubberError {
+    /// A sealed value does not open under the master key.
+    #[error("credential {name}: {source}")]
+    Open {
+        /// The credential's name.
+        name: String,
+        /// The error.
+        source: CryptoError,
+    },
+    /// The matcher could not be built.
+    #[error(transparent)]
+    Build(#[from] StreamError),
+}
+
+/// Compiled policies and scrubbers by session id.
 #[derive(Debug, Default)]
 pub struct CompiledSessions {
     by_id: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+    scrubbers: Mutex<HashMap<String, Arc<ScrubEntry>>>,
+}
+
+/// A scrubber and the sealed credentials it was built from.
+#[derive(Debug)]
+struct ScrubEntry {
+    credentials: Vec<StoredCredential>,
+    scrubber: Scrubber,
 }
 
 impl CompiledSessions {
     /// The compiled policy of `session` (a session's policy never changes after creation).
     pub fn get(&self, session: &Session) -> Result<Arc<CompiledPolicy>, PolicyError> {
-        if let Some(found) = self.lock().get(&session.id) {
+        if let Some(found) = lock(&self.by_id).get(&session.id) {
             return Ok(found.clone());
         }
         let compiled = Arc::new(CompiledPolicy::compile(&session.policy)?);
-        let mut map = self.lock();
+        let mut map = lock(&self.by_id);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
@@ -30,7 +56,57 @@ impl CompiledSessions {
         Ok(compiled)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CompiledPolicy>>> {
-        self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The scrubber of every credential value of `session`, whatever host each is bound to;
+    /// `None` when the session has no credentials. Built when the session's credentials
+    /// (as sealed) differ from the cached snapshot's, reused otherwise.
+    ///
+    /// # Security
+    /// The values opened here go into the scrubber only: it turns them back into
+    /// placeholders in responses, and never puts a value into anything.
+    pub fn scrubber(
+        &self,
+        session: &Session,
+        master: &MasterKey,
+    ) -> Result<Option<Scrubber>, ScrubberError> {
+        if session.credentials.is_empty() {
+            return Ok(None);
+        }
+        if let Some(entry) = lock(&self.scrubbers).get(&session.id)
+            && entry.credentials == session.credentials
+        {
+            return Ok(Some(entry.scrubber.clone()));
+        }
+        let mut bounds = Vec::with_capacity(session.credentials.len());
+        for stored in &session.credentials {
+            let name = &stored.spec.name;
+            let value = session
+                .open_credential(name, master)
+                .map_err(|source| ScrubberError::Open {
+                    name: name.clone(),
+                    source,
+                })?
+                .unwrap_or_else(|| crate::credentials::Secret::new(Vec::new()));
+            bounds.push(Bound {
+                spec: stored.spec.clone(),
+                value,
+            });
+        }
+        let scrubber = Scrubber::new(&bounds)?;
+        let mut map = lock(&self.scrubbers);
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(
+            session.id.clone(),
+            Arc::new(ScrubEntry {
+                credentials: session.credentials.clone(),
+                scrubber: scrubber.clone(),
+            }),
+        );
+        Ok(Some(scrubber))
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

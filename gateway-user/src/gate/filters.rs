@@ -94,7 +94,8 @@ impl BodyFilter for RequestBody {
     }
 }
 
-/// Response: real values of the credentials bound to this host replaced by placeholders.
+/// Response: every real value of the session replaced by its placeholder, in headers, the
+/// (decoded) body and trailers.
 #[derive(Debug)]
 pub struct ScrubResponse {
     scrubber: Scrubber,
@@ -126,6 +127,10 @@ impl ResponseFilter for ScrubResponse {
             .take()
             .map(StreamReplacer::finish)
             .unwrap_or_default()
+    }
+
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        self.scrubber.scrub_headers(trailers);
     }
 }
 

@@ -19,13 +19,13 @@ use http::StatusCode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 
-use crate::credentials::{Bound, Injector, Scrubber, Secret};
+use crate::credentials::{Bound, Injector, Secret, Transport};
 use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
 use crate::pii::StreamScanner;
 use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
 use crate::session::{AuthError, MasterKey, Session, SessionCache, Sessions};
 
-pub use compiled::CompiledSessions;
+pub use compiled::{CompiledSessions, ScrubberError};
 pub use connection::session_route;
 
 /// Everything the gate consults.
@@ -131,41 +131,46 @@ impl SessionGate {
             }
         }
         let mut plan = plan;
-        self.credentials(&session, &req.host, parts, &mut plan, &compiled)?;
+        self.credentials(&session, &req, parts, &mut plan, &compiled)?;
         Ok(plan)
     }
 
     /// Swaps placeholders in the head, sets up the body swapper and response scrubbing.
     ///
     /// # Security
-    /// Only the values of credentials bound to `host` are opened; every other credential
-    /// is known by name and hosts only, so its placeholder is refused, never replaced.
+    /// A value is opened for injection only when the request travels over TLS verified for
+    /// its host (`https`: SNI = Host, upstream certificate verified for it) and the
+    /// credential is bound to that host. Plain HTTP goes to an address the sandbox chose, so
+    /// every placeholder in it is refused. Every other credential is known by name and hosts
+    /// only, so its placeholder is refused, never replaced. Responses are scrubbed of every
+    /// value of the session, toward every host and over either scheme.
     fn credentials(
         &self,
         session: &Session,
-        host: &str,
+        req: &RequestInfo,
         parts: &mut Parts,
         plan: &mut Plan,
         compiled: &CompiledPolicy,
     ) -> Result<(), Refusal> {
-        let mut here = Vec::new();
+        let host = req.host.as_str();
+        let transport = if req.scheme == "https" {
+            Transport::VerifiedTls
+        } else {
+            Transport::PlainHttp
+        };
         let mut bounds = Vec::with_capacity(session.credentials.len());
         for stored in &session.credentials {
-            let bound_here = stored
-                .spec
-                .hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(host));
+            let bound_here = transport == Transport::VerifiedTls
+                && stored
+                    .spec
+                    .hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(host));
             let value = if bound_here {
-                let value = session
+                session
                     .open_credential(&stored.spec.name, &self.master)
                     .map_err(|e| filters::unusable(&e.to_string()))?
-                    .ok_or_else(|| filters::unusable("a credential disappeared"))?;
-                here.push(Bound {
-                    spec: stored.spec.clone(),
-                    value: value.clone(),
-                });
-                value
+                    .ok_or_else(|| filters::unusable("a credential disappeared"))?
             } else {
                 Secret::new(Vec::new())
             };
@@ -174,7 +179,7 @@ impl SessionGate {
                 value,
             });
         }
-        let injector = Injector::new(bounds);
+        let injector = Injector::new(bounds, transport);
         let mut names = injector
             .headers(host, &mut parts.headers)
             .map_err(|e| filters::misdirected(&e))?;
@@ -209,10 +214,14 @@ impl SessionGate {
                 notes: plan.notes.clone(),
             }));
         }
-        if !here.is_empty() {
-            let scrubber = Scrubber::new(&here).map_err(|e| filters::unusable(&e.to_string()))?;
+        let scrubber = self
+            .compiled
+            .scrubber(session, &self.master)
+            .map_err(|e| filters::unusable(&e.to_string()))?;
+        if let Some(scrubber) = scrubber {
             plan.response = Some(Box::new(filters::ScrubResponse::new(scrubber)));
-            // Echoes can only be scrubbed in bodies the gateway can read.
+            // Echoes are scrubbed in what the gateway can read: ask for plain bodies (the
+            // engine decodes, or refuses, what comes compressed anyway).
             parts
                 .headers
                 .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));

@@ -81,6 +81,12 @@ impl Side {
         }
     }
 
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        if let Side::Response { filter } = self {
+            filter.trailers(trailers);
+        }
+    }
+
     fn finish(&mut self) -> Result<Bytes, BoxError> {
         match self {
             Side::Request { filter, slot } => filter.finish().map_err(|r| refuse(slot, r)),
@@ -138,6 +144,9 @@ impl Body for Filtered {
                 Err(frame) => {
                     // Trailers end the body: release what is held back, then send them.
                     this.trailers = frame.into_trailers().ok();
+                    if let Some(trailers) = &mut this.trailers {
+                        this.side.trailers(trailers);
+                    }
                     this.done = true;
                     match this.side.finish() {
                         Ok(tail) if tail.is_empty() => {}
@@ -226,6 +235,40 @@ mod tests {
         let collected = body.collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(&collected.to_bytes()[..], b"HI");
+    }
+
+    /// Replaces `secret` by `***` in body and trailers (bodies unsplit, for brevity).
+    #[derive(Debug)]
+    struct Mask;
+
+    impl ResponseFilter for Mask {
+        fn headers(&mut self, _: &mut HeaderMap) {}
+        fn push(&mut self, chunk: &[u8]) -> Bytes {
+            Bytes::from(String::from_utf8_lossy(chunk).replace("secret", "***"))
+        }
+        fn finish(&mut self) -> Bytes {
+            Bytes::new()
+        }
+        fn trailers(&mut self, trailers: &mut HeaderMap) {
+            for value in trailers.values_mut() {
+                let text = value.to_str().unwrap().replace("secret", "***");
+                *value = text.parse().unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn response_trailers_go_through_the_filter() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-echo", "Bearer secret".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"a secret"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let inner = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        let collected = response(inner, Box::new(Mask)).collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-echo"], "Bearer ***");
+        assert_eq!(&collected.to_bytes()[..], b"a ***");
     }
 
     #[test]

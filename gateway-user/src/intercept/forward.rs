@@ -3,18 +3,20 @@
 
 use std::sync::Arc;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, RETRY_AFTER, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HeaderValue, RETRY_AFTER, UPGRADE,
+};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks::{self, CheckError};
 use super::filtered::{self, RefusalSlot};
 use super::hook::{BodyFilter, Refusal, RequestInfo, ResponseFilter};
 use super::serve::ConnState;
-use super::{response, upgrade};
+use super::{decode, response, upgrade};
 use crate::audit::{Decision, Kind, Mode, Record};
 use crate::upstream::BoxError;
 
@@ -103,7 +105,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     };
     let request = Request::from_parts(parts, body);
     match state.ctx.upstream.send(state.dest, request, false).await {
-        Ok(upstream) => respond(upstream, &target, &state, audit, plan.response),
+        Ok(upstream) => respond(upstream, &target, &state, audit, plan.response).await,
         Err(error) => match filtered::take_refusal(&slot) {
             Some(refusal) => refuse(audit, refusal),
             None => answer(audit, error.status(), Decision::Error, error.to_string()),
@@ -150,7 +152,12 @@ async fn filter_request_body(
 
 /// Streams an upstream response back through the plan's filter, the audit guard riding on
 /// its body.
-pub(super) fn respond(
+///
+/// # Security
+/// With a filter, the body is decoded first (see [`decode`]); a coding that cannot be
+/// decoded, or an encoded body whose start does not decode, is answered with 502 and nothing
+/// of it is sent. A body that stops decoding later is cut off with an error.
+pub(super) async fn respond(
     upstream: Response<Incoming>,
     target: &Target,
     state: &ConnState,
@@ -167,15 +174,50 @@ pub(super) fn respond(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     parts.version = Version::HTTP_11;
-    audit.decide(Decision::Allow, parts.status.as_u16(), None);
     let Some(mut filter) = filter else {
+        audit.decide(Decision::Allow, parts.status.as_u16(), None);
         return Response::from_parts(parts, Counted::boxed_with_audit(body, audit));
+    };
+    let coding = if body.is_end_stream() {
+        None
+    } else {
+        match decode::coding(&parts.headers) {
+            Ok(coding) => coding,
+            Err(error) => {
+                return answer(
+                    audit,
+                    StatusCode::BAD_GATEWAY,
+                    Decision::Error,
+                    error.to_string(),
+                );
+            }
+        }
     };
     filter.headers(&mut parts.headers);
     // Scrubbing may change the length: the body streams with chunked framing.
     parts.headers.remove(CONTENT_LENGTH);
-    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
-    let body = filtered::response(body, filter);
+    let mut body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
+    if let Some(coding) = coding {
+        parts.headers.remove(CONTENT_ENCODING);
+        body = decode::decoded(body, coding);
+    }
+    let mut body = filtered::response(body, filter);
+    if coding.is_some() {
+        // See that the body decodes before answering 200: a body that is not what its
+        // header says is refused with a readable 502.
+        body = match decode::first_frame(body).await {
+            Ok(body) => body,
+            Err(error) => {
+                return answer(
+                    audit,
+                    StatusCode::BAD_GATEWAY,
+                    Decision::Error,
+                    error.to_string(),
+                );
+            }
+        };
+    }
+    audit.decide(Decision::Allow, parts.status.as_u16(), None);
     Response::from_parts(parts, Counted::boxed_with_audit(body, audit))
 }
 

@@ -50,7 +50,8 @@ pub struct RequestInfo {
     pub who: Option<Who>,
     /// The original destination (where the request will be sent).
     pub dest: SocketAddr,
-    /// `https` or `http`.
+    /// `https` or `http`. `https` means the request goes upstream over TLS whose certificate
+    /// is verified for `host`; `http` means plain HTTP to `dest`, which the sandbox chose.
     pub scheme: &'static str,
     /// The host (lowercase, no port, no brackets); equals the SNI on TLS connections, whose
     /// upstream certificate must verify for it.
@@ -82,6 +83,12 @@ pub trait BodyFilter: Send + Debug {
 }
 
 /// A filter over a response (scrubbing real secrets back to placeholders).
+///
+/// # Security
+/// The engine hands it the body decoded: a `Content-Encoding` it can decode (gzip, deflate,
+/// br, zstd) is removed and the body sent on identity-encoded; any other, several stacked,
+/// or a stream that does not decode is refused (502, or the body aborted if its head was
+/// already sent), so no byte a filter could not read reaches the sandbox.
 pub trait ResponseFilter: Send + Debug {
     /// Rewrites response header values.
     fn headers(&mut self, headers: &mut HeaderMap);
@@ -89,6 +96,8 @@ pub trait ResponseFilter: Send + Debug {
     fn push(&mut self, chunk: &[u8]) -> Bytes;
     /// The body ended; returns what is still held back.
     fn finish(&mut self) -> Bytes;
+    /// Rewrites trailer values (sent after the body, HTTP/2 and chunked HTTP/1.1).
+    fn trailers(&mut self, trailers: &mut HeaderMap);
 }
 
 /// A refusal by a [`RequestPolicy`] or one of its filters.

@@ -11,6 +11,7 @@
 
 mod body;
 mod checks;
+mod decode;
 mod filtered;
 mod forward;
 mod framing;

@@ -37,7 +37,7 @@ pub(super) async fn forward(
         Err(error) => return answer(audit, error.status(), Decision::Error, error.to_string()),
     };
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return respond(upstream, target, state, audit, filter);
+        return respond(upstream, target, state, audit, filter).await;
     }
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();

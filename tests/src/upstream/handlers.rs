@@ -67,6 +67,19 @@ impl EchoReport {
     }
 }
 
+/// A response given as it is by [`super::HttpUpstream::canned`].
+#[derive(Debug, Clone, Default)]
+pub struct Canned {
+    /// Status code (0 means 200).
+    pub status: u16,
+    /// Headers, in order (`content-type: text/plain` when none is given).
+    pub headers: Vec<(String, String)>,
+    /// Body chunks, each sent as its own frame.
+    pub chunks: Vec<Bytes>,
+    /// Trailers sent after the body (HTTP/2, or HTTP/1.1 chunked with `TE: trailers`).
+    pub trailers: Vec<(String, String)>,
+}
+
 /// One server-sent event of the `sse` route: `data: {"seq":N,"sent_us":T}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SseEvent {
@@ -159,6 +172,45 @@ pub(crate) async fn echo(request: Request<Incoming>, info: &ConnInfo) -> Respons
     // Echo the credential-bearing header back as a header too (scrubbing tests).
     if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
         headers.insert("x-echoed-authorization", auth.clone());
+    }
+    response
+}
+
+pub(crate) async fn canned(request: Request<Incoming>, canned: &Canned) -> Response<Body> {
+    drain(request.into_body()).await;
+    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = canned
+        .chunks
+        .iter()
+        .map(|c| Ok(Frame::data(c.clone())))
+        .collect();
+    let mut trailers = HeaderMap::new();
+    for (name, value) in &canned.trailers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            trailers.append(name, value);
+        }
+    }
+    if !trailers.is_empty() {
+        frames.push(Ok(Frame::trailers(trailers)));
+    }
+    let mut response = Response::new(StreamBody::new(stream::iter(frames)).boxed_unsync());
+    *response.status_mut() = StatusCode::from_u16(if canned.status == 0 {
+        200
+    } else {
+        canned.status
+    })
+    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    for (name, value) in &canned.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
     }
     response
 }

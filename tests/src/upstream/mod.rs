@@ -20,7 +20,7 @@ use http::{HeaderMap, Method, Uri, Version};
 use crate::certs::{CertError, IssuedCert, TestCa};
 use crate::netlab::{NetLab, NetLabError};
 
-pub use handlers::{EchoReport, SseEvent, pattern, pattern_sha256, sha256_hex};
+pub use handlers::{Canned, EchoReport, SseEvent, pattern, pattern_sha256, sha256_hex};
 pub use tcp::{
     RecordedConnection, Refusing, RunningTcp, TcpUpstream, refusing, tcp_echo, tcp_recorder,
 };
@@ -109,6 +109,7 @@ pub(crate) enum Route {
     Trailers,
     Bytes(u64),
     WebSocketEcho,
+    Canned(Canned),
 }
 
 impl HttpUpstream {
@@ -169,6 +170,12 @@ impl HttpUpstream {
     /// `path` upgrades to a WebSocket (HTTP/1.1 `Upgrade`) and echoes every text/binary frame.
     pub fn websocket_echo(self, path: &str) -> Self {
         self.with(path, Route::WebSocketEcho)
+    }
+
+    /// `path` answers exactly `canned`: its status, headers, body (in the chunks given) and
+    /// trailers, whatever they claim (a `Content-Encoding` the body does not have, ...).
+    pub fn canned(self, path: &str, canned: Canned) -> Self {
+        self.with(path, Route::Canned(canned))
     }
 
     /// `path` streams `n` bytes of [`pattern`] with a content-length, for big downloads.

