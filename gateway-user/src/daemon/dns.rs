@@ -45,9 +45,15 @@ pub struct KernelIdentify {
 
 impl KernelIdentify {
     /// Identifies senders to `socket` (the node's shared DNS socket).
-    pub fn for_socket(proxy: Arc<ProxyContext>, socket: &tokio::net::UdpSocket) -> std::io::Result<Self> {
+    pub fn for_socket(
+        proxy: Arc<ProxyContext>,
+        socket: &tokio::net::UdpSocket,
+    ) -> std::io::Result<Self> {
         let netns_cookie = crate::capture::netns_cookie(socket)?;
-        Ok(KernelIdentify { proxy, netns_cookie })
+        Ok(KernelIdentify {
+            proxy,
+            netns_cookie,
+        })
     }
 }
 
