@@ -18,11 +18,23 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const SOL_IP: i32 = 0;
 /// Socket option level of IPv6 options.
 pub const SOL_IPV6: i32 = 41;
+/// Socket option level of generic socket options.
+pub const SOL_SOCKET: i32 = 1;
+
+/// The loopback interface's index, the same in every network namespace.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+/// `SOL_SOCKET` options a sandbox may not set: binding a socket to an interface (a packet to
+/// the daemon's loopback address would then leave through that interface instead).
+pub const REFUSED_SOCKET: [i32; 2] = [
+    25, // SO_BINDTODEVICE
+    62, // SO_BINDTOIFINDEX
+];
 
 /// `SOL_IP` options a sandbox may not set: IP options (source routing: `IP_OPTIONS`,
 /// `IP_RETOPTS`) and everything that joins a multicast group or changes a membership's source
 /// filter (the kernel sends IGMP reports for those without the socket, past the packet filter).
-pub const REFUSED_IP: [i32; 12] = [
+pub const REFUSED_IP: [i32; 13] = [
     4,  // IP_OPTIONS
     7,  // IP_RETOPTS
     35, // IP_ADD_MEMBERSHIP
@@ -35,12 +47,13 @@ pub const REFUSED_IP: [i32; 12] = [
     44, // MCAST_UNBLOCK_SOURCE
     46, // MCAST_JOIN_SOURCE_GROUP
     48, // MCAST_MSFILTER
+    50, // IP_UNICAST_IF (pins the output interface: see REFUSED_SOCKET)
 ];
 
 /// `SOL_IPV6` options a sandbox may not set: every extension header (routing, hop-by-hop,
 /// destination options, in both the RFC 3542 and the RFC 2292 form) and every group join
 /// (MLD reports, like IGMP ones, are sent without the socket).
-pub const REFUSED_IPV6: [i32; 15] = [
+pub const REFUSED_IPV6: [i32; 16] = [
     3,  // IPV6_2292HOPOPTS
     4,  // IPV6_2292DSTOPTS
     5,  // IPV6_2292RTHDR
@@ -56,6 +69,7 @@ pub const REFUSED_IPV6: [i32; 15] = [
     55, // IPV6_RTHDRDSTOPTS
     57, // IPV6_RTHDR
     59, // IPV6_DSTOPTS
+    76, // IPV6_UNICAST_IF
 ];
 
 /// Must `setsockopt(level, optname)` from a sandbox be refused (EPERM)?
@@ -64,6 +78,7 @@ pub fn setsockopt_refused(level: i32, optname: i32) -> bool {
     let list: &[i32] = match level {
         SOL_IP => &REFUSED_IP,
         SOL_IPV6 => &REFUSED_IPV6,
+        SOL_SOCKET => &REFUSED_SOCKET,
         _ => return false,
     };
     let mut i = 0;
@@ -74,6 +89,15 @@ pub fn setsockopt_refused(level: i32, optname: i32) -> bool {
         i += 1;
     }
     false
+}
+
+/// May a sandbox packet cross the interface `ifindex` (of the packet's output device on
+/// egress, input device on ingress)? Only loopback: an interface-pinned socket
+/// (`IP_PKTINFO` ancillary data, `IP_UNICAST_IF`, `SO_BINDTODEVICE`) would otherwise send a
+/// datagram addressed to the daemon's loopback listener out of a real interface.
+#[inline(always)]
+pub fn on_loopback(ifindex: u32) -> bool {
+    ifindex == LOOPBACK_IFINDEX
 }
 
 /// Must a new TCP connect from a sandbox holding `live` redirected connections be refused?
@@ -563,33 +587,45 @@ mod tests {
     #[test]
     fn setsockopt_table() {
         for (level, opt, refused) in [
-            (SOL_IP, 4, true),     // IP_OPTIONS
-            (SOL_IP, 7, true),     // IP_RETOPTS
-            (SOL_IP, 35, true),    // IP_ADD_MEMBERSHIP
-            (SOL_IP, 36, false),   // IP_DROP_MEMBERSHIP
-            (SOL_IP, 39, true),    // IP_ADD_SOURCE_MEMBERSHIP
-            (SOL_IP, 42, true),    // MCAST_JOIN_GROUP
-            (SOL_IP, 45, false),   // MCAST_LEAVE_GROUP
-            (SOL_IP, 46, true),    // MCAST_JOIN_SOURCE_GROUP
-            (SOL_IP, 1, false),    // IP_TOS
-            (SOL_IP, 2, false),    // IP_TTL
-            (SOL_IPV6, 57, true),  // IPV6_RTHDR
-            (SOL_IPV6, 5, true),   // IPV6_2292RTHDR
-            (SOL_IPV6, 54, true),  // IPV6_HOPOPTS
-            (SOL_IPV6, 59, true),  // IPV6_DSTOPTS
-            (SOL_IPV6, 55, true),  // IPV6_RTHDRDSTOPTS
-            (SOL_IPV6, 3, true),   // IPV6_2292HOPOPTS
-            (SOL_IPV6, 4, true),   // IPV6_2292DSTOPTS
-            (SOL_IPV6, 6, true),   // IPV6_2292PKTOPTIONS
-            (SOL_IPV6, 20, true),  // IPV6_ADD_MEMBERSHIP
-            (SOL_IPV6, 21, false), // IPV6_DROP_MEMBERSHIP
-            (SOL_IPV6, 27, true),  // IPV6_JOIN_ANYCAST
-            (SOL_IPV6, 42, true),  // MCAST_JOIN_GROUP
-            (SOL_IPV6, 26, false), // IPV6_V6ONLY
-            (1, 4, false),         // SOL_SOCKET SO_TYPE-ish: another level
-            (6, 57, false),        // SOL_TCP
+            (SOL_IP, 4, true),      // IP_OPTIONS
+            (SOL_IP, 7, true),      // IP_RETOPTS
+            (SOL_IP, 35, true),     // IP_ADD_MEMBERSHIP
+            (SOL_IP, 36, false),    // IP_DROP_MEMBERSHIP
+            (SOL_IP, 39, true),     // IP_ADD_SOURCE_MEMBERSHIP
+            (SOL_IP, 42, true),     // MCAST_JOIN_GROUP
+            (SOL_IP, 45, false),    // MCAST_LEAVE_GROUP
+            (SOL_IP, 46, true),     // MCAST_JOIN_SOURCE_GROUP
+            (SOL_IP, 1, false),     // IP_TOS
+            (SOL_IP, 2, false),     // IP_TTL
+            (SOL_IPV6, 57, true),   // IPV6_RTHDR
+            (SOL_IPV6, 5, true),    // IPV6_2292RTHDR
+            (SOL_IPV6, 54, true),   // IPV6_HOPOPTS
+            (SOL_IPV6, 59, true),   // IPV6_DSTOPTS
+            (SOL_IPV6, 55, true),   // IPV6_RTHDRDSTOPTS
+            (SOL_IPV6, 3, true),    // IPV6_2292HOPOPTS
+            (SOL_IPV6, 4, true),    // IPV6_2292DSTOPTS
+            (SOL_IPV6, 6, true),    // IPV6_2292PKTOPTIONS
+            (SOL_IPV6, 20, true),   // IPV6_ADD_MEMBERSHIP
+            (SOL_IPV6, 21, false),  // IPV6_DROP_MEMBERSHIP
+            (SOL_IPV6, 27, true),   // IPV6_JOIN_ANYCAST
+            (SOL_IPV6, 42, true),   // MCAST_JOIN_GROUP
+            (SOL_IPV6, 26, false),  // IPV6_V6ONLY
+            (SOL_IP, 50, true),     // IP_UNICAST_IF
+            (SOL_IPV6, 76, true),   // IPV6_UNICAST_IF
+            (SOL_SOCKET, 25, true), // SO_BINDTODEVICE
+            (SOL_SOCKET, 62, true), // SO_BINDTOIFINDEX
+            (SOL_SOCKET, 4, false), // SO_TYPE-ish: other socket options pass
+            (6, 57, false),         // SOL_TCP
         ] {
             assert_eq!(setsockopt_refused(level, opt), refused, "{level} {opt}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_is_crossed() {
+        assert!(on_loopback(1));
+        for ifindex in [0, 2, 6, u32::MAX] {
+            assert!(!on_loopback(ifindex), "{ifindex}");
         }
     }
 

@@ -42,6 +42,8 @@ enum Drop {
     Short = 3,
     /// A DNS datagram whose sender could not be recorded.
     Unrecorded = 4,
+    /// The packet crosses an interface other than loopback.
+    Interface = 5,
 }
 
 #[cgroup_skb(egress)]
@@ -82,6 +84,11 @@ fn try_egress(ctx: &SkBuffContext) -> Result<(), u8> {
 #[inline(always)]
 fn try_check(ctx: &SkBuffContext, dir: Direction) -> Result<Flow, u8> {
     let cfg = sandbox::config().map_err(|_| Drop::NotReady as u8)?;
+    // SAFETY: a cgroup_skb context; `ifindex` is loaded at its fixed offset.
+    let ifindex = unsafe { read_volatile(addr_of!((*ctx.skb.skb).ifindex)) };
+    if !guard::on_loopback(ifindex) {
+        return Err(Drop::Interface as u8);
+    }
     // SAFETY: a cgroup_skb context; `protocol` is loaded at its fixed offset.
     let proto = unsafe { read_volatile(addr_of!((*ctx.skb.skb).protocol)) };
     let proto = u16::from_be(proto as u16);

@@ -114,6 +114,7 @@ impl TestCa {
 
     /// Writes the CA PEM to a temp file that is deleted when the returned path drops.
     pub fn pem_file(&self) -> Result<tempfile::TempPath, CertError> {
+        crate::share_temp_files_with_sandboxes();
         let mut file = tempfile::Builder::new()
             .prefix("sl-test-ca-")
             .suffix(".pem")

@@ -57,3 +57,19 @@ pub mod upstream;
 pub use certs::TestCa;
 pub use cgroup::TestCgroup;
 pub use netlab::NetLab;
+
+/// Sends every temporary file the tests make (`tempfile`) to `/run/sluice-e2e` instead of
+/// `/tmp`: a `sluice exec` sandbox gets a private `/tmp`, so files a test shares with one
+/// (test CA files, scripts) must live elsewhere. Idempotent.
+pub fn share_temp_files_with_sandboxes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::path::Path::new("/run/sluice-e2e");
+        let made = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)));
+        if made.is_ok() {
+            let _ = tempfile::env::override_temp_dir(dir);
+        }
+    });
+}

@@ -92,6 +92,7 @@ impl NetLab {
     /// # Security
     /// Only documentation ranges are configured; the veth never exists in the host namespace.
     pub fn new(name_prefix: &str) -> Result<NetLab, NetLabError> {
+        crate::share_temp_files_with_sandboxes();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if name_prefix.is_empty() || name_prefix.len() > 20 || !name_prefix.chars().all(ok) {

@@ -58,6 +58,7 @@ impl Sluice {
     /// Writes a configuration and starts `sluice run` in the lab's node namespace, returning
     /// once it logs that it is ready.
     pub fn start(lab: &NetLab, options: &Options) -> std::io::Result<Sluice> {
+        crate::share_temp_files_with_sandboxes();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("sluice-e2e-{}-{n}", std::process::id());
         let mount = cgroup2_mount().map_err(std::io::Error::other)?;

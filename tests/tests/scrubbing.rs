@@ -272,20 +272,28 @@ fn plain_http_to_an_address_the_sandbox_chose_never_carries_a_credential() {
         assert_received_nothing(&attacker, what);
     }
 
-    let records = sluice.audit();
-    let refusals = records
-        .iter()
-        .filter(|r| {
-            r["kind"] == "request"
-                && r["decision"] == "deny"
-                && r["reason"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("only sent over HTTPS"))
-        })
-        .count();
+    // Records are written as requests finish: wait (bounded) until every refusal has one.
+    let expected = captured.len() + proxied.len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (refusals, records) = loop {
+        let records = sluice.audit();
+        let refusals = records
+            .iter()
+            .filter(|r| {
+                r["kind"] == "request"
+                    && r["decision"] == "deny"
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("only sent over HTTPS"))
+            })
+            .count();
+        if refusals >= expected || std::time::Instant::now() > deadline {
+            break (refusals, records);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(
-        refusals,
-        captured.len() + proxied.len(),
+        refusals, expected,
         "one audit record per refusal: {records:?}"
     );
     let audit = std::fs::read_to_string(sluice.state_dir().join("audit.jsonl")).unwrap();

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::launch::{self, EXIT_SETUP_FAILED, Launch};
 use crate::sandbox::mounts::MountPlan;
@@ -33,6 +34,9 @@ pub struct EnterArgs {
     /// Files inside a hidden directory that stay visible, read-only.
     #[arg(long)]
     keep: Vec<PathBuf>,
+    /// Extra environment for the workload: `NAME` (from this environment) or `NAME=VALUE`.
+    #[arg(long = "env")]
+    env: Vec<String>,
     /// The command.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -48,6 +52,18 @@ pub fn run(args: &EnterArgs) -> ExitCode {
         return ExitCode::from(EXIT_SETUP_FAILED);
     };
     identity.home.clone_from(&args.home);
+    let env = match args
+        .env
+        .iter()
+        .map(|e| environment::parse_entry(e))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("sluice: internal-enter: {e}");
+            return ExitCode::from(EXIT_SETUP_FAILED);
+        }
+    };
     let launch = Launch {
         cgroup: args.cgroup.clone(),
         netns: args.netns.clone(),
@@ -57,6 +73,7 @@ pub fn run(args: &EnterArgs) -> ExitCode {
             hide_files: args.hide_files.clone(),
             keep: args.keep.clone(),
         },
+        env,
         command: args.command.clone(),
     };
     launch::run(&launch)

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::control::types::{CreateSandbox, SandboxView};
+use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::mounts::MountPlan;
 
@@ -32,6 +33,13 @@ pub struct ExecArgs {
     /// any; else root inside, mapped to an unprivileged id range of the sandbox's own.
     #[arg(long, value_name = "USER[:GROUP]")]
     user: Option<String>,
+    /// Pass an environment variable to the command: `NAME` (its value here) or `NAME=VALUE`.
+    /// Repeatable. Without it, the command gets only `PATH`, locale and terminal variables,
+    /// the CA-bundle variables `sluice env` prints, `SLUICE_SESSION`, and variables holding a
+    /// credential placeholder: never the rest of this shell's environment (it may hold real
+    /// secrets).
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -43,6 +51,13 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
     let sudo_ref = sudo.as_ref().map(|(u, g)| (u.as_str(), g.as_str()));
     // Refuse a bad --user before anything is created.
     if let Err(e) = Identity::for_exec(args.user.as_deref(), sudo_ref, 0) {
+        return super::fail(&e);
+    }
+    if let Some(e) = args
+        .env
+        .iter()
+        .find_map(|e| environment::parse_entry(e).err())
+    {
         return super::fail(&e);
     }
     let client = match super::client(config) {
@@ -61,7 +76,7 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
     let code = match Identity::for_exec(args.user.as_deref(), sudo_ref, sandbox.id) {
         Ok(identity) => {
             let hidden = hidden_paths(config, config_file);
-            run_inside(&sandbox, &identity, &hidden, &args.command).await
+            run_inside(&sandbox, &identity, &hidden, &args.env, &args.command).await
         }
         Err(e) => super::fail(&e),
     };
@@ -119,6 +134,7 @@ async fn run_inside(
     sandbox: &SandboxView,
     identity: &Identity,
     hidden: &MountPlan,
+    env: &[String],
     command: &[OsString],
 ) -> ExitCode {
     let exe = match std::env::current_exe() {
@@ -146,6 +162,9 @@ async fn run_inside(
     }
     for file in &hidden.keep {
         enter.arg("--keep").arg(file);
+    }
+    for entry in env {
+        enter.arg("--env").arg(entry);
     }
     enter.arg("--").args(command);
     let mut child = match enter.spawn() {

@@ -32,13 +32,10 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::identity::Identity;
 use super::mounts::{self, MountPlan};
-use super::{cgroup, confine, netns, seccomp};
+use super::{cgroup, confine, environment, netns, seccomp};
 
 /// Exit code when the sandbox could not be set up (the command never ran).
 pub const EXIT_SETUP_FAILED: u8 = 125;
-
-/// Environment variables that never reach a workload (secrets of the node's operator).
-const SECRET_ENV: [&str; 2] = ["SLUICE_MASTER_KEY", "SLUICE_SESSION_TOKEN"];
 
 /// Everything the launcher needs.
 #[derive(Debug)]
@@ -51,6 +48,8 @@ pub struct Launch {
     pub identity: Identity,
     /// What it does not see.
     pub mounts: MountPlan,
+    /// `--env` entries: `(NAME, None)` takes the caller's value, `(NAME, Some(v))` sets it.
+    pub env: Vec<(String, Option<String>)>,
     /// The command and its arguments.
     pub command: Vec<OsString>,
 }
@@ -82,6 +81,9 @@ pub fn run(launch: &Launch) -> ExitCode {
 fn launcher(launch: &Launch) -> Result<u8, String> {
     use nix::sched::{CloneFlags, unshare};
     confine::close_inherited_fds().map_err(|e| e.to_string())?;
+    // The working directory is held by reference: after the masks it is re-entered by path
+    // (see `reenter`), so a caller's directory under a hidden place is not a way around them.
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     cgroup::enter(&launch.cgroup).map_err(|e| e.to_string())?;
     if let Some(ns) = &launch.netns {
         netns::enter(ns).map_err(|e| e.to_string())?;
@@ -97,7 +99,7 @@ fn launcher(launch: &Launch) -> Result<u8, String> {
     match fork()? {
         ForkResult::Child => {
             drop((ready_read, go_write, node_proc));
-            let code = match init(launch, &signals, ready_write, go_read) {
+            let code = match init(launch, &cwd, &signals, ready_write, go_read) {
                 Ok(code) => code,
                 Err(message) => {
                     eprintln!("sluice: {message}");
@@ -120,15 +122,23 @@ fn launcher(launch: &Launch) -> Result<u8, String> {
 }
 
 /// PID 1 of the sandbox.
-fn init(launch: &Launch, signals: &SigSet, ready: OwnedFd, go: OwnedFd) -> Result<u8, String> {
+fn init(
+    launch: &Launch,
+    cwd: &std::path::Path,
+    signals: &SigSet,
+    ready: OwnedFd,
+    go: OwnedFd,
+) -> Result<u8, String> {
     use nix::sched::{CloneFlags, unshare};
     let identity = &launch.identity;
     mounts::fresh_proc().map_err(|e| e.to_string())?;
-    let home = match &identity.home {
-        Some(home) => home.clone(),
-        None => mounts::private_home(identity.outside, identity.outside_gid)
-            .map_err(|e| e.to_string())?,
-    };
+    let home = mounts::private_home(
+        identity.home.as_deref(),
+        identity.outside,
+        identity.outside_gid,
+    )
+    .map_err(|e| e.to_string())?;
+    reenter(cwd, &home);
     unshare(CloneFlags::CLONE_NEWUSER)
         .map_err(|e| format!("sandbox: unshare the user namespace: {e}"))?;
     nix::unistd::write(&ready, b"r").map_err(|e| format!("sandbox: signal the launcher: {e}"))?;
@@ -157,10 +167,11 @@ fn exec(launch: &Launch, home: &std::path::Path, signals: &SigSet) -> u8 {
         return EXIT_SETUP_FAILED;
     };
     let mut command = std::process::Command::new(program);
-    command.args(rest).env("HOME", home);
-    for name in SECRET_ENV {
-        command.env_remove(name);
-    }
+    command
+        .args(rest)
+        .env_clear()
+        .envs(environment::for_workload(std::env::vars_os(), &launch.env))
+        .env("HOME", home);
     let err = command.exec();
     let name = program.to_string_lossy();
     if err.kind() == std::io::ErrorKind::NotFound {
@@ -169,6 +180,15 @@ fn exec(launch: &Launch, home: &std::path::Path, signals: &SigSet) -> u8 {
     } else {
         eprintln!("sluice: cannot run {name}: {err}");
         126
+    }
+}
+
+/// Re-enters the working directory `cwd` by path through the sandbox's mounts, so it shows
+/// what the sandbox sees there; a directory that is hidden or private now (under `/tmp`, the
+/// state directory) starts the command in `home` instead.
+fn reenter(cwd: &std::path::Path, home: &std::path::Path) {
+    if std::env::set_current_dir(cwd).is_err() {
+        let _ = std::env::set_current_dir(home).or_else(|_| std::env::set_current_dir("/"));
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod confine;
+pub mod environment;
 pub mod identity;
 pub mod launch;
 pub mod mounts;

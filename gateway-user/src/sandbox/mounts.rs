@@ -9,7 +9,8 @@
 //!   public CA files (`ca.pem`, `ca-bundle.pem`) bound back, read-only, where `sluice env`
 //!   points; the configuration file and other secret paths are hidden too.
 //! - A fresh `/proc` for the sandbox's own PID namespace, with `/proc/sys` read-only.
-//! - A private, empty home when the workload is root inside its namespace.
+//! - Private, empty `/tmp`, `/var/tmp`, `/dev/shm` and `/run/lock` (not shared with the node
+//!   or other sandboxes), and a private, empty home.
 //!
 //! # Security
 //! The masks are defence in depth: the workload's node id owns none of these files anyway.
@@ -66,10 +67,26 @@ pub fn prepare(plan: &MountPlan) -> Result<(), MountError> {
         None::<&str>,
     )
     .map_err(MountError::at("stop mount propagation at", Path::new("/")))?;
+    // Open the files to keep before any mount hides them.
+    let kept: Vec<(OwnedFd, &PathBuf)> = plan
+        .keep
+        .iter()
+        .filter_map(|path| Some((open_path(path)?, path)))
+        .collect();
     read_only_control_filesystems()?;
-    for dir in plan.hide_dirs.iter().filter(|d| d.is_dir()) {
-        let kept: Vec<&PathBuf> = plan.keep.iter().filter(|k| k.starts_with(dir)).collect();
-        hide_dir(dir, &kept)?;
+    private_temp_dirs()?;
+    for dir in &plan.hide_dirs {
+        let inside: Vec<&(OwnedFd, &PathBuf)> =
+            kept.iter().filter(|(_, k)| k.starts_with(dir)).collect();
+        // A state directory under a now-private place (/tmp) is made again there, so the
+        // CA files `sluice env` points at stay where they were.
+        if !dir.is_dir() && !inside.is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| MountError::at("make a mount point at", dir)(errno(&e)))?;
+        }
+        if dir.is_dir() {
+            hide_dir(dir, &inside)?;
+        }
     }
     for file in plan.hide_files.iter().filter(|f| f.is_file()) {
         bind_read_only(Path::new("/dev/null"), file)?;
@@ -88,12 +105,13 @@ pub fn fresh_proc() -> Result<(), MountError> {
     bind_read_only(sys, sys)
 }
 
-/// Covers `/root` with an empty tmpfs owned by node id `uid`/`gid` (the workload's root),
-/// so a root workload has a writable home that is not the node's. A node without `/root`
-/// gets the home at `/tmp` instead (nothing is created on the node).
-pub fn private_home(uid: u32, gid: u32) -> Result<PathBuf, MountError> {
-    let home = PathBuf::from("/root");
-    if !home.is_dir() {
+/// Covers the workload's home (`home`, or `/root` for a root workload) with an empty tmpfs
+/// owned by node id `uid`/`gid`, so the workload has a writable home that is not the node's
+/// (a user's real home, with its `.ssh` and cloud credentials, stays out of reach). A home
+/// that does not exist on the node is `/tmp` instead (nothing is created on the node).
+pub fn private_home(home: Option<&Path>, uid: u32, gid: u32) -> Result<PathBuf, MountError> {
+    let home = home.unwrap_or(Path::new("/root")).to_path_buf();
+    if !home.is_dir() || home == Path::new("/") {
         return Ok(PathBuf::from("/tmp"));
     }
     let options = format!("mode=0700,uid={uid},gid={gid},size=1g");
@@ -107,6 +125,29 @@ pub fn private_home(uid: u32, gid: u32) -> Result<PathBuf, MountError> {
     )
     .map_err(MountError::at("mount a private home on", &home))?;
     Ok(home)
+}
+
+/// Directories every user may write to, which would otherwise be shared with the node and
+/// with other sandboxes (a channel around the gate): each sandbox gets empty ones.
+const SHARED_WRITABLE: [&str; 4] = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
+
+/// Covers each of [`SHARED_WRITABLE`] that exists with a fresh sticky, world-writable tmpfs.
+fn private_temp_dirs() -> Result<(), MountError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for dir in SHARED_WRITABLE.iter().map(Path::new).filter(|d| d.is_dir()) {
+        mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            flags,
+            Some("mode=1777,size=1g"),
+        )
+        .map_err(MountError::at(
+            "mount a private temporary directory on",
+            dir,
+        ))?;
+    }
+    Ok(())
 }
 
 /// Every cgroup and bpf filesystem, remounted read-only.
@@ -128,20 +169,9 @@ fn read_only_control_filesystems() -> Result<(), MountError> {
     Ok(())
 }
 
-/// Covers `dir` with an empty read-only tmpfs, binding each of `kept` back read-only.
-fn hide_dir(dir: &Path, kept: &[&PathBuf]) -> Result<(), MountError> {
-    // Open the files to keep before the tmpfs hides them.
-    let mut sources: Vec<(OwnedFd, &PathBuf)> = Vec::new();
-    for path in kept {
-        use nix::fcntl::{OFlag, open};
-        if let Ok(fd) = open(
-            path.as_path(),
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) {
-            sources.push((fd, path));
-        }
-    }
+/// Covers `dir` with an empty read-only tmpfs, binding each of `kept` (opened before) back
+/// read-only at its path.
+fn hide_dir(dir: &Path, kept: &[&(OwnedFd, &PathBuf)]) -> Result<(), MountError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -151,7 +181,7 @@ fn hide_dir(dir: &Path, kept: &[&PathBuf]) -> Result<(), MountError> {
         Some("mode=0755,size=64k"),
     )
     .map_err(MountError::at("hide", dir))?;
-    for (fd, path) in &sources {
+    for (fd, path) in kept {
         let parent = path.parent().unwrap_or(dir);
         std::fs::create_dir_all(parent)
             .and_then(|()| std::fs::File::create(path).map(drop))
@@ -167,6 +197,17 @@ fn hide_dir(dir: &Path, kept: &[&PathBuf]) -> Result<(), MountError> {
         None::<&str>,
     )
     .map_err(MountError::at("make read-only", dir))
+}
+
+/// An `O_PATH` handle on `path`, if it exists.
+fn open_path(path: &Path) -> Option<OwnedFd> {
+    use nix::fcntl::{OFlag, open};
+    open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
 }
 
 /// Binds `source` on `target`, then makes that mount read-only.

@@ -237,6 +237,28 @@ def main():
                 raise OSError(E.ECONNRESET, "closed without an answer")
             return data.hex()
         report(**attempt(ask))
+    elif step == "pktinfo":
+        # A datagram pinned to a real interface with IP_PKTINFO ancillary data.
+        ifindex = socket.if_nametoindex(args[0])
+        info = struct.pack("@i4s4s", ifindex, socket.inet_aton("0.0.0.0"), socket.inet_aton("0.0.0.0"))
+        def send():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendmsg([payload], [(socket.IPPROTO_IP, 8, info)], 0, (args[1], 53))  # IP_PKTINFO
+            return "sent"
+        report(**attempt(send))
+    elif step == "unicast-if":
+        ifindex = socket.if_nametoindex(args[0])
+        report(**attempt(lambda: udp_send(socket.AF_INET, (args[1], 53), payload,
+                                          [(socket.IPPROTO_IP, 50, struct.pack("!I", ifindex))])))
+    elif step == "bindtodevice":
+        def bind():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args[0].encode())
+            s.sendto(payload, (args[1], 53))
+            return "sent"
+        report(**attempt(bind))
+    elif step == "environ":
+        report(ok=True, detail=sorted(f"{k}={v}" for k, v in os.environ.items()))
     else:
         report(ok=False, error="unknown step " + step)
 

@@ -320,3 +320,85 @@ fn the_workload_is_root_only_inside_its_own_user_namespace() {
         "{root:?}"
     );
 }
+
+#[test]
+fn secrets_in_the_callers_environment_stay_out() {
+    let range = Range::plain();
+    for mode in EXEC_MODES {
+        let mut cmd = range.sluice.exec(
+            if mode == Mode::Shared {
+                &["--share-netns", "--env", "MODEL"]
+            } else {
+                &["--env", "MODEL"]
+            },
+            &["env"],
+        );
+        cmd.env("OPENAI_KEY", "sk-real-attack-value")
+            .env("AWS_SECRET_ACCESS_KEY", "aws-real-attack-value")
+            .env("OPENAI_API_KEY", "sluice_cred:OPENAI_API_KEY")
+            .env("MODEL", "small");
+        let out = cmd.output().unwrap();
+        let env = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!env.contains("real-attack-value"), "{mode:?}: {env}");
+        assert!(
+            env.contains("OPENAI_API_KEY=sluice_cred:OPENAI_API_KEY"),
+            "{env}"
+        );
+        assert!(
+            env.contains("MODEL=small"),
+            "--env passes a named variable: {env}"
+        );
+    }
+}
+
+#[test]
+fn the_nodes_home_and_temp_dirs_are_not_shared() {
+    let range = Range::plain();
+    let marker = format!("sl-private-{}", std::process::id());
+    for mode in EXEC_MODES {
+        let root = range.output(mode, &[], &["ls", "-A", "/root"]);
+        assert!(root.status.success(), "{root:?}");
+        assert!(
+            root.stdout.is_empty(),
+            "{mode:?}: the node's /root shows: {root:?}"
+        );
+        for dir in ["/tmp", "/dev/shm", "/var/tmp"] {
+            let path = format!("{dir}/{marker}");
+            let wrote = range.output(mode, &[], &["sh", "-c", &format!("echo drop > {path}")]);
+            assert!(
+                wrote.status.success(),
+                "{mode:?}: {dir} is writable inside: {wrote:?}"
+            );
+            let read = range.output(mode, &[], &["cat", &path]);
+            assert!(
+                !read.status.success(),
+                "{mode:?}: another sandbox read {path}"
+            );
+            assert!(
+                !std::path::Path::new(&path).exists(),
+                "the node's {dir} got the file"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_working_directory_in_a_hidden_place_is_no_way_around() {
+    let range = Range::plain();
+    let state = range.state_dir();
+    for mode in EXEC_MODES {
+        let mut cmd = range.sluice.exec(
+            if mode == Mode::Shared {
+                &["--share-netns"]
+            } else {
+                &[]
+            },
+            &["sh", "-c", "ls -A .; cat ./master.key ../state/master.key"],
+        );
+        let out = cmd.current_dir(&state).output().unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(!listing.contains("master.key"), "{mode:?}: {out:?}");
+        assert!(!out.status.success(), "{mode:?}: the key was read: {out:?}");
+    }
+}

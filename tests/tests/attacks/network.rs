@@ -200,3 +200,26 @@ fn multicast_joins_are_refused_and_no_igmp_leaves() {
     let joined: IpAddr = "239.1.2.3".parse().unwrap();
     assert!(range.sniffer.to(joined).is_empty());
 }
+
+#[test]
+fn datagrams_pinned_to_a_real_interface_never_leave() {
+    let range = Range::plain();
+    // Only sandboxes in the node's namespace see the lab's veth.
+    for mode in [Mode::Shared, Mode::Enrolled] {
+        for step in ["pktinfo", "unicast-if", "bindtodevice"] {
+            let shot = range.fire(
+                mode,
+                &[],
+                step,
+                &[tests::netlab::NODE_VETH, "198.51.100.10"],
+            );
+            shot.assert_refused(step);
+            range.nothing_left(&shot);
+        }
+    }
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    assert!(
+        range.sniffer.to(loopback).is_empty(),
+        "nothing for 127.0.0.1 crossed the veth"
+    );
+}
