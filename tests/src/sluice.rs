@@ -245,6 +245,28 @@ impl Sluice {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// `sluice session create --json ARGS` with the variables `env` set for it (so
+    /// `--cred NAME=env:VAR@host` can name a value without putting it on a command line);
+    /// returns (session id, token).
+    pub fn create_session(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::io::Result<(String, String)> {
+        let mut cmd = self.command();
+        cmd.args(["session", "create", "--json"]).args(args);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!("session create: {out:?}")));
+        }
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Ok((field(&created["session"]["id"]), field(&created["token"])))
+    }
+
     /// Writes `bytes` to a file sandboxes can read (outside the state directory, which
     /// `sluice exec` hides) and returns its path.
     pub fn public_file(&self, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
-use serde_json::Value;
 use tests::sluice::{Options, Sluice};
 use tests::upstream::{self, Canned, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
@@ -59,19 +58,12 @@ impl World {
 /// A session holding `API_KEY` (bound to api.test, allowed in queries and bodies); returns
 /// (id, token).
 fn session(sluice: &Sluice) -> (String, String) {
-    let out = sluice
-        .command()
-        .args(["session", "create", "--json", "--cred"])
-        .arg("API_KEY=env:SECRET@api.test")
-        .env("SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (
-        created["session"]["id"].as_str().unwrap().to_owned(),
-        created["token"].as_str().unwrap().to_owned(),
-    )
+    sluice
+        .create_session(
+            &["--cred", "API_KEY=env:SECRET@api.test"],
+            &[("SECRET", SECRET)],
+        )
+        .unwrap()
 }
 
 /// curl in a sandbox of `session` (captured), trusting the Sluice CA; stdout + stderr.

@@ -66,19 +66,7 @@ impl World {
 
 /// `sluice session create … --json` with `SECRET` in `$SECRET`; returns (id, token).
 fn create(sluice: &Sluice, args: &[&str]) -> (String, String) {
-    let out = sluice
-        .command()
-        .args(["session", "create", "--json"])
-        .args(args)
-        .env("SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (
-        created["session"]["id"].as_str().unwrap().to_owned(),
-        created["token"].as_str().unwrap().to_owned(),
-    )
+    sluice.create_session(args, &[("SECRET", SECRET)]).unwrap()
 }
 
 /// curl in a sandbox of `session`, trusting the Sluice CA; returns stdout as text.

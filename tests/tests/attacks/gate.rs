@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::process::Stdio;
 
-use serde_json::Value;
 use tests::sluice::Options;
 use tests::{addrs, upstream};
 
@@ -15,17 +14,11 @@ const NXDOMAIN: u64 = 3;
 const REFUSED: u64 = 5;
 
 fn session(range: &Range, args: &[&str]) -> String {
-    let out = range
+    range
         .sluice
-        .command()
-        .args(["session", "create", "--json"])
-        .args(args)
-        .env("SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["session"]["id"].as_str().unwrap().to_owned()
+        .create_session(args, &[("SECRET", SECRET)])
+        .unwrap()
+        .0
 }
 
 fn dns_options() -> Options {
