@@ -6,7 +6,8 @@
 //! - JSON-string-escaped (UTF-8 values), also with `/` escaped as `\/`;
 //! - percent-encoded (RFC 3986 unreserved kept) with upper- and lowercase escapes, and
 //!   form-encoded (space as `+`);
-//! - hex, lower- and uppercase;
+//! - hex, lower- and uppercase; every byte percent-escaped (`%73%6B…`) and, for ASCII
+//!   values, every character JSON-escaped (`\u0073\u006b…`), each in both cases;
 //! - for values of at least [`MIN_BASE64_LEN`] bytes, base64 and base64url, each with and
 //!   without padding, and each also as the run of characters that depends on the value alone
 //!   at each of the three alignments a value can have inside a longer encoded string (for
@@ -64,6 +65,12 @@ pub(crate) fn pairs(value: &[u8], placeholder: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>
     for upper in [false, true] {
         let from = Zeroizing::new(hex(value, upper));
         out.add(from.to_vec(), hex(placeholder, upper));
+        let from = Zeroizing::new(escape_every(value, b"%", upper));
+        out.add(from.to_vec(), escape_every(placeholder, b"%", upper));
+        if value.is_ascii() {
+            let from = Zeroizing::new(escape_every(value, b"\\u00", upper));
+            out.add(from.to_vec(), escape_every(placeholder, b"\\u00", upper));
+        }
     }
     if value.len() >= MIN_BASE64_LEN {
         for (padded, bare) in [(&STANDARD, &STANDARD_NO_PAD), (&URL_SAFE, &URL_SAFE_NO_PAD)] {
@@ -107,6 +114,16 @@ fn base64_core(engine: &GeneralPurpose, bytes: &[u8], align: usize) -> Zeroizing
     let first = (8 * align).div_ceil(6);
     let end = (8 * (align + bytes.len())) / 6;
     Zeroizing::new(encoded.get(first..end).unwrap_or_default().to_vec())
+}
+
+/// Every byte of `bytes` as `prefix` + two hex digits (`%` gives `%73%6B…`).
+fn escape_every(bytes: &[u8], prefix: &[u8], upper: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() * (prefix.len() + 2));
+    for chunk in hex(bytes, upper).chunks(2) {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 fn hex(bytes: &[u8], upper: bool) -> Vec<u8> {
@@ -194,6 +211,10 @@ mod tests {
             "612F6220632B643A6566",
             "YS9iIGMrZDplZg==",
             "YS9iIGMrZDplZg",
+            "%61%2f%62%20%63%2b%64%3a%65%66",
+            "%61%2F%62%20%63%2B%64%3A%65%66",
+            "\\u0061\\u002f\\u0062\\u0020\\u0063\\u002b\\u0064\\u003a\\u0065\\u0066",
+            "\\u0061\\u002F\\u0062\\u0020\\u0063\\u002B\\u0064\\u003A\\u0065\\u0066",
         ] {
             assert!(froms.iter().any(|f| f == want), "{want} missing: {froms:?}");
         }
