@@ -280,6 +280,20 @@ impl Sluice {
         Ok(path)
     }
 
+    /// Copies `file` (a test script) where sandboxes can read it, wherever the checkout lives
+    /// (a sandbox runs as an unprivileged id), and returns the copy's path as text.
+    pub fn share(&self, file: &Path) -> std::io::Result<String> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "shared".to_owned());
+        let bytes = std::fs::read(file)?;
+        Ok(self
+            .public_file(&name, &bytes)?
+            .to_string_lossy()
+            .into_owned())
+    }
+
     /// The daemon's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -25,7 +25,8 @@ fn lab_and_daemon(options: &Options) -> (NetLab, Sluice) {
 /// Runs the helper script in a new sandbox and returns its JSON line, with the id of the
 /// sandbox it ran in added as `sandbox` (the script's own pid is its PID namespace's).
 fn in_sandbox(sluice: &Sluice, flags: &[&str], args: &[&str]) -> Value {
-    let mut argv = vec!["python3", SCRIPT];
+    let script = sluice.share(std::path::Path::new(SCRIPT)).unwrap();
+    let mut argv = vec!["python3", script.as_str()];
     argv.extend_from_slice(args);
     let mark = sluice.audit().len();
     let out = sluice.exec(flags, &argv).output().unwrap();

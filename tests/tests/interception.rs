@@ -8,7 +8,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -233,7 +233,9 @@ fn python_and_node_clients_are_intercepted() {
             &[],
             &[
                 "python3",
-                &format!("{DIR}/clients.py"),
+                &w.sluice
+                    .share(Path::new(&format!("{DIR}/clients.py")))
+                    .unwrap(),
                 "203.0.113.10",
                 "api.test",
                 "/py",
@@ -254,7 +256,9 @@ fn python_and_node_clients_are_intercepted() {
             &[],
             &[
                 "node",
-                &format!("{DIR}/client.js"),
+                &w.sluice
+                    .share(Path::new(&format!("{DIR}/client.js")))
+                    .unwrap(),
                 "203.0.113.10",
                 "api.test",
                 "/node",
@@ -304,7 +308,9 @@ fn node_fetch_sse_and_websocket_stream_through_capture() {
             &[
                 "node",
                 "--experimental-websocket",
-                &format!("{DIR}/stream.js"),
+                &sluice
+                    .share(Path::new(&format!("{DIR}/stream.js")))
+                    .unwrap(),
                 "https://api.test",
                 "/events",
                 "/ws",
@@ -394,7 +400,13 @@ fn bad_first_bytes_are_refused_and_audited_and_the_daemon_stays_up() {
         .sluice
         .exec(
             &[],
-            &["python3", &format!("{DIR}/bad_input.py"), "203.0.113.10"],
+            &[
+                "python3",
+                &w.sluice
+                    .share(Path::new(&format!("{DIR}/bad_input.py")))
+                    .unwrap(),
+                "203.0.113.10",
+            ],
         )
         .output()
         .unwrap();

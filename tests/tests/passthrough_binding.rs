@@ -150,10 +150,11 @@ fn a_tcp_allow_host_entry_matches_its_own_addresses_only() {
     let elsewhere = upstream::tcp_echo()
         .start(&w._lab, SocketAddr::new(addrs::HOST_C.into(), 7))
         .unwrap();
+    let script = w.sluice.share(std::path::Path::new(SCRIPT)).unwrap();
     let run = |ip: &str| {
         let out = w
             .sluice
-            .exec(&["--netns"], &["python3", SCRIPT, "many", ip, "7", "1"])
+            .exec(&["--netns"], &["python3", &script, "many", ip, "7", "1"])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
