@@ -570,7 +570,9 @@ fn websocket(sluice: &Sluice, session: &str, path: &str, count: usize) -> Value 
         .exec(&["--session", session], &argv)
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {out:?}"))
+        .unwrap()
 }
 
 #[test]
