@@ -476,3 +476,158 @@ fn echoes_reach_the_sandbox_only_as_placeholders_in_every_form() {
     }
     assert!(api.requests().len() >= cases.len());
 }
+
+/// A WebSocket client in the sandbox: upgrades (offering permessage-deflate) with
+/// `Authorization: Bearer <placeholder>`, reads `argv[4]` messages, sends one text message
+/// and reads its echo, then closes; prints JSON (`status`, `head`, `body`, `messages`).
+const WS_CLIENT: &str = r#"
+import base64, json, os, socket, ssl, struct, sys
+host, path, cafile, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, 443), timeout=10), server_hostname=host)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+           "Authorization: Bearer sluice_cred:API_KEY\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    buf += chunk
+head, _, rest = buf.partition(b"\r\n\r\n")
+head = head.decode()
+status = int(head.split(" ")[1])
+out = {"status": status, "head": head, "messages": []}
+def exact(n):
+    global rest
+    while len(rest) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise EOFError
+        rest += chunk
+    data, rest = rest[:n], rest[n:]
+    return data
+def frame():
+    b0, b1 = exact(2)
+    n = b1 & 0x7f
+    if n == 126:
+        n = struct.unpack("!H", exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exact(8))[0]
+    return b0 & 0x0f, exact(n)
+def send(op, payload):
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    s.sendall(bytes([0x80 | op, 0x80 | len(payload)]) + mask + masked)
+def show(op, data):
+    if op == 8:
+        return {"close": struct.unpack("!H", data[:2])[0] if data else None}
+    return {"text" if op == 1 else "binary": data.decode("utf-8", "replace")}
+if status != 101:
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+    except Exception:
+        pass
+    out["body"] = rest.decode("utf-8", "replace")
+else:
+    for _ in range(count):
+        out["messages"].append(show(*frame()))
+    send(1, b"up: sluice_cred:API_KEY")
+    out["messages"].append(show(*frame()))
+    send(8, struct.pack("!H", 1000))
+    out["messages"].append(show(*frame()))
+print(json.dumps(out))
+"#;
+
+/// Runs [`WS_CLIENT`] in a sandbox of `session` toward `https://api.test{path}`.
+fn websocket(sluice: &Sluice, session: &str, path: &str, count: usize) -> Value {
+    let ca = sluice.state_dir().join("ca.pem");
+    let count = count.to_string();
+    let argv = [
+        "python3",
+        "-c",
+        WS_CLIENT,
+        "api.test",
+        path,
+        ca.to_str().unwrap(),
+        &count,
+    ];
+    let out = sluice
+        .exec(&["--session", session], &argv)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {out:?}"))
+        .unwrap()
+}
+
+#[test]
+fn websocket_messages_echoing_a_secret_reach_the_sandbox_as_placeholders() {
+    let w = world("scw");
+    let api = w
+        .https("api.test")
+        .h2(false)
+        .websocket_echo_header("/ws", "authorization")
+        .websocket_force_deflate("/deflate")
+        .start(&w.lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let sluice = w.sluice();
+    let (id, _) = session(&sluice);
+
+    let got = websocket(&sluice, &id, "/ws", 3);
+    assert_eq!(got["status"], 101, "{got}");
+    let head = got["head"].as_str().unwrap().to_ascii_lowercase();
+    assert!(!head.contains("sec-websocket-extensions"), "{got}");
+    let bearer = format!("Bearer {PLACEHOLDER}");
+    let want = serde_json::json!([
+        {"text": bearer},
+        {"binary": hex(&bearer)},
+        {"text": STANDARD.encode(&bearer)},
+        // What the sandbox sends goes up unchanged (placeholders are not injected into
+        // messages) and comes back as sent.
+        {"text": format!("up: {PLACEHOLDER}")},
+        {"close": 1000},
+    ]);
+    assert_eq!(got["messages"], want, "{got}");
+    assert_no_secret(&got.to_string(), "WebSocket messages");
+    // The upstream did get the real value, and no extension offer.
+    let upgrade = &api.requests()[0];
+    assert_eq!(
+        upgrade.headers["authorization"],
+        format!("Bearer {SECRET}").as_str()
+    );
+    assert!(
+        !upgrade.headers.contains_key("sec-websocket-extensions"),
+        "{upgrade:?}"
+    );
+    let record = sluice
+        .wait_audit(|r| r["kind"] == "request" && r["status"] == 101)
+        .unwrap();
+    assert_eq!(record["protocol"], "http/1.1>websocket", "{record}");
+    assert!(record["bytes_down"].as_u64().unwrap() > 0, "{record}");
+    assert!(record["bytes_up"].as_u64().unwrap() > 0, "{record}");
+
+    // An upstream that negotiates compression anyway is refused: nothing unreadable passes.
+    let refused = websocket(&sluice, &id, "/deflate", 0);
+    assert_eq!(refused["status"], 502, "{refused}");
+    let reason = "upstream negotiated a WebSocket extension the gateway cannot scrub";
+    assert!(
+        refused["body"].as_str().unwrap().contains(reason),
+        "{refused}"
+    );
+    let record = sluice
+        .wait_audit(|r| r["kind"] == "request" && r["status"] == 502)
+        .unwrap();
+    assert!(
+        record["reason"].as_str().unwrap().contains(reason),
+        "{record}"
+    );
+    let audit = std::fs::read_to_string(sluice.state_dir().join("audit.jsonl")).unwrap();
+    assert_no_secret(&audit, "the audit log");
+}

@@ -1,11 +1,13 @@
 //! Turning real values that an upstream echoes back into placeholders again, in response
-//! headers, streamed response bodies and trailers, so the sandbox never learns a value.
+//! headers, streamed response bodies, trailers and WebSocket messages, so the sandbox never
+//! learns a value.
 //!
 //! The forms recognised are listed in [`super::forms`]: as-is, JSON-escaped,
 //! percent/form-encoded, hex, base64 and base64url (also inside longer encoded strings).
 //! Values shorter than [`MIN_SCRUB_LEN`] are never scrubbed (they would mangle ordinary
 //! text). Compressed bodies are decoded by the caller before they get here.
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 
 use super::forms;
@@ -52,6 +54,11 @@ impl Scrubber {
             *value = HeaderValue::from_maybe_shared(out).unwrap_or(HeaderValue::from_static(""));
         }
         total
+    }
+
+    /// Scrubs one complete input (a WebSocket message): every form of every value replaced.
+    pub fn scrub(&self, input: &[u8]) -> Bytes {
+        self.proto.replace_all(input).0
     }
 
     /// A fresh streaming scrubber for one response body.

@@ -67,6 +67,9 @@ fn scrubs_forms_as_a_table() {
     for (input, want) in cases {
         let got = stream(scrubber.body(), input.as_bytes(), &[]);
         assert_eq!(String::from_utf8(got).unwrap(), want, "{input}");
+        // A whole message (WebSocket) gets the same treatment.
+        let whole = scrubber.scrub(input.as_bytes());
+        assert_eq!(String::from_utf8(whole.to_vec()).unwrap(), want, "{input}");
     }
 }
 

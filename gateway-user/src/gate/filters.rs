@@ -95,7 +95,7 @@ impl BodyFilter for RequestBody {
 }
 
 /// Response: every real value of the session replaced by its placeholder, in headers, the
-/// (decoded) body and trailers.
+/// (decoded) body, trailers and WebSocket messages.
 #[derive(Debug)]
 pub struct ScrubResponse {
     scrubber: Scrubber,
@@ -131,6 +131,10 @@ impl ResponseFilter for ScrubResponse {
 
     fn trailers(&mut self, trailers: &mut HeaderMap) {
         self.scrubber.scrub_headers(trailers);
+    }
+
+    fn message(&mut self, message: &[u8]) -> Bytes {
+        self.scrubber.scrub(message)
     }
 }
 

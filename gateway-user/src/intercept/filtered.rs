@@ -249,6 +249,9 @@ mod tests {
         fn finish(&mut self) -> Bytes {
             Bytes::new()
         }
+        fn message(&mut self, message: &[u8]) -> Bytes {
+            self.push(message)
+        }
         fn trailers(&mut self, trailers: &mut HeaderMap) {
             for value in trailers.values_mut() {
                 let text = value.to_str().unwrap().replace("secret", "***");

@@ -98,6 +98,14 @@ pub trait ResponseFilter: Send + Debug {
     fn finish(&mut self) -> Bytes;
     /// Rewrites trailer values (sent after the body, HTTP/2 and chunked HTTP/1.1).
     fn trailers(&mut self, trailers: &mut HeaderMap);
+    /// Rewrites one whole WebSocket message from the upstream (a text or binary message, or
+    /// the payload of a ping, pong or close frame); returns what the sandbox gets instead.
+    ///
+    /// # Security
+    /// Called on complete messages only (the relay bounds their size and never negotiates
+    /// compression), so a value cannot straddle two calls. There is no default: a filter
+    /// that forgot WebSockets would otherwise pass messages unscrubbed.
+    fn message(&mut self, message: &[u8]) -> Bytes;
 }
 
 /// A refusal by a [`RequestPolicy`] or one of its filters.

@@ -4,7 +4,8 @@
 //! Per request: checks (SNI = Host, framing), the session's [`RequestPolicy`], hop-by-hop
 //! stripping, forwarding over the pooled [`UpstreamClient`] to the original destination, and
 //! one audit record ([`Kind::Request`](crate::audit::Kind::Request)) written by a drop
-//! guard. Bodies stream both ways; WebSocket upgrades become a byte copy.
+//! guard. Bodies stream both ways; WebSocket upgrades become a byte copy, or a message relay
+//! that scrubs what the upstream sends when the request has a response filter.
 //!
 //! The connection-level audit record belongs to the caller, which adds the returned
 //! [`ConnSummary`] to it.
@@ -16,6 +17,7 @@ mod filtered;
 mod forward;
 mod framing;
 mod hook;
+mod relay;
 mod response;
 mod serve;
 mod upgrade;

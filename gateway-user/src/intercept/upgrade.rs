@@ -1,5 +1,6 @@
 //! HTTP/1.1 WebSocket upgrades: forward the upgrade request over an HTTP/1.1-only upstream
-//! connection; on 101 both sides switch protocols and bytes are copied both ways.
+//! connection; on 101 both sides switch protocols and bytes are copied both ways, or, when
+//! the request has a response filter, messages are relayed and scrubbed (see [`relay`]).
 
 use std::io;
 use std::pin::Pin;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use http::header::SEC_WEBSOCKET_EXTENSIONS;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -17,11 +19,17 @@ use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
 use super::forward::{Target, answer, respond};
 use super::hook::ResponseFilter;
+use super::relay::{self, Tunnel};
 use super::serve::ConnState;
 use crate::audit::Decision;
 
-/// Forwards a checked upgrade request; the byte copy runs on a task the connection awaits,
-/// and the request's record is written when the tunnel closes.
+/// Forwards a checked upgrade request; the tunnel runs on a task the connection awaits, and
+/// the request's record is written when it closes.
+///
+/// # Security
+/// With a response filter, no extension is offered upstream (compressed messages could not
+/// be scrubbed), a 101 naming one anyway is answered 502, and the tunnel is a relay that
+/// scrubs every message from the upstream.
 pub(super) async fn forward(
     mut request: Request<Incoming>,
     target: &Target,
@@ -29,6 +37,9 @@ pub(super) async fn forward(
     mut audit: RequestAudit,
     filter: Option<Box<dyn ResponseFilter>>,
 ) -> Response<BoxBody> {
+    if filter.is_some() {
+        request.headers_mut().remove(SEC_WEBSOCKET_EXTENSIONS);
+    }
     let downstream = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
     let request = Request::from_parts(parts, Counted::boxed(body, audit.up()));
@@ -39,10 +50,22 @@ pub(super) async fn forward(
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
         return respond(upstream, target, state, audit, filter).await;
     }
+    let mut tunnel = match relay::tunnel(filter, upstream.headers()) {
+        Ok(tunnel) => tunnel,
+        // Dropping the upstream response closes its connection.
+        Err(error) => {
+            return answer(
+                audit,
+                StatusCode::BAD_GATEWAY,
+                Decision::Error,
+                error.to_string(),
+            );
+        }
+    };
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();
     checks::strip_response_hop_by_hop(&mut parts.headers, true);
-    if let Some(mut filter) = filter {
+    if let Tunnel::Relay(filter) = &mut tunnel {
         filter.headers(&mut parts.headers);
     }
     audit.record_mut().protocol = Some("http/1.1>websocket".to_owned());
@@ -68,16 +91,32 @@ pub(super) async fn forward(
         };
         let mut client = Counting::new(TokioIo::new(client), up);
         let mut server = Counting::new(TokioIo::new(server), down);
-        match tokio::io::copy_bidirectional(&mut client, &mut server).await {
-            Ok(_) => {}
-            // Peers often close without a TLS close_notify once the WebSocket is closed.
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
-            Err(error) => audit.set_reason(format!("WebSocket tunnel ended: {error}")),
+        match tunnel {
+            Tunnel::Relay(filter) => {
+                if let Err(error) = relay::relay(client, server, filter).await {
+                    audit.set_reason(format!("WebSocket relay ended: {error}"));
+                }
+            }
+            Tunnel::Copy => copy(&mut client, &mut server, &mut audit).await,
         }
     });
     state.track_upgrade(task);
     let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
     Response::from_parts(parts, body)
+}
+
+/// Copies bytes both ways until both sides are done (no filter: the fast path).
+async fn copy<C, S>(client: &mut C, server: &mut S, audit: &mut RequestAudit)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::io::copy_bidirectional(client, server).await {
+        Ok(_) => {}
+        // Peers often close without a TLS close_notify once the WebSocket is closed.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(error) => audit.set_reason(format!("WebSocket tunnel ended: {error}")),
+    }
 }
 
 /// Counts the bytes read from `io` (so totals survive a tunnel that ends in an error).

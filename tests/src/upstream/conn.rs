@@ -114,7 +114,7 @@ async fn handle(ctx: &Ctx, request: Request<Incoming>, info: ConnInfo) -> Respon
         Some(Route::Sse { events, interval }) => handlers::sse(*events, *interval),
         Some(Route::Trailers) => handlers::trailers(request).await,
         Some(Route::Bytes(n)) => handlers::bytes(*n),
-        Some(Route::WebSocketEcho) => handlers::websocket_echo(request),
+        Some(Route::WebSocketEcho(echo)) => handlers::websocket_echo(request, echo),
         Some(Route::Canned(canned)) => handlers::canned(request, canned).await,
         None if ctx.echo_fallback => handlers::echo(request, &info).await,
         None => handlers::fixed(

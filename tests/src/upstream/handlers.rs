@@ -4,10 +4,13 @@ use std::convert::Infallible;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, stream};
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_ACCEPT, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_EXTENSIONS, UPGRADE,
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -16,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -280,7 +284,10 @@ pub(crate) fn bytes(n: u64) -> Response<Body> {
     response
 }
 
-pub(crate) fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
+pub(crate) fn websocket_echo(
+    mut request: Request<Incoming>,
+    options: &super::WebSocketEcho,
+) -> Response<Body> {
     let wants_ws = request
         .headers()
         .get(UPGRADE)
@@ -295,6 +302,19 @@ pub(crate) fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
     let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) else {
         return fixed(500, Bytes::from_static(b"bad accept key\n"));
     };
+    let greeting = options.header.as_ref().map(|name| {
+        let value = request
+            .headers()
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        vec![
+            Message::text(String::from_utf8_lossy(&value).into_owned()),
+            Message::binary(hex.into_bytes()),
+            Message::text(BASE64.encode(&value)),
+        ]
+    });
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -302,6 +322,11 @@ pub(crate) fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
         };
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        for message in greeting.into_iter().flatten() {
+            if ws.send(message).await.is_err() {
+                return;
+            }
+        }
         // Close and ping are answered by tungstenite itself; the stream ends after close.
         while let Some(Ok(message)) = ws.next().await {
             if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
@@ -315,6 +340,12 @@ pub(crate) fn websocket_echo(mut request: Request<Incoming>) -> Response<Body> {
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    if options.force_deflate {
+        headers.insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate"),
+        );
+    }
     response
 }
 

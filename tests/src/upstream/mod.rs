@@ -108,8 +108,17 @@ pub(crate) enum Route {
     },
     Trailers,
     Bytes(u64),
-    WebSocketEcho,
+    WebSocketEcho(WebSocketEcho),
     Canned(Canned),
+}
+
+/// Options of a WebSocket echo route.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WebSocketEcho {
+    /// A request header whose value is sent first, in several forms.
+    pub(crate) header: Option<String>,
+    /// Answer the upgrade with `Sec-WebSocket-Extensions: permessage-deflate`, asked or not.
+    pub(crate) force_deflate: bool,
 }
 
 impl HttpUpstream {
@@ -169,7 +178,28 @@ impl HttpUpstream {
 
     /// `path` upgrades to a WebSocket (HTTP/1.1 `Upgrade`) and echoes every text/binary frame.
     pub fn websocket_echo(self, path: &str) -> Self {
-        self.with(path, Route::WebSocketEcho)
+        self.with(path, Route::WebSocketEcho(WebSocketEcho::default()))
+    }
+
+    /// Like [`websocket_echo`](Self::websocket_echo), but first sends the value of the
+    /// request's `header` (empty if absent) as three messages: as is (text), in lowercase
+    /// hex (binary) and in standard base64 (text); then echoes.
+    pub fn websocket_echo_header(self, path: &str, header: &str) -> Self {
+        let echo = WebSocketEcho {
+            header: Some(header.to_owned()),
+            force_deflate: false,
+        };
+        self.with(path, Route::WebSocketEcho(echo))
+    }
+
+    /// Like [`websocket_echo`](Self::websocket_echo), but its 101 names
+    /// `Sec-WebSocket-Extensions: permessage-deflate` whatever the client offered.
+    pub fn websocket_force_deflate(self, path: &str) -> Self {
+        let echo = WebSocketEcho {
+            header: None,
+            force_deflate: true,
+        };
+        self.with(path, Route::WebSocketEcho(echo))
     }
 
     /// `path` answers exactly `canned`: its status, headers, body (in the chunks given) and
