@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
+use serde_json::Value;
 use tests::sluice::{Options, Sluice};
 use tests::upstream::{self, Canned, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
