@@ -280,6 +280,21 @@ impl Sluice {
         Ok(path)
     }
 
+    /// `curl -sS --max-time 10 --cacert <Sluice CA> ARGS` in a new sandbox of `session`;
+    /// returns stdout followed by stderr, as text.
+    pub fn curl_in_session(&self, session: &str, args: &[&str]) -> std::io::Result<String> {
+        let ca = self
+            .state_dir()
+            .join("ca.pem")
+            .to_string_lossy()
+            .into_owned();
+        let mut argv = vec!["curl", "-sS", "--max-time", "10", "--cacert", ca.as_str()];
+        argv.extend_from_slice(args);
+        let out = self.exec(&["--session", session], &argv).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr))
+    }
+
     /// Copies `file` (a test script) where sandboxes can read it, wherever the checkout lives
     /// (a sandbox runs as an unprivileged id), and returns the copy's path as text.
     pub fn share(&self, file: &Path) -> std::io::Result<String> {

@@ -69,21 +69,7 @@ fn session(sluice: &Sluice) -> (String, String) {
 
 /// curl in a sandbox of `session` (captured), trusting the Sluice CA; stdout + stderr.
 fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
-    let ca = sluice.state_dir().join("ca.pem");
-    let mut argv = vec![
-        "curl",
-        "-sS",
-        "--max-time",
-        "10",
-        "--cacert",
-        ca.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(args);
-    let out = sluice
-        .exec(&["--session", session], &argv)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    sluice.curl_in_session(session, args).unwrap()
 }
 
 /// curl through the explicit proxy with the session's token; stdout + stderr.

@@ -69,24 +69,9 @@ fn create(sluice: &Sluice, args: &[&str]) -> (String, String) {
     sluice.create_session(args, &[("SECRET", SECRET)]).unwrap()
 }
 
-/// curl in a sandbox of `session`, trusting the Sluice CA; returns stdout as text.
+/// curl in a sandbox of `session`, trusting the Sluice CA; stdout + stderr.
 fn curl(sluice: &Sluice, session: &str, args: &[&str]) -> String {
-    let ca = sluice.state_dir().join("ca.pem");
-    let mut argv = vec![
-        "curl",
-        "-sS",
-        "--max-time",
-        "10",
-        "--cacert",
-        ca.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(args);
-    let out = sluice
-        // Its own network namespace: there the daemon's DNS knows which sandbox asks.
-        .exec(&["--netns", "--session", session], &argv)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    sluice.curl_in_session(session, args).unwrap()
 }
 
 fn assert_nowhere(haystack: &[u8], needle: &str, what: &str) {
