@@ -355,6 +355,45 @@ impl Drop for Sluice {
         self.stop();
         let _ = self.command().args(["uninstall", "--force"]).output();
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+        self.remove_sandboxes_left_behind();
         let _ = std::fs::remove_dir(&self.parent_cgroup);
     }
+}
+
+impl Sluice {
+    /// Sandboxes a killed daemon (or a killed `sluice exec`) left: their cgroups (processes
+    /// killed) and this daemon's network namespaces (named with [`netns_prefix`]).
+    fn remove_sandboxes_left_behind(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.parent_cgroup) {
+            for dir in entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            {
+                let path = dir.path();
+                let _ = std::fs::write(path.join("cgroup.kill"), b"1");
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while std::fs::remove_dir(&path).is_err() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let prefix = netns_prefix(&self.parent_cgroup);
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            for ns in entries.flatten() {
+                let name = ns.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) {
+                    let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+                }
+            }
+        }
+    }
+}
+
+/// The prefix the daemon whose sandbox parent is `parent` gives its sandboxes' network
+/// namespaces (the same as `sluice::daemon::leftovers::netns_prefix`, checked by a test).
+pub fn netns_prefix(parent: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(parent.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sluice-{tag}-sb-")
 }

@@ -1,7 +1,7 @@
 //! The node daemon (`sluice run`): capture, listeners, control API, drain on signal.
 
 mod dns;
-mod leftovers;
+pub mod leftovers;
 mod listeners;
 mod lock;
 mod node;

@@ -186,6 +186,20 @@ fn a_sandbox_left_by_a_dead_daemon_does_not_block_the_next() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("sb-"))
         .collect();
     assert!(leftovers.is_empty(), "leftovers were reaped: {leftovers:?}");
+    let prefix = tests::sluice::netns_prefix(&range.sluice.parent_cgroup);
+    assert_eq!(
+        prefix,
+        sluice::daemon::leftovers::netns_prefix(&range.sluice.parent_cgroup)
+    );
+    let namespaces: Vec<_> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(
+        namespaces.is_empty(),
+        "namespaces were reaped: {namespaces:?}"
+    );
 }
 
 fn range_sink(range: &Range, ip: std::net::Ipv4Addr, port: u16) -> upstream::RunningTcp {
