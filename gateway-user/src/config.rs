@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::net::Cidr;
-use crate::route::{HostPattern, PassthroughRule, RoutePolicy, TcpTarget};
+use crate::policy::{CompiledPolicy, PolicySpec};
 use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
@@ -89,36 +89,16 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// The parsed rules; the error names the bad entry.
-    pub fn route_policy(&self) -> Result<RoutePolicy, String> {
-        let mut policy = RoutePolicy::default();
-        for entry in &self.passthrough {
-            policy.passthrough.push(
-                PassthroughRule::parse(entry).map_err(|e| format!("policy.passthrough: {e}"))?,
-            );
-        }
-        for rule in &self.tcp_allow {
-            let bad = || format!("policy.tcp_allow: {rule:?} is not HOST_OR_CIDR:PORT");
-            let (target, port) = rule.rsplit_once(':').ok_or_else(bad)?;
-            let port: u16 = port.parse().map_err(|_| bad())?;
-            let target = target.trim_start_matches('[').trim_end_matches(']');
-            let target = match Cidr::parse(target) {
-                Ok(cidr) => TcpTarget::Cidr(cidr),
-                Err(_) => match HostPattern::parse(target) {
-                    Ok(HostPattern::Exact(name)) => TcpTarget::Host(HostPattern::Exact(name)),
-                    Ok(HostPattern::Suffix(_)) => {
-                        return Err(format!(
-                            "policy.tcp_allow: {rule:?}: a host entry must be an exact name: \
-                             opaque TCP carries no name, so Sluice matches the destination \
-                             against the addresses the name resolves to, and a wildcard has none"
-                        ));
-                    }
-                    Err(e) => return Err(format!("policy.tcp_allow: {e}")),
-                },
-            };
-            policy.tcp_allow.push((target, port));
-        }
-        Ok(policy)
+    /// The node's rules as the base policy every connection is routed by (a session's
+    /// policy is layered over it, see [`CompiledPolicy::layered_over`]); the error names the
+    /// bad entry.
+    pub fn compile(&self) -> Result<CompiledPolicy, String> {
+        let spec = PolicySpec {
+            passthrough: self.passthrough.clone(),
+            tcp_allow: self.tcp_allow.clone(),
+            ..PolicySpec::default()
+        };
+        CompiledPolicy::compile(&spec).map_err(|e| format!("policy.{e}"))
     }
 }
 
@@ -355,7 +335,7 @@ impl Config {
                 self.dns.max_names_per_minute
             )));
         }
-        self.policy.route_policy().map_err(ConfigError::Invalid)?;
+        self.policy.compile().map_err(ConfigError::Invalid)?;
         Sessions::from_config(&self.sessions).map_err(ConfigError::Invalid)?;
         for cidr in &self.upstream.allow_internal {
             Cidr::parse(cidr)
@@ -467,7 +447,7 @@ mod tests {
             ("[dns]\nmax_names_per_minute = 0\n", "1..=100000"),
             (
                 "[policy]\npassthrough = [\"pinned.test:0\"]\n",
-                "policy.passthrough: \"pinned.test:0\" is not HOST or HOST:PORT",
+                "policy.passthrough[0]: \"pinned.test:0\" is not HOST or HOST:PORT",
             ),
             (
                 "[policy]\ntcp_allow = [\"*.db.test:5432\"]\n",
@@ -494,12 +474,17 @@ mod tests {
                 "git.example:9418".into(),
             ],
         };
-        let parsed = policy.route_policy().unwrap();
-        assert_eq!(parsed.passthrough.len(), 1);
-        assert_eq!(parsed.passthrough[0].port, 443);
-        assert_eq!(parsed.tcp_allow.len(), 3);
-        assert_eq!(parsed.tcp_allow[1].1, 5432);
-        assert!(matches!(parsed.tcp_allow[2].0, TcpTarget::Host(_)));
+        let parsed = policy.compile().unwrap();
+        assert_eq!(parsed.passthrough_ports("a.pinned.example"), vec![443]);
+        assert!(parsed.is_passthrough("a.pinned.example"));
+        assert_eq!(parsed.tcp_allow_hosts(9418), vec!["git.example"]);
+        assert!(parsed.tcp_allow_names("git.example"));
+        let allowed = |dest: &str| {
+            crate::policy::evaluate_tcp(&parsed, None, dest.parse().unwrap()).lets_through()
+        };
+        assert!(allowed("203.0.113.7:22"));
+        assert!(allowed("[2001:db8::1]:5432"));
+        assert!(!allowed("203.0.113.7:23"));
     }
 
     #[test]

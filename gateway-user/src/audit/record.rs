@@ -81,6 +81,13 @@ pub struct Record {
     pub seq: u64,
     /// What the record is about.
     pub kind: Kind,
+    /// The connection the record is about (connection records) or arrived on (request
+    /// records), as `run-n`: a request is tied to its connection by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
+    /// The request's number on its connection, from 1 (request records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
     /// Who made the connection.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub who: Option<Who>,
@@ -144,6 +151,8 @@ impl Record {
             node: String::new(),
             seq: 0,
             kind,
+            conn: None,
+            request: None,
             who: None,
             destination: None,
             host: None,

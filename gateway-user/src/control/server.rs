@@ -18,6 +18,8 @@ use crate::drain::Drain;
 
 /// Largest request body accepted; more is a 413.
 const MAX_BODY: usize = 64 * 1024;
+/// Most control connections served at once; further accepts wait.
+const MAX_CONNECTIONS: usize = 256;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -29,38 +31,24 @@ pub async fn serve_control(
     drain: Drain,
 ) {
     let token = Arc::new(token);
-    let stopping = drain.stopping();
-    tokio::pin!(stopping);
-    loop {
-        let stream = tokio::select! {
-            () = &mut stopping => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control: accept failed");
-                    continue;
-                }
-            },
-        };
+    crate::proxy::listener::serve(listener, "control", MAX_CONNECTIONS, drain, move |stream, _| {
         let node = node.clone();
         let token = token.clone();
-        let aborted = drain.aborted();
-        drain.spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req| {
                 let node = node.clone();
                 let token = token.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(&node, &token, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(error = %e, "control: connection error");
-                },
-                () = aborted => {}
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "control: connection error");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply {

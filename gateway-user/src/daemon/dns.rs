@@ -13,13 +13,14 @@ use futures_util::future::BoxFuture;
 
 use super::Node;
 use crate::audit::{AuditLog, Decision, Kind, Record, Who};
+use crate::capture::Capture;
 use crate::dns::admit::name_allowed;
 use crate::dns::{
     Admission, Admit, DnsEvent, DnsServer, NameBudget, Outcome, QueryPolicy, Question,
 };
 use crate::drain::Drain;
-use crate::gate::SessionGate;
 use crate::proxy::ProxyContext;
+use crate::sandbox::Registry;
 
 /// Names the sandbox behind a query that arrived on the node's shared DNS socket (where the
 /// datagram alone does not say): e.g. a kernel map from (netns cookie, sender address and
@@ -39,19 +40,18 @@ pub trait IdentifyClient: Send + Sync + 'static {
 /// has no record.
 #[derive(Debug)]
 pub struct KernelIdentify {
-    proxy: Arc<ProxyContext>,
+    capture: Arc<Capture>,
+    sandboxes: Arc<Registry>,
     netns_cookie: u64,
 }
 
 impl KernelIdentify {
     /// Identifies senders to `socket` (the node's shared DNS socket).
-    pub fn for_socket(
-        proxy: Arc<ProxyContext>,
-        socket: &tokio::net::UdpSocket,
-    ) -> std::io::Result<Self> {
+    pub fn for_socket(node: &Node, socket: &tokio::net::UdpSocket) -> std::io::Result<Self> {
         let netns_cookie = crate::capture::netns_cookie(socket)?;
         Ok(KernelIdentify {
-            proxy,
+            capture: node.capture.clone(),
+            sandboxes: node.registry.clone(),
             netns_cookie,
         })
     }
@@ -59,7 +59,7 @@ impl KernelIdentify {
 
 impl IdentifyClient for KernelIdentify {
     fn identify(&self, client: SocketAddr) -> BoxFuture<'_, Option<Who>> {
-        let found = match self.proxy.capture.dns_client(self.netns_cookie, client) {
+        let found = match self.capture.dns_client(self.netns_cookie, client) {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "dns: client lookup failed; refusing the query");
@@ -67,7 +67,7 @@ impl IdentifyClient for KernelIdentify {
             }
         };
         let who = found.and_then(|record| {
-            let sandbox = self.proxy.sandboxes.by_cgroup(record.sandbox_cgroup_id)?;
+            let sandbox = self.sandboxes.by_cgroup(record.sandbox_cgroup_id)?;
             Some(crate::proxy::identify::who_of(&sandbox, &record))
         });
         Box::pin(async move { who })
@@ -89,10 +89,7 @@ pub fn serve(
 ) -> std::io::Result<()> {
     let source = match who {
         Some(who) => Source::Sandbox(who),
-        None => Source::Shared(Arc::new(KernelIdentify::for_socket(
-            node.proxy.clone(),
-            &socket,
-        )?)),
+        None => Source::Shared(Arc::new(KernelIdentify::for_socket(node, &socket)?)),
     };
     serve_with(node, socket, drain, source);
     Ok(())
@@ -116,7 +113,6 @@ pub fn serve_with(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, sou
     let policy = SandboxPolicy {
         source,
         proxy: node.proxy.clone(),
-        gate: node.proxy.gate.clone(),
         budget: node.dns_budget.clone(),
     };
     let server = DnsServer::new(socket, node.resolver.clone(), policy, move |event| {
@@ -134,7 +130,6 @@ pub fn serve_with(node: &Node, socket: tokio::net::UdpSocket, drain: &Drain, sou
 struct SandboxPolicy {
     source: Source,
     proxy: Arc<ProxyContext>,
-    gate: Option<Arc<SessionGate>>,
     budget: Arc<NameBudget>,
 }
 
@@ -162,16 +157,12 @@ impl QueryPolicy for SandboxPolicy {
 
 impl SandboxPolicy {
     async fn verdict(&self, who: &Who, name: &str) -> Admit {
-        let session = match &self.gate {
-            Some(gate) => gate.connection_policy(who).await,
-            None => Ok(None),
-        };
-        let session = match session {
-            Ok(session) => session,
+        let node = self.proxy.live.load().policy.clone();
+        let policy = match self.proxy.intercept.policy.connection(who, &node).await {
+            Ok(policy) => policy,
             Err(why) => return Admit::Refuse(format!("session cannot be used: {why}")),
         };
-        let rules = self.proxy.rules.load();
-        if let Err(why) = name_allowed(name, &rules.route_policy, session.as_deref()) {
+        if let Err(why) = name_allowed(name, &policy) {
             return Admit::Deny(why);
         }
         match self

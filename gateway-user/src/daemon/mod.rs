@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 
 pub use listeners::ListenerSet;
 pub use lock::{DaemonLock, LockError};
@@ -29,10 +28,11 @@ use crate::control::{auth::AdminToken, serve_control};
 use crate::detect::Limits;
 use crate::drain::Drain;
 use crate::intercept::InterceptContext;
-use crate::proxy::{ExplicitProxy, ProxyContext, serve_explicit};
+use crate::live::Live;
+use crate::proxy::{ExplicitProxy, KernelIdentify, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
 use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
-use crate::upstream::{UpstreamClient, UpstreamSettings};
+use crate::upstream::{Dialer, UpstreamClient, UpstreamSettings};
 
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -54,21 +54,25 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let parent_cgroup = capture_config.parent_cgroup.clone();
     let capture = Arc::new(Capture::install(&capture_config)?);
     let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-    let live = reload::Live::build(&config).map_err(anyhow::Error::msg)?;
-    let services = Arc::new(Services::start(&config, live.sessions).await?);
+    let live = Live::build(&config).map_err(anyhow::Error::msg)?;
+    let resolver = crate::dns::Resolver::new(live.hosts.clone());
+    let live = live.into_store();
+    let services = Arc::new(Services::start(&config, live.clone()).await?);
+    let dialer = Dialer::new(config.connect_timeout(), live.clone());
     let gate = Arc::new(services.gate());
-    let intercept = Arc::new(intercept_context(&config, &audit, gate.clone())?);
+    let intercept = Arc::new(intercept_context(&config, &audit, &dialer, gate)?);
     let proxy = Arc::new(ProxyContext {
-        capture: capture.clone(),
-        sandboxes: registry.clone(),
+        identify: Arc::new(KernelIdentify {
+            capture: capture.clone(),
+            sandboxes: registry.clone(),
+        }),
         audit: audit.clone(),
-        connect_timeout: config.connect_timeout(),
-        rules: ArcSwap::from_pointee(live.rules),
+        dialer,
+        live,
         max_connections: 65_536,
         detect_limits: Limits::default(),
         intercept,
-        gate: Some(gate),
-        resolver: crate::dns::Resolver::new(live.hosts.clone()),
+        resolver,
     });
     let drain = Drain::new();
     let node = Arc::new(
@@ -99,7 +103,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
         let explicit = Arc::new(ExplicitProxy {
             ctx: node.proxy.clone(),
-            sessions: node.services.static_sessions.clone(),
             cache: node.services.sessions.clone(),
             resolver: node.resolver.clone(),
         });
@@ -132,6 +135,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 fn intercept_context(
     config: &Config,
     audit: &AuditLog,
+    dialer: &Dialer,
     gate: Arc<crate::gate::SessionGate>,
 ) -> anyhow::Result<InterceptContext> {
     let ca =
@@ -141,11 +145,14 @@ fn intercept_context(
     crate::control::env::write_bundle(&config.state_dir, ca.cert_pem())
         .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
     let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
-    let upstream = UpstreamClient::new(UpstreamSettings {
-        connect_timeout: config.connect_timeout(),
-        extra_roots: config.upstream.extra_roots.clone(),
-        ..UpstreamSettings::default()
-    })?;
+    let upstream = UpstreamClient::new(
+        UpstreamSettings {
+            connect_timeout: config.connect_timeout(),
+            extra_roots: config.upstream.extra_roots.clone(),
+            ..UpstreamSettings::default()
+        },
+        dialer.clone(),
+    )?;
     Ok(InterceptContext {
         tls: Arc::new(ServerConfigCache::new(minter)?),
         upstream,

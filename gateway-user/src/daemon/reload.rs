@@ -9,9 +9,7 @@
 //! changes a field only a restart can change, is refused whole and the running configuration
 //! keeps serving. Everything that can fail is built before the first swap.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,8 +18,7 @@ use super::Node;
 use crate::audit::{Decision, Kind, Record};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, diff::diff};
 use crate::control::types::ReloadReport;
-use crate::proxy::ProxyRules;
-use crate::session::Sessions;
+use crate::live::Live;
 
 /// Why a reload was refused; the running configuration stays in every case.
 #[derive(Debug, thiserror::Error)]
@@ -105,33 +102,6 @@ impl Reloader {
     }
 }
 
-/// The parts of a configuration that apply live, built (and so checked) before any swap.
-#[derive(Debug)]
-pub(super) struct Live {
-    /// The node's connection rules.
-    pub rules: ProxyRules,
-    /// Sessions of the file.
-    pub sessions: Sessions,
-    /// The DNS static table.
-    pub hosts: HashMap<String, Vec<IpAddr>>,
-}
-
-impl Live {
-    /// The live parts of `config`; the error names the bad entry.
-    pub fn build(config: &Config) -> Result<Live, String> {
-        Ok(Live {
-            rules: ProxyRules::from_config(config)?,
-            sessions: Sessions::from_config(&config.sessions)?,
-            hosts: config
-                .dns
-                .hosts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })
-    }
-}
-
 /// A reload that may be applied: everything built, nothing swapped yet.
 #[derive(Debug)]
 struct Prepared {
@@ -192,11 +162,11 @@ impl Node {
         self.reloader.counts()
     }
 
-    /// Swaps the live parts in. Infallible: each swap is one atomic store.
+    /// Swaps the live parts in: rules and sessions in one atomic store (a connection sees
+    /// either the old set or the new), then the DNS static table.
     pub(super) fn apply(&self, live: Live) {
-        self.proxy.rules.store(Arc::new(live.rules));
-        self.services.static_sessions.store(Arc::new(live.sessions));
-        self.resolver.set_hosts(live.hosts);
+        self.resolver.set_hosts(live.hosts.clone());
+        self.proxy.live.store(Arc::new(live));
     }
 
     /// The counter, the log line and the audit record of one reload.

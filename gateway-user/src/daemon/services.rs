@@ -4,15 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::gate::{CompiledSessions, SessionGate};
+use crate::live::LiveStore;
 use crate::policy::{LocalLimiter, RateLimiter, RedisLimiter};
 use crate::session::model::mask_password;
 use crate::session::{
     CacheConfig, EmbeddedStore, KeySource, MasterKey, RedisStore, SessionCache, SessionStore,
-    Sessions,
 };
 
 /// What the request path and the control API share about sessions.
@@ -28,8 +27,9 @@ pub struct Services {
     pub limiter: Arc<dyn RateLimiter>,
     /// Compiled per-session policies.
     pub compiled: Arc<CompiledSessions>,
-    /// Sessions declared in the configuration (no policy, no credentials); swapped on reload.
-    pub static_sessions: Arc<ArcSwap<Sessions>>,
+    /// The live configuration (its sessions: declared in the file, no policy, no
+    /// credentials); swapped on reload.
+    pub live: LiveStore,
 }
 
 impl Services {
@@ -39,7 +39,7 @@ impl Services {
     /// # Errors
     /// Redis unreachable at start, a master key that is malformed or readable by others,
     /// an unreadable sessions file: the daemon does not start without its store.
-    pub async fn start(config: &Config, static_sessions: Sessions) -> anyhow::Result<Services> {
+    pub async fn start(config: &Config, live: LiveStore) -> anyhow::Result<Services> {
         let key_source = KeySource::from_env_or_file(config.master_key_path());
         let master = tokio::task::spawn_blocking(move || MasterKey::load(key_source))
             .await
@@ -74,7 +74,7 @@ impl Services {
             master: Arc::new(master),
             limiter,
             compiled: Arc::new(CompiledSessions::default()),
-            static_sessions: Arc::new(ArcSwap::from_pointee(static_sessions)),
+            live,
         })
     }
 
@@ -85,7 +85,7 @@ impl Services {
             compiled: self.compiled.clone(),
             limiter: self.limiter.clone(),
             master: self.master.clone(),
-            static_sessions: self.static_sessions.clone(),
+            live: self.live.clone(),
         }
     }
 }

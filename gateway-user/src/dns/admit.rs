@@ -1,31 +1,25 @@
 //! Which names a sandbox may resolve: a pure function of its session's policy and the node's
 //! rules, so DNS answers only names some rule could let the sandbox connect to.
 //!
-//! A name resolves when (in this order):
-//! 1. the sandbox has no session policy (no session, a configuration-file session): every name;
-//! 2. the session's deny list names it: never (NXDOMAIN);
-//! 3. the session has no allow list, or its allow list names it (passthrough entries are
-//!    subject to the allow list on connections, so they add nothing here);
-//! 4. a `tcp_allow` host entry of the session or of the node names it (opaque TCP to that host
-//!    is allowed whatever the allow list says);
-//! 5. the session is in `audit` enforcement: the refusal is only recorded.
+//! The policy is the connection policy of the sandbox: the node's rules, with its session's
+//! policy layered over them (see [`CompiledPolicy::layered_over`]). A name resolves when (in
+//! this order):
+//! 1. the deny list names it: never (NXDOMAIN);
+//! 2. there is no allow list (no session, a configuration-file session, or a session without
+//!    one), or the allow list names it (passthrough entries are subject to the allow list on
+//!    connections, so they add nothing here);
+//! 3. a `tcp_allow` host entry (the session's or the node's) names it (opaque TCP to that
+//!    host is allowed whatever the allow list says);
+//! 4. the session is in `audit` enforcement: the refusal is only recorded.
 
 use crate::policy::{self, CompiledPolicy, Verdict};
-use crate::route::{HostPattern, RoutePolicy, TcpTarget};
 
-/// Whether `name` (lowercase, no trailing dot) may resolve for a sandbox whose session policy
-/// is `session` on a node with `node` rules; the error names the rule that refuses it.
+/// Whether `name` (lowercase, no trailing dot) may resolve for a sandbox whose connections
+/// are decided by `policy`; the error names the rule that refuses it.
 ///
 /// # Security
-/// Deny wins over every other entry; a name no rule names is refused.
-pub fn name_allowed(
-    name: &str,
-    node: &RoutePolicy,
-    session: Option<&CompiledPolicy>,
-) -> Result<(), String> {
-    let Some(policy) = session else {
-        return Ok(());
-    };
+/// Deny wins over every other entry; under an allow list, a name no rule names is refused.
+pub fn name_allowed(name: &str, policy: &CompiledPolicy) -> Result<(), String> {
     let deny = policy::evaluate_deny(policy, name);
     if let Verdict::Refuse(refusal) = deny.verdict
         && deny.enforced
@@ -36,10 +30,7 @@ pub fn name_allowed(
     let Verdict::Refuse(refusal) = decision.verdict else {
         return Ok(());
     };
-    let node_tcp = node.tcp_allow.iter().any(
-        |(target, _)| matches!(target, TcpTarget::Host(HostPattern::Exact(host)) if host == name),
-    );
-    if node_tcp || policy.tcp_allow_names(name) || !decision.enforced {
+    if policy.tcp_allow_names(name) || !decision.enforced {
         return Ok(());
     }
     Err(format!(
@@ -53,34 +44,37 @@ mod tests {
     use super::*;
     use crate::policy::PolicySpec;
 
-    fn compile(edit: impl FnOnce(&mut PolicySpec)) -> CompiledPolicy {
-        let mut spec = PolicySpec::default();
-        edit(&mut spec);
-        CompiledPolicy::compile(&spec).unwrap()
-    }
-
     #[test]
     fn name_allowed_table() {
         let node = crate::config::PolicyConfig {
             passthrough: vec!["pinned.test".into()],
             tcp_allow: vec!["git.test:22".into(), "203.0.113.0/24:5432".into()],
         }
-        .route_policy()
+        .compile()
         .unwrap();
-        let open = compile(|_| {});
-        let narrow = compile(|p| {
+        let compile = |edit: &dyn Fn(&mut PolicySpec)| {
+            let mut spec = PolicySpec::default();
+            edit(&mut spec);
+            CompiledPolicy::compile(&spec)
+                .unwrap()
+                .layered_over(&node)
+                .unwrap()
+        };
+        let open = compile(&|_| {});
+        let narrow = compile(&|p| {
             p.allow = Some(vec!["api.test".into(), "*.cdn.test".into()]);
             p.deny = vec!["bad.cdn.test".into()];
             p.tcp_allow = vec!["db.test:5432".into()];
             p.passthrough = vec!["bank.test".into()];
         });
-        let denying = compile(|p| p.deny = vec!["*.evil.test".into()]);
-        let audit_only = compile(|p| {
+        let denying = compile(&|p| p.deny = vec!["*.evil.test".into()]);
+        let audit_only = compile(&|p| {
             p.allow = Some(vec!["api.test".into()]);
             p.enforcement = crate::policy::Enforcement::Audit;
         });
         let cases: Vec<(&str, Option<&CompiledPolicy>, Result<(), &str>)> = vec![
             ("anything.test", None, Ok(())),
+            ("pinned.test", None, Ok(())),
             ("anything.test", Some(&open), Ok(())),
             ("x.evil.test", Some(&denying), Err("deny[0] *.evil.test")),
             ("good.test", Some(&denying), Ok(())),
@@ -107,7 +101,7 @@ mod tests {
             ("other.test", Some(&audit_only), Ok(())),
         ];
         for (name, session, want) in cases {
-            match (name_allowed(name, &node, session), want) {
+            match (name_allowed(name, session.unwrap_or(&node)), want) {
                 (Ok(()), Ok(())) => {}
                 (Err(got), Err(want)) => assert!(got.contains(want), "{name}: {got}"),
                 (got, want) => unreachable!("{name}: got {got:?}, want {want:?}"),

@@ -31,7 +31,16 @@ pub enum ScrubberError {
 #[derive(Debug, Default)]
 pub struct CompiledSessions {
     by_id: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+    /// Each session's policy layered over the node's rules it was layered over.
+    layered: Mutex<HashMap<String, Layered>>,
     scrubbers: Mutex<HashMap<String, Arc<ScrubEntry>>>,
+}
+
+/// A session's policy over the node's rules.
+#[derive(Debug)]
+struct Layered {
+    node: Arc<CompiledPolicy>,
+    policy: Arc<CompiledPolicy>,
 }
 
 /// A scrubber and the sealed credentials it was built from.
@@ -54,6 +63,34 @@ impl CompiledSessions {
         }
         map.insert(session.id.clone(), compiled.clone());
         Ok(compiled)
+    }
+
+    /// The policy connections of `session` are routed by: its own layered over `node`, the
+    /// node's rules (see [`CompiledPolicy::layered_over`]). Rebuilt when the node's rules
+    /// were reloaded since.
+    pub fn layered(
+        &self,
+        session: &Session,
+        node: &Arc<CompiledPolicy>,
+    ) -> Result<Arc<CompiledPolicy>, PolicyError> {
+        if let Some(found) = lock(&self.layered).get(&session.id)
+            && Arc::ptr_eq(&found.node, node)
+        {
+            return Ok(found.policy.clone());
+        }
+        let policy = Arc::new(self.get(session)?.layered_over(node)?);
+        let mut map = lock(&self.layered);
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(
+            session.id.clone(),
+            Layered {
+                node: node.clone(),
+                policy: policy.clone(),
+            },
+        );
+        Ok(policy)
     }
 
     /// The scrubber of every credential value of `session`, whatever host each is bound to;

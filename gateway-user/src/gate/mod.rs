@@ -8,25 +8,23 @@
 //! closed.
 
 mod compiled;
-mod connection;
 mod filters;
 
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 
 use http::StatusCode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 
+use crate::audit::Who;
 use crate::credentials::{Bound, Injector, Secret, Transport};
 use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
+use crate::live::LiveStore;
 use crate::pii::StreamScanner;
 use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
-use crate::session::{AuthError, MasterKey, Session, SessionCache, Sessions};
+use crate::session::{AuthError, MasterKey, Session, SessionCache};
 
 pub use compiled::{CompiledSessions, ScrubberError};
-pub use connection::session_route;
 
 /// Everything the gate consults.
 #[derive(Debug)]
@@ -39,10 +37,10 @@ pub struct SessionGate {
     pub limiter: Arc<dyn RateLimiter>,
     /// Opens sealed credential values.
     pub master: Arc<MasterKey>,
-    /// Sessions declared in the configuration: authenticated, without policy or credentials.
-    /// Swapped on a configuration reload; a session removed from the file is then looked up
-    /// in the store, like any other, at its next request.
-    pub static_sessions: Arc<ArcSwap<Sessions>>,
+    /// The live configuration, for its sessions: those declared in the file are
+    /// authenticated, without policy or credentials. A session removed from the file by a
+    /// reload is then looked up in the store, like any other, at its next request.
+    pub live: LiveStore,
 }
 
 impl RequestPolicy for SessionGate {
@@ -53,37 +51,62 @@ impl RequestPolicy for SessionGate {
     ) -> HookFuture<'a, Result<Plan, Refusal>> {
         Box::pin(self.decide(req, parts))
     }
+
+    fn connection<'a>(
+        &'a self,
+        who: &'a Who,
+        node: &'a Arc<CompiledPolicy>,
+    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
+        Box::pin(self.connection_policy(who, node))
+    }
 }
 
 impl SessionGate {
-    /// The compiled policy of the connection's session: `Ok(None)` without a session (or a
-    /// session from the configuration file); an error when the session cannot be used.
+    /// The policy a connection of `who` is routed by: the node's rules (`node`) with the
+    /// session's policy layered over them; `node` alone without a session (or for a session
+    /// from the configuration file). An error says why the session cannot be used.
     pub async fn connection_policy(
         &self,
-        who: &crate::audit::Who,
-    ) -> Result<Option<Arc<CompiledPolicy>>, String> {
-        let Some(id) = &who.session else {
+        who: &Who,
+        node: &Arc<CompiledPolicy>,
+    ) -> Result<Arc<CompiledPolicy>, String> {
+        let Some(session) = self
+            .session_of(Some(who))
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(node.clone());
+        };
+        self.compiled
+            .layered(&session, node)
+            .map_err(|e| format!("session {}: its policy does not compile: {e}", session.id))
+    }
+
+    /// The stored session `who` belongs to: `None` without one, or for a session declared in
+    /// the configuration file (no policy, no credentials).
+    ///
+    /// # Security
+    /// Looked up again for every request, so a revocation takes effect on open connections.
+    async fn session_of(&self, who: Option<&Who>) -> Result<Option<Arc<Session>>, AuthError> {
+        let Some(id) = who.and_then(|w| w.session.as_deref()) else {
             return Ok(None);
         };
-        if self.static_sessions.load().contains_id(id) {
+        if self.live.load().sessions.contains_id(id) {
             return Ok(None);
         }
-        let session = self.sessions.by_id(id).await.map_err(|e| e.to_string())?;
-        self.compiled
-            .get(&session)
-            .map(Some)
-            .map_err(|e| format!("session {id}: its policy does not compile: {e}"))
+        self.sessions.by_id(id).await.map(Some)
     }
 
     async fn decide(&self, req: RequestInfo, parts: &mut Parts) -> Result<Plan, Refusal> {
         let plan = Plan::default();
-        let Some(id) = req.who.as_ref().and_then(|w| w.session.clone()) else {
+        let Some(session) = self
+            .session_of(req.who.as_ref())
+            .await
+            .map_err(session_refusal)?
+        else {
             return Ok(plan);
         };
-        if self.static_sessions.load().contains_id(&id) {
-            return Ok(plan);
-        }
-        let session = self.sessions.by_id(&id).await.map_err(session_refusal)?;
+        let id = session.id.clone();
         let compiled = self.compiled.get(&session).map_err(|e| {
             Refusal::forbidden(format!("session {id}: its policy does not compile: {e}"))
         })?;

@@ -41,8 +41,9 @@ pub(super) struct RequestAudit {
 }
 
 impl RequestAudit {
-    pub(super) fn start(log: &AuditLog, record: Record, conn: Arc<ConnCounters>) -> Self {
-        conn.requests.fetch_add(1, Ordering::Relaxed);
+    /// Starts the record of the next request on `conn` (numbered from 1).
+    pub(super) fn start(log: &AuditLog, mut record: Record, conn: Arc<ConnCounters>) -> Self {
+        record.request = Some(conn.requests.fetch_add(1, Ordering::Relaxed) + 1);
         RequestAudit {
             log: log.clone(),
             record,

@@ -6,7 +6,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
-use crate::route::host_without_port;
+use crate::host::Host;
 
 /// Why a request is answered by Sluice instead of being forwarded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,7 @@ pub(super) fn authority(uri: &Uri, headers: &HeaderMap) -> Result<String, CheckE
     let from_uri = uri.authority().map(|a| a.as_str().to_owned());
     let authority = match (from_uri, header) {
         (Some(a), Some(h)) => {
-            if !same_host(host_of(&a)?, host_of(&h)?) {
+            if host_of(&a)? != host_of(&h)? {
                 return Err(CheckError::BadHost(format!(
                     "Host {h:?} differs from the request target {a:?}"
                 )));
@@ -83,42 +83,28 @@ pub(super) fn authority(uri: &Uri, headers: &HeaderMap) -> Result<String, CheckE
     Ok(authority)
 }
 
-/// The host of an authority, without port or brackets.
-pub(super) fn host_of(authority: &str) -> Result<&str, CheckError> {
-    host_without_port(authority).ok_or_else(|| CheckError::BadHost(format!("{authority:?}")))
+/// The host of an authority, normalised (see [`Host`]).
+pub(super) fn host_of(authority: &str) -> Result<Host, CheckError> {
+    Host::from_authority(authority)
+        .map(|(host, _)| host)
+        .map_err(|_| CheckError::BadHost(format!("{authority:?}")))
 }
 
 /// The port of an authority, or the scheme's default.
 pub(super) fn port_of(authority: &str, https: bool) -> u16 {
-    authority
-        .parse::<http::uri::Authority>()
-        .ok()
-        .and_then(|a| a.port_u16())
-        .unwrap_or(if https { 443 } else { 80 })
+    explicit_port(authority).unwrap_or(if https { 443 } else { 80 })
 }
 
 /// `host[:port]` rebuilt from the normalised host (brackets for IPv6) and the port the
 /// authority named explicitly, if any.
-pub(super) fn normalized_authority(host: &str, authority: &str) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    match authority
-        .parse::<http::uri::Authority>()
-        .ok()
-        .and_then(|a| a.port_u16())
-    {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    }
+pub(super) fn normalized_authority(host: &Host, authority: &str) -> String {
+    host.authority(explicit_port(authority))
 }
 
-/// Whether two hosts are the same name (case-insensitive, one trailing dot ignored).
-pub(super) fn same_host(a: &str, b: &str) -> bool {
-    let trim = |h: &str| h.strip_suffix('.').unwrap_or(h).to_owned();
-    trim(a).eq_ignore_ascii_case(&trim(b))
+fn explicit_port(authority: &str) -> Option<u16> {
+    Host::from_authority(authority)
+        .ok()
+        .and_then(|(_, port)| port)
 }
 
 /// Refuses ambiguous body framing that survived the HTTP parser.
@@ -353,18 +339,20 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all(COOKIE).iter().count(), 1);
         assert_eq!(h[COOKIE], "a=1; b=2");
-        assert!(same_host("API.a.test.", "api.a.test"));
-        assert!(!same_host("a.test", "b.test"));
+        assert_eq!(host_of("API.a.test.:443"), host_of("api.a.test"));
+        assert_ne!(host_of("a.test"), host_of("b.test"));
+        assert!(host_of("a b").is_err());
         assert_eq!(port_of("a.test", true), 443);
         assert_eq!(port_of("a.test:8080", true), 8080);
         assert_eq!(port_of("[2001:db8::1]", false), 80);
+        let host = |s: &str| Host::parse(s).unwrap();
         assert_eq!(
-            normalized_authority("a.test", "A.test.:8443"),
+            normalized_authority(&host("a.test"), "A.test.:8443"),
             "a.test:8443"
         );
-        assert_eq!(normalized_authority("a.test", "A.test."), "a.test");
+        assert_eq!(normalized_authority(&host("a.test"), "A.test."), "a.test");
         assert_eq!(
-            normalized_authority("2001:db8::1", "[2001:db8::1]:80"),
+            normalized_authority(&host("2001:db8::1"), "[2001:db8::1]:80"),
             "[2001:db8::1]:80"
         );
         let uri: Uri = "/p?q=1".parse().unwrap();

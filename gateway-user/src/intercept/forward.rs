@@ -18,6 +18,7 @@ use super::hook::{BodyFilter, Refusal, RequestInfo, ResponseFilter};
 use super::serve::ConnState;
 use super::{decode, response, upgrade};
 use crate::audit::{Decision, Kind, Mode, Record};
+use crate::host::Host;
 use crate::upstream::BoxError;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
@@ -26,8 +27,8 @@ const WHOLE_BODY_LIMIT: usize = 256 * 1024;
 /// Where a checked request goes.
 #[derive(Debug)]
 pub(super) struct Target {
-    /// Lowercase host, no port.
-    pub(super) host: String,
+    /// The request's host (equal to the SNI on TLS connections).
+    pub(super) host: Host,
     /// Port from the authority or the scheme's default.
     pub(super) port: u16,
     /// The absolute URL sent upstream.
@@ -41,8 +42,9 @@ pub(super) struct Target {
 /// Serves one request; never fails (failures become responses with readable bodies).
 pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) -> Response<BoxBody> {
     let mut record = Record::new(Kind::Request);
-    record.who = state.who.clone();
-    record.destination = Some(state.dest.to_string());
+    record.conn = Some(state.peer.conn.to_string());
+    record.who = state.peer.who.clone();
+    record.destination = Some(state.peer.dest.to_string());
     record.mode = Some(Mode::Intercept);
     record.method = Some(request.method().to_string());
     record.protocol = Some(state.protocol().to_owned());
@@ -66,7 +68,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
             return response;
         }
     };
-    audit.record_mut().host = Some(target.host.clone());
+    audit.record_mut().host = Some(target.host.to_string());
     audit.record_mut().url = Some(target.url.clone());
     checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
     checks::join_cookies(&mut parts.headers);
@@ -78,10 +80,10 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let info = RequestInfo {
-        who: state.who.clone(),
-        dest: state.dest,
+        who: state.peer.who.clone(),
+        dest: state.peer.dest,
         scheme: state.scheme(),
-        host: target.host.clone(),
+        host: target.host.to_string(),
         port: target.port,
     };
     let policy = state.ctx.policy.clone();
@@ -104,7 +106,12 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         },
     };
     let request = Request::from_parts(parts, body);
-    match state.ctx.upstream.send(state.dest, request, false).await {
+    match state
+        .ctx
+        .upstream
+        .send(state.peer.dest, request, false)
+        .await
+    {
         Ok(upstream) => respond(upstream, &target, &state, audit, plan.response).await,
         Err(error) => match filtered::take_refusal(&slot) {
             Some(refusal) => refuse(audit, refusal),
@@ -250,17 +257,13 @@ fn check(parts: &Parts, state: &ConnState) -> Result<Target, CheckError> {
         return Err(CheckError::Unsupported("CONNECT".into()));
     }
     let authority = checks::authority(&parts.uri, &parts.headers)?;
-    let raw_host = checks::host_of(&authority)?;
-    let host = raw_host
-        .strip_suffix('.')
-        .unwrap_or(raw_host)
-        .to_ascii_lowercase();
+    let host = checks::host_of(&authority)?;
     if let Some(sni) = &state.sni
-        && !checks::same_host(sni, &host)
+        && *sni != host
     {
         return Err(CheckError::Misdirected {
-            sni: sni.clone(),
-            host,
+            sni: sni.to_string(),
+            host: host.to_string(),
         });
     }
     checks::framing(&parts.headers)?;

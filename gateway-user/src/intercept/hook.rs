@@ -13,6 +13,7 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 
 use crate::audit::{Record, Who};
+use crate::policy::CompiledPolicy;
 
 /// A boxed future, so the hook stays object safe.
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -34,6 +35,19 @@ pub trait RequestPolicy: Send + Sync + Debug {
     ) -> HookFuture<'a, Result<Plan, Refusal>> {
         let _ = (req, parts);
         Box::pin(async { Ok(Plan::default()) })
+    }
+
+    /// The policy a connection of `who` is routed by, given `node`, the node's rules: the
+    /// session's policy layered over them; an error says why the session cannot be used
+    /// (the connection is then only intercepted, each request refused). The default is
+    /// `node` itself.
+    fn connection<'a>(
+        &'a self,
+        who: &'a Who,
+        node: &'a Arc<CompiledPolicy>,
+    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
+        let _ = who;
+        Box::pin(async move { Ok(node.clone()) })
     }
 }
 

@@ -2,7 +2,6 @@
 //! server (hyper) running the per-request pipeline.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,7 +17,8 @@ use tokio_rustls::server::TlsStream;
 use super::body::ConnCounters;
 use super::framing::{Sniffer, Verdicts};
 use super::{ConnSummary, InterceptContext, InterceptError, forward, response};
-use crate::audit::Who;
+use crate::conn::Peer;
+use crate::host::Host;
 use crate::tls::LeafHost;
 
 /// Limit on the sandbox's TLS handshake.
@@ -32,7 +32,8 @@ const REJECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts TLS from the sandbox with a leaf minted for `host` (ALPN mirrored from
 /// `client_alpn`), then serves HTTP/1.1 or HTTP/2 (by ALPN), forwarding every request to
-/// `dest` over verified TLS for the request's host. `io` must replay the peeked ClientHello.
+/// the peer's destination over verified TLS for the request's host. `io` must replay the
+/// peeked ClientHello.
 ///
 /// Returns once the sandbox closes the connection (and any WebSocket on it has ended).
 ///
@@ -41,33 +42,31 @@ const REJECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// host cannot be used to reach another.
 pub async fn intercept_tls<IO>(
     io: IO,
-    host: &str,
+    peer: Peer,
+    host: &Host,
     client_alpn: &[Vec<u8>],
-    dest: SocketAddr,
-    who: Option<Who>,
     ctx: Arc<InterceptContext>,
 ) -> Result<ConnSummary, InterceptError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (tls, leaf_host) = accept(io, host, client_alpn, &ctx).await?;
+    let (tls, _) = accept(io, host, client_alpn, &ctx).await?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let state = ConnState::new(ctx, dest, who, Some(leaf_host.to_string()), h2);
+    let state = ConnState::new(ctx, peer, Some(host.clone()), h2);
     Ok(serve(tls, state).await)
 }
 
-/// Serves plain HTTP/1 from the sandbox on any port, forwarding every request to `dest`
-/// (scheme `http`). Returns once the sandbox closes the connection.
+/// Serves plain HTTP/1 from the sandbox on any port, forwarding every request to the
+/// peer's destination (scheme `http`). Returns once the sandbox closes the connection.
 pub async fn intercept_http<IO>(
     io: IO,
-    dest: SocketAddr,
-    who: Option<Who>,
+    peer: Peer,
     ctx: Arc<InterceptContext>,
 ) -> Result<ConnSummary, InterceptError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = ConnState::new(ctx, dest, who, None, false);
+    let state = ConnState::new(ctx, peer, None, false);
     Ok(serve(io, state).await)
 }
 
@@ -78,7 +77,7 @@ where
 /// Nothing is forwarded. The connection is closed after the first answer, or after 10 s.
 pub async fn reject_tls<IO>(
     io: IO,
-    host: &str,
+    host: &Host,
     client_alpn: &[Vec<u8>],
     reason: &str,
     ctx: Arc<InterceptContext>,
@@ -119,14 +118,13 @@ where
 
 /// One absolute-form request received by the explicit proxy (`GET http://host/…`): the same
 /// checks, policy, upstream forwarding and audit record as a request on an intercepted
-/// plain-HTTP connection to `dest`.
+/// plain-HTTP connection to the peer's destination.
 pub async fn forward_absolute(
     request: hyper::Request<hyper::body::Incoming>,
-    dest: SocketAddr,
-    who: Option<Who>,
+    peer: Peer,
     ctx: Arc<InterceptContext>,
 ) -> hyper::Response<crate::upstream::Body> {
-    let state = ConnState::new(ctx, dest, who, None, false);
+    let state = ConnState::new(ctx, peer, None, false);
     forward::handle(request, state).await
 }
 
@@ -134,10 +132,10 @@ pub async fn forward_absolute(
 #[derive(Debug)]
 pub(super) struct ConnState {
     pub(super) ctx: Arc<InterceptContext>,
-    pub(super) dest: SocketAddr,
-    pub(super) who: Option<Who>,
+    /// The connection the requests arrive on.
+    pub(super) peer: Peer,
     /// The host the TLS leaf was for; `None` on plain HTTP.
-    pub(super) sni: Option<String>,
+    pub(super) sni: Option<Host>,
     /// Whether the sandbox speaks HTTP/2 on this connection.
     pub(super) h2: bool,
     pub(super) counters: Arc<ConnCounters>,
@@ -148,17 +146,10 @@ pub(super) struct ConnState {
 }
 
 impl ConnState {
-    fn new(
-        ctx: Arc<InterceptContext>,
-        dest: SocketAddr,
-        who: Option<Who>,
-        sni: Option<String>,
-        h2: bool,
-    ) -> Arc<ConnState> {
+    fn new(ctx: Arc<InterceptContext>, peer: Peer, sni: Option<Host>, h2: bool) -> Arc<ConnState> {
         Arc::new(ConnState {
             ctx,
-            dest,
-            who,
+            peer,
             sni,
             h2,
             counters: Arc::default(),
@@ -187,23 +178,23 @@ impl ConnState {
 
 async fn accept<IO>(
     io: IO,
-    host: &str,
+    host: &Host,
     client_alpn: &[Vec<u8>],
     ctx: &InterceptContext,
 ) -> Result<(TlsStream<IO>, LeafHost), InterceptError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let leaf_host = LeafHost::parse(host)?;
+    let leaf_host = LeafHost::parse(host.as_str())?;
     let config = ctx.tls.server_config_for(&leaf_host, client_alpn).await?;
     let handshake = TlsAcceptor::from(config).accept(io);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| InterceptError::HandshakeTimeout {
-            host: host.to_owned(),
+            host: host.to_string(),
         })?
         .map_err(|source| InterceptError::Handshake {
-            host: host.to_owned(),
+            host: host.to_string(),
             source,
         })?;
     Ok((tls, leaf_host))

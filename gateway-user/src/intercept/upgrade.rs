@@ -43,7 +43,12 @@ pub(super) async fn forward(
     let downstream = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
     let request = Request::from_parts(parts, Counted::boxed(body, audit.up()));
-    let mut upstream = match state.ctx.upstream.send(state.dest, request, true).await {
+    let mut upstream = match state
+        .ctx
+        .upstream
+        .send(state.peer.dest, request, true)
+        .await
+    {
         Ok(upstream) => upstream,
         Err(error) => return answer(audit, error.status(), Decision::Error, error.to_string()),
     };

@@ -5,13 +5,12 @@
 //! `*.suffix` patterns in a second hash map probed once per label of the host, and `*` as a
 //! catch-all. A lookup costs one hash probe per label, whatever the number of rules.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::host::{Host, HostPattern, PatternError};
 use crate::net::Cidr;
-use crate::route::{HostPattern, PatternError};
 
 use super::spec::{Enforcement, PiiMode, PolicySpec};
 
@@ -87,11 +86,23 @@ pub(super) struct HostIndex {
     any: Vec<usize>,
 }
 
-/// A host name as the evaluators compare it: lowercase, no trailing dot, IPs canonical.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Host<'a> {
-    pub name: Cow<'a, str>,
-    pub is_ip: bool,
+impl Default for CompiledPolicy {
+    /// The empty policy: every host allowed, nothing passed through, no opaque TCP.
+    fn default() -> CompiledPolicy {
+        CompiledPolicy {
+            spec: PolicySpec::default(),
+            deny: HostIndex::default(),
+            allow: None,
+            rules: Vec::new(),
+            rule_index: HostIndex::default(),
+            rate_index: HostIndex::default(),
+            tcp_allow: Vec::new(),
+            tcp_by_port: HashMap::new(),
+            passthrough: Vec::new(),
+            passthrough_ports: Vec::new(),
+            passthrough_index: HostIndex::default(),
+        }
+    }
 }
 
 impl CompiledPolicy {
@@ -162,6 +173,16 @@ impl CompiledPolicy {
             let field = || format!("passthrough[{i}]");
             let (host, port) = split_passthrough(text).map_err(|r| err(field(), r))?;
             let host = parse_host(host, field)?;
+            if let HostMatch::Pattern(HostPattern::Exact(name)) = &host
+                && name.parse::<IpAddr>().is_ok()
+            {
+                return Err(err(
+                    field(),
+                    format!(
+                        "{text:?}: a passthrough entry names a TLS server name, not an address"
+                    ),
+                ));
+            }
             passthrough_index.insert(&host, i);
             passthrough.push(host);
             passthrough_ports.push(port);
@@ -179,6 +200,22 @@ impl CompiledPolicy {
             passthrough_ports,
             passthrough_index,
         })
+    }
+
+    /// The policy a connection of this session is routed by: `node`'s `passthrough` and
+    /// `tcp_allow` entries (the node's rules, see [`crate::config::PolicyConfig`]) followed by
+    /// this session's own, and everything else (allow and deny lists, rules, limits, PII,
+    /// enforcement) from the session.
+    ///
+    /// # Security
+    /// The node only adds routes a session may then narrow: its deny and allow lists apply
+    /// to the node's passthrough and `tcp_allow` entries as to its own.
+    pub fn layered_over(&self, node: &CompiledPolicy) -> Result<CompiledPolicy, PolicyError> {
+        let mut spec = self.spec.clone();
+        let join = |base: &[String], own: &[String]| base.iter().chain(own).cloned().collect();
+        spec.passthrough = join(&node.spec.passthrough, &self.spec.passthrough);
+        spec.tcp_allow = join(&node.spec.tcp_allow, &self.spec.tcp_allow);
+        CompiledPolicy::compile(&spec)
     }
 
     /// The policy as written (for the control API and audit).
@@ -230,10 +267,10 @@ impl CompiledPolicy {
 
     /// Whether some `tcp_allow` entry (any port) names `host` exactly.
     pub fn tcp_allow_names(&self, host: &str) -> bool {
-        Host::parse(host).is_some_and(|h| {
+        Host::parse(host).is_ok_and(|h| {
             self.tcp_allow.iter().any(|entry| {
                 matches!(&entry.target,
-                    TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) if *name == h.name)
+                    TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) if h == *name.as_str())
             })
         })
     }
@@ -244,7 +281,7 @@ impl CompiledPolicy {
     /// Passed-through traffic escapes credential injection, PII checks and per-request rules;
     /// an invalid name never matches.
     pub fn is_passthrough(&self, sni: &str) -> bool {
-        Host::parse(sni).is_some_and(|h| self.passthrough_index.lookup(&h).is_some())
+        Host::parse(sni).is_ok_and(|h| self.passthrough_index.lookup(&h).is_some())
     }
 }
 
@@ -254,21 +291,14 @@ impl HostMatch {
         if text.trim() == "*" {
             return Ok(HostMatch::Any);
         }
-        let pattern = HostPattern::parse(text)?;
-        Ok(HostMatch::Pattern(match pattern {
-            HostPattern::Exact(name) => match name.parse::<IpAddr>() {
-                Ok(ip) => HostPattern::Exact(crate::net::canonical(ip).to_string()),
-                Err(_) => HostPattern::Exact(name),
-            },
-            suffix => suffix,
-        }))
+        HostPattern::parse(text).map(HostMatch::Pattern)
     }
 
     /// Whether `host` (any case, optional trailing dot, no port) matches.
     pub fn matches(&self, host: &str) -> bool {
         match self {
-            HostMatch::Any => Host::parse(host).is_some(),
-            HostMatch::Pattern(p) => Host::parse(host).is_some_and(|h| p.matches(&h.name)),
+            HostMatch::Any => Host::parse(host).is_ok(),
+            HostMatch::Pattern(p) => Host::parse(host).is_ok_and(|h| p.matches(&h)),
         }
     }
 }
@@ -296,12 +326,12 @@ impl HostIndex {
 
     /// The entries of the most specific pattern matching `host` (exact, then the longest
     /// suffix, then `*`), in the order written; `None` if nothing matches.
-    pub(super) fn lookup(&self, host: &Host<'_>) -> Option<&[usize]> {
-        if let Some(found) = self.exact.get(host.name.as_ref()) {
+    pub(super) fn lookup(&self, host: &Host) -> Option<&[usize]> {
+        if let Some(found) = self.exact.get(host.as_str()) {
             return Some(found);
         }
-        if !host.is_ip && !self.suffix.is_empty() {
-            let mut rest = host.name.as_ref();
+        if !host.is_ip() && !self.suffix.is_empty() {
+            let mut rest = host.as_str();
             while let Some((_, tail)) = rest.split_once('.') {
                 if let Some(found) = self.suffix.get(tail) {
                     return Some(found);
@@ -310,34 +340,6 @@ impl HostIndex {
             }
         }
         (!self.any.is_empty()).then_some(self.any.as_slice())
-    }
-}
-
-impl<'a> Host<'a> {
-    /// Normalises a host (no port, no brackets); `None` if it is not a host name or address.
-    pub(super) fn parse(raw: &'a str) -> Option<Host<'a>> {
-        let trimmed = raw.strip_suffix('.').unwrap_or(raw);
-        if let Ok(ip) = trimmed.parse::<IpAddr>() {
-            return Some(Host {
-                name: Cow::Owned(crate::net::canonical(ip).to_string()),
-                is_ip: true,
-            });
-        }
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if trimmed.is_empty() || trimmed.len() > 253 || !trimmed.split('.').all(label_ok) {
-            return None;
-        }
-        let name = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(trimmed.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(trimmed)
-        };
-        Some(Host { name, is_ip: false })
     }
 }
 
@@ -377,11 +379,14 @@ fn parse_path(path: &str) -> Result<String, String> {
     Ok(path.to_owned())
 }
 
+/// The port of a passthrough entry written without one.
+pub const PASSTHROUGH_DEFAULT_PORT: u16 = 443;
+
 /// Splits a passthrough entry into its host pattern and port (`HOST` means port 443).
 fn split_passthrough(text: &str) -> Result<(&str, u16), String> {
     let trimmed = text.trim();
     let Some((host, port)) = trimmed.rsplit_once(':') else {
-        return Ok((trimmed, crate::route::PassthroughRule::DEFAULT_PORT));
+        return Ok((trimmed, PASSTHROUGH_DEFAULT_PORT));
     };
     match port.parse::<u16>() {
         Ok(port) if port > 0 && !host.contains(':') => Ok((host, port)),

@@ -20,8 +20,9 @@
 
 use std::net::SocketAddr;
 
-use super::compiled::{CompiledPolicy, CompiledRule, Host, HostMatch, TcpMatch};
+use super::compiled::{CompiledPolicy, CompiledRule, HostMatch, TcpMatch};
 use super::spec::Enforcement;
+use crate::host::Host;
 
 /// What the HTTP evaluator sees of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub fn evaluate_host(policy: &CompiledPolicy, host: &str) -> Decision {
 /// responder asks before it resolves a name): per-host rules restrict requests, not names,
 /// so they do not apply here.
 pub fn evaluate_name(policy: &CompiledPolicy, host: &str) -> Decision {
-    let refusal = match Host::parse(host) {
+    let refusal = match Host::parse(host).ok() {
         Some(parsed) => denied_or_not_allowed(policy, &parsed),
         None => Some(invalid_host(host)),
     };
@@ -110,7 +111,7 @@ pub fn evaluate_name(policy: &CompiledPolicy, host: &str) -> Decision {
 
 /// Decides whether `host` is on the deny list (and nothing else).
 pub fn evaluate_deny(policy: &CompiledPolicy, host: &str) -> Decision {
-    let refusal = match Host::parse(host) {
+    let refusal = match Host::parse(host).ok() {
         Some(parsed) => denied(policy, &parsed),
         None => Some(invalid_host(host)),
     };
@@ -131,7 +132,7 @@ pub fn evaluate_tcp(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAdd
 /// `rate_limits` pattern (the lowest, if one pattern is written several times). `None` when
 /// no limit applies or the host is not a valid name.
 pub fn rate_limit_for(policy: &CompiledPolicy, host: &str) -> Option<RateRule> {
-    let host = Host::parse(host)?;
+    let host = Host::parse(host).ok()?;
     let limits = &policy.spec().rate_limits;
     let per_minute = policy
         .rate_index
@@ -140,7 +141,7 @@ pub fn rate_limit_for(policy: &CompiledPolicy, host: &str) -> Option<RateRule> {
         .filter_map(|&i| limits.get(i).map(|l| l.per_minute))
         .min()?;
     Some(RateRule {
-        key: host.name.into_owned(),
+        key: host.as_str().to_owned(),
         per_minute,
     })
 }
@@ -168,7 +169,7 @@ fn decide(policy: &CompiledPolicy, refusal: Option<Refusal>) -> Decision {
 }
 
 fn host_refusal(policy: &CompiledPolicy, raw: &str) -> Option<Refusal> {
-    let Some(host) = Host::parse(raw) else {
+    let Ok(host) = Host::parse(raw) else {
         return Some(invalid_host(raw));
     };
     if let Some(refusal) = denied_or_not_allowed(policy, &host) {
@@ -184,15 +185,15 @@ fn host_refusal(policy: &CompiledPolicy, raw: &str) -> Option<Refusal> {
         })
     });
     restricted.then(|| Refusal {
-        rule: format!("rules ({})", host.name),
+        rule: format!("rules ({})", host),
         reason: format!(
             "{} has method or path rules, which cannot be checked on a passed-through connection",
-            host.name
+            host
         ),
     })
 }
 
-fn denied_or_not_allowed(policy: &CompiledPolicy, host: &Host<'_>) -> Option<Refusal> {
+fn denied_or_not_allowed(policy: &CompiledPolicy, host: &Host) -> Option<Refusal> {
     if let Some(refusal) = denied(policy, host) {
         return Some(refusal);
     }
@@ -200,15 +201,15 @@ fn denied_or_not_allowed(policy: &CompiledPolicy, host: &Host<'_>) -> Option<Ref
         && allow.lookup(host).is_none()
     {
         return Some(Refusal {
-            rule: format!("allow (no entry for {})", host.name),
-            reason: format!("{} is not on this session's allow list", host.name),
+            rule: format!("allow (no entry for {})", host),
+            reason: format!("{} is not on this session's allow list", host),
         });
     }
     None
 }
 
 fn refusal(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Option<Refusal> {
-    let Some(host) = Host::parse(req.host) else {
+    let Ok(host) = Host::parse(req.host) else {
         return Some(invalid_host(req.host));
     };
     if let Some(refusal) = denied_or_not_allowed(policy, &host) {
@@ -230,16 +231,16 @@ fn refusal(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Option<Refusal> {
     first
 }
 
-fn denied(policy: &CompiledPolicy, host: &Host<'_>) -> Option<Refusal> {
+fn denied(policy: &CompiledPolicy, host: &Host) -> Option<Refusal> {
     let &i = policy.deny.lookup(host)?.first()?;
     let pattern = policy.spec().deny.get(i).map_or("?", String::as_str);
     Some(Refusal {
         rule: format!("deny[{i}] {pattern}"),
-        reason: format!("{} is on this session's deny list", host.name),
+        reason: format!("{} is on this session's deny list", host),
     })
 }
 
-fn rule_refusal(rule: &CompiledRule, host: &Host<'_>, req: &RequestInfo<'_>) -> Option<Refusal> {
+fn rule_refusal(rule: &CompiledRule, host: &Host, req: &RequestInfo<'_>) -> Option<Refusal> {
     let name = format!("rules[{}] {}", rule.index, rule.host);
     let method = clip(req.method, 32);
     if !rule.methods.is_empty()
@@ -256,7 +257,7 @@ fn rule_refusal(rule: &CompiledRule, host: &Host<'_>, req: &RequestInfo<'_>) -> 
             reason: format!(
                 "{} requests to {} are not allowed by this session's policy (allowed: {})",
                 method.to_ascii_uppercase(),
-                host.name,
+                host,
                 rule.methods.join(", ")
             ),
         });
@@ -270,7 +271,7 @@ fn rule_refusal(rule: &CompiledRule, host: &Host<'_>, req: &RequestInfo<'_>) -> 
             rule: format!("{name}: path {path} has dot segments"),
             reason: format!(
                 "path {path} toward {} has . or .. segments; send a normalised path",
-                host.name
+                host
             ),
         });
     }
@@ -281,7 +282,7 @@ fn rule_refusal(rule: &CompiledRule, host: &Host<'_>, req: &RequestInfo<'_>) -> 
         rule: format!("{name}: path {path} not under [{}]", rule.paths.join(", ")),
         reason: format!(
             "path {path} toward {} is not allowed by this session's policy (allowed prefixes: {})",
-            host.name,
+            host,
             rule.paths.join(", ")
         ),
     })
@@ -299,15 +300,11 @@ fn path_allows(prefix: &str, path: &str) -> bool {
 fn tcp_refusal(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) -> Option<Refusal> {
     let host = match host.map(Host::parse) {
         None => None,
-        Some(Some(host)) => Some(host),
-        Some(None) => return Some(invalid_host(host.unwrap_or_default())),
+        Some(Ok(host)) => Some(host),
+        Some(Err(_)) => return Some(invalid_host(host.unwrap_or_default())),
     };
     let ip = crate::net::canonical(dest.ip());
-    let ip_text = ip.to_string();
-    let ip_host = Host {
-        name: ip_text.as_str().into(),
-        is_ip: true,
-    };
+    let ip_host = Host::from(ip);
     if let Some(refusal) = host
         .iter()
         .chain([&ip_host])
@@ -323,16 +320,14 @@ fn tcp_refusal(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) ->
                 TcpMatch::Cidr(cidr) => cidr.contains(ip),
                 TcpMatch::Host(HostMatch::Any) => host.is_some(),
                 TcpMatch::Host(HostMatch::Pattern(p)) => {
-                    host.as_ref().is_some_and(|h| p.matches(&h.name))
+                    host.as_ref().is_some_and(|h| p.matches(h))
                 }
             })
     });
     if allowed {
         return None;
     }
-    let named = host
-        .as_ref()
-        .map_or(String::new(), |h| format!("{} ", h.name));
+    let named = host.as_ref().map_or(String::new(), |h| format!("{h} "));
     let dest = SocketAddr::new(ip, dest.port());
     Some(Refusal {
         rule: format!("tcp_allow (no entry for {named}{dest})"),

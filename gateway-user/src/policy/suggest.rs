@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::compiled::Host;
 use super::eval::has_dot_segment;
 use super::spec::{Enforcement, HostRule, PiiMode, PolicySpec};
+use crate::host::Host;
 
 /// What an audit record says about one request or connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,11 +41,10 @@ pub fn suggest(observed: impl IntoIterator<Item = Observed>) -> PolicySpec {
     let mut hosts: BTreeMap<String, Draft> = BTreeMap::new();
     let mut tcp: BTreeSet<(String, u16)> = BTreeSet::new();
     for seen in observed {
-        let raw = seen.host.trim_start_matches('[').trim_end_matches(']');
-        let Some(host) = Host::parse(raw) else {
+        let Ok(host) = Host::parse(&seen.host) else {
             continue;
         };
-        let name = host.name.into_owned();
+        let name = host.as_str().to_owned();
         if seen.tcp {
             tcp.insert((name, seen.port));
             continue;

@@ -135,7 +135,7 @@ fn suggested_policy_allows_everything_observed() {
     let policy = CompiledPolicy::compile(&suggest(observed.clone())).unwrap();
     let dest: SocketAddr = "198.51.100.20:0".parse().unwrap();
     for seen in &observed {
-        if Host::parse(seen.host.trim_start_matches('[').trim_end_matches(']')).is_none() {
+        if crate::host::Host::parse(&seen.host).is_err() {
             continue;
         }
         let host = seen.host.trim_start_matches('[').trim_end_matches(']');

@@ -10,61 +10,57 @@ use std::net::{IpAddr, SocketAddr};
 use futures_util::future::join_all;
 
 use crate::dns::Resolver;
+use crate::host::Host;
 use crate::net::canonical;
 use crate::policy::CompiledPolicy;
-use crate::route::{self, RejectReason, RoutePolicy};
+use crate::route::{self, RejectReason};
 
 /// Most host names resolved for one connection; entries beyond are not matched (fail closed).
 pub const MAX_NAMES_PER_CONNECTION: usize = 16;
 
-/// The names among `candidates` whose addresses (per `resolver`) include `ip`. A name that
-/// fails to resolve does not match.
+/// The names of `policy`'s `tcp_allow` host entries for `dest`'s port whose addresses (per
+/// `resolver`) include `dest`'s. A name that fails to resolve does not match.
 pub async fn names_resolving_to(
     resolver: &Resolver,
-    candidates: &[String],
-    ip: IpAddr,
+    policy: &CompiledPolicy,
+    dest: SocketAddr,
 ) -> Vec<String> {
-    let ip = canonical(ip);
+    let ip = canonical(dest.ip());
+    let candidates = policy.tcp_allow_hosts(dest.port());
     let lookups = candidates
         .iter()
         .take(MAX_NAMES_PER_CONNECTION)
-        .map(|name| async move { (name, resolver.lookup(name).await) });
+        .map(|name| async move { (*name, resolver.lookup(name).await) });
     join_all(lookups)
         .await
         .into_iter()
         .filter_map(|(name, found)| match found {
-            Ok(addrs) if addrs.iter().any(|a| canonical(*a) == ip) => Some(name.clone()),
+            Ok(addrs) if addrs.iter().any(|a: &IpAddr| canonical(*a) == ip) => {
+                Some(name.to_owned())
+            }
             _ => None,
         })
         .collect()
 }
 
-/// Checks a passthrough connection to `dest` for SNI `host`: the port must be one a matching
-/// passthrough entry (node `node` or the session's `session`) names, and the address one the
-/// daemon's resolver returns for `host`.
+/// Checks a passthrough connection to `dest` for SNI `host`: the port must be one a
+/// matching passthrough entry of `policy` names, and the address one the daemon's resolver
+/// returns for `host`.
 ///
 /// # Security
 /// Returns the refusal to audit; a lookup failure refuses.
 pub async fn check_passthrough(
     resolver: &Resolver,
-    node: &RoutePolicy,
-    session: Option<&CompiledPolicy>,
-    host: &str,
+    policy: &CompiledPolicy,
+    host: &Host,
     dest: SocketAddr,
 ) -> Result<(), RejectReason> {
-    let mut ports: Vec<u16> = node
-        .passthrough
-        .iter()
-        .filter(|rule| rule.host.matches(host))
-        .map(|rule| rule.port)
-        .collect();
-    if let Some(policy) = session {
-        ports.extend(policy.passthrough_ports(host));
-    }
-    ports.sort_unstable();
-    ports.dedup();
+    let ports = policy.passthrough_ports(host.as_str());
     let resolved = if ports.contains(&dest.port()) {
-        resolver.lookup(host).await.map_err(|e| e.to_string())
+        resolver
+            .lookup(host.as_str())
+            .await
+            .map_err(|e| e.to_string())
     } else {
         Ok(Vec::new())
     };

@@ -9,10 +9,9 @@
 //! Weaker than capture: a process can ignore the proxy variables. Every request without a
 //! valid token is refused (407) and audited; the token is never logged.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use base64::Engine;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -21,66 +20,57 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ProxyContext, check_destination, pipeline};
+use tracing::Instrument;
+
+use super::{ProxyContext, listener, pipeline};
 use crate::audit::{ConnAudit, Decision, Kind, Mode, Record, Who};
+use crate::conn::{Conn, ConnId, Peer};
 use crate::detect::Prefixed;
 use crate::dns::Resolver;
 use crate::drain::Drain;
+use crate::host::Host;
 use crate::intercept::forward_absolute;
-use crate::session::{SessionCache, Sessions};
-use crate::upstream::Body;
+use crate::session::SessionCache;
+use crate::upstream::{Body, check_destination};
 
 /// What the explicit proxy needs besides the shared proxy context.
 #[derive(Debug)]
 pub struct ExplicitProxy {
-    /// Shared with the transparent listener.
+    /// Shared with the transparent listener (its live rules hold the configuration's
+    /// sessions).
     pub ctx: Arc<ProxyContext>,
-    /// Sessions declared in the configuration (no policy or credentials); swapped on reload.
-    pub sessions: Arc<ArcSwap<Sessions>>,
     /// Sessions from the store (node-local cache).
     pub cache: Arc<SessionCache>,
     /// Resolves `CONNECT` and URL host names (the daemon's own resolver).
     pub resolver: Resolver,
 }
 
-/// Serves the explicit proxy on `listener` until `drain` stops.
+/// Serves the explicit proxy on `listener` until `drain` stops; `CONNECT` tunnels are
+/// tracked by `drain` too.
 pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, drain: Drain) {
-    let stopping = drain.stopping();
-    tokio::pin!(stopping);
-    loop {
-        let stream = tokio::select! {
-            () = &mut stopping => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "explicit proxy: accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let limit = proxy.ctx.max_connections;
+    let tunnels = drain.clone();
+    listener::serve(listener, "explicit proxy", limit, drain, move |stream, _| {
         let proxy = proxy.clone();
-        let aborted = drain.aborted();
-        drain.spawn(async move {
+        let tunnels = tunnels.clone();
+        async move {
             let service = hyper::service::service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(proxy, req).await) }
+                let (proxy, tunnels) = (proxy.clone(), tunnels.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(proxy, tunnels, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
+            let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::select! {
-                _ = conn => {}
-                () = aborted => {}
-            }
-        });
-    }
+                .with_upgrades()
+                .await;
+        }
+    })
+    .await;
 }
 
 /// The session id behind a proxy token: configured sessions first, then the store.
 async fn authenticate(proxy: &ExplicitProxy, token: Option<String>) -> Result<String, String> {
     let token = token.ok_or("no session token")?;
-    let configured = proxy.sessions.load().authenticate(&token);
+    let configured = proxy.ctx.live.load().sessions.authenticate(&token);
     if let Some(session) = configured {
         return Ok(session.id.clone());
     }
@@ -90,7 +80,11 @@ async fn authenticate(proxy: &ExplicitProxy, token: Option<String>) -> Result<St
     }
 }
 
-async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    proxy: Arc<ExplicitProxy>,
+    tunnels: Drain,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let authorization = req
         .headers()
         .get(header::PROXY_AUTHORIZATION)
@@ -131,11 +125,10 @@ async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<B
     let Some(port) = authority.port_u16().or(default_port) else {
         return text(StatusCode::BAD_REQUEST, "sluice: CONNECT needs host:port\n");
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = match Host::parse(authority.host()) {
+        Ok(host) => host,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("sluice: {e}\n")),
+    };
     let dest = match resolve(&proxy.resolver, &host, port).await {
         Ok(dest) => dest,
         Err(e) => {
@@ -145,46 +138,61 @@ async fn handle(proxy: Arc<ExplicitProxy>, req: Request<Incoming>) -> Response<B
             );
         }
     };
-    let rules = proxy.ctx.rules.load_full();
-    if let Err(refusal) = check_destination(dest, &rules.allow_internal) {
-        let mut record = Record::new(Kind::Connection);
-        record.who = Some(who);
-        record.destination = Some(dest.to_string());
-        record.host = Some(host);
-        record.mode = Some(Mode::Refused);
-        let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
-        audit.finish(Decision::Deny, Some(refusal.to_string()));
+    let live = proxy.ctx.live.load_full();
+    if !is_connect {
+        // An absolute-form request is a connection of its own to its destination (one
+        // proxy connection may carry requests to several).
+        let id = ConnId::next();
+        if let Err(refusal) = check_destination(dest, &live.allow_internal) {
+            let mut record = Record::new(Kind::Connection);
+            record.conn = Some(id.to_string());
+            record.who = Some(who);
+            record.destination = Some(dest.to_string());
+            record.host = Some(host.to_string());
+            record.mode = Some(Mode::Refused);
+            let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
+            audit.finish(Decision::Deny, Some(refusal.to_string()));
+            return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
+        }
+        let peer = Peer {
+            conn: id,
+            who: Some(who),
+            dest,
+        };
+        return forward_absolute(req, peer, proxy.ctx.intercept.clone()).await;
+    }
+    let mut conn = Conn::start(&proxy.ctx.audit, who, dest, live);
+    conn.audit.set_host(host.to_string());
+    if let Err(refusal) = check_destination(dest, &conn.live.allow_internal) {
+        conn.audit.set_mode(Mode::Refused);
+        conn.audit.finish(Decision::Deny, Some(refusal.to_string()));
         return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
     }
-    if !is_connect {
-        return forward_absolute(req, dest, Some(who), proxy.ctx.intercept.clone()).await;
-    }
-    let mut record = Record::new(Kind::Connection);
-    record.who = Some(who.clone());
-    record.destination = Some(dest.to_string());
-    record.host = Some(host);
     let ctx = proxy.ctx.clone();
-    tokio::spawn(async move {
-        let mut audit = ConnAudit::start(&ctx.audit, record);
-        match hyper::upgrade::on(req).await {
-            // The plain TCP socket underneath, when hyper gives it back, lets a passthrough
-            // tunnel be spliced; bytes hyper already read are replayed first.
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    let io = Prefixed::new(parts.read_buf, parts.io.into_inner());
-                    pipeline::serve(&ctx, &rules, io, dest, who, &mut audit).await
-                }
-                Err(upgraded) => {
-                    pipeline::serve(&ctx, &rules, TokioIo::new(upgraded), dest, who, &mut audit)
-                        .await
-                }
-            },
-            Err(e) => audit.finish(
-                Decision::Error,
-                Some(format!("downstream: CONNECT upgrade failed: {e}")),
-            ),
+    let span = conn.span.clone();
+    listener::spawn_until_aborted(
+        &tunnels,
+        async move {
+            match hyper::upgrade::on(req).await {
+                // The plain TCP socket underneath, when hyper gives it back, lets a
+                // passthrough tunnel be spliced; bytes hyper already read are replayed first.
+                Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => {
+                        let io = Prefixed::new(parts.read_buf, parts.io.into_inner());
+                        pipeline::serve(&ctx, &mut conn, io).await;
+                    }
+                    Err(upgraded) => {
+                        pipeline::serve(&ctx, &mut conn, TokioIo::new(upgraded)).await;
+                    }
+                },
+                Err(e) => conn.audit.finish(
+                    Decision::Error,
+                    Some(format!("downstream: CONNECT upgrade failed: {e}")),
+                ),
+            }
         }
-    });
+        .instrument(span),
+    );
     Response::new(empty())
 }
 
@@ -199,11 +207,14 @@ fn token(header: Option<&str>) -> Option<String> {
     (user == "sluice" && !password.is_empty()).then(|| password.to_owned())
 }
 
-async fn resolve(resolver: &Resolver, host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
+async fn resolve(resolver: &Resolver, host: &Host, port: u16) -> Result<SocketAddr, String> {
+    if let Some(ip) = host.ip() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let addrs = resolver.lookup(host).await.map_err(|e| e.to_string())?;
+    let addrs = resolver
+        .lookup(host.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
     addrs
         .first()
         .map(|ip| SocketAddr::new(*ip, port))

@@ -1,32 +1,78 @@
-//! Who is connecting, and where they meant to go: the kernel's record of a captured connect.
+//! Who is connecting, and where they meant to go: the kernel's record of a captured connect
+//! in production ([`KernelIdentify`]), a plain table in tests ([`TableIdentify`]).
 
+use std::collections::HashMap;
+use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use gateway_common::ConnRecord;
 use tokio::net::TcpStream;
 
-use super::ProxyContext;
 use crate::audit::Who;
-use crate::capture;
-use crate::net::{Cidr, classify_dialled};
-use crate::sandbox::Sandbox;
+use crate::capture::{self, Capture};
+use crate::sandbox::{Registry, Sandbox};
+use gateway_common::ConnRecord;
 
 /// A captured connection, identified.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    /// The sandbox it came from.
-    pub sandbox: Arc<Sandbox>,
-    /// The kernel's record.
-    pub record: ConnRecord,
+    /// Who made it.
+    pub who: Who,
     /// The destination the application asked for.
     pub destination: SocketAddr,
 }
 
-impl Identity {
-    /// The audit view of who made the connection.
-    pub fn who(&self) -> Who {
-        who_of(&self.sandbox, &self.record)
+/// Why a connection is closed before anything is read from it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    /// No record: the connection did not come through the redirect.
+    #[error("gateway: no capture record for this connection (not redirected by the kernel)")]
+    NoRecord,
+    /// The record names a cgroup that is not (or no longer) enrolled.
+    #[error("gateway: sandbox cgroup {0} is not enrolled")]
+    UnknownSandbox(u64),
+    /// Reading the record failed.
+    #[error("gateway: capture lookup failed: {0}")]
+    Lookup(String),
+}
+
+/// Identifies accepted connections.
+///
+/// # Security
+/// Every miss is a refusal: a connection nobody can vouch for is never served.
+pub trait Identify: Send + Sync + Debug {
+    /// Who made `stream`, and where it was going.
+    fn identify(&self, stream: &TcpStream) -> Result<Identity, Refusal>;
+}
+
+/// The kernel's connection records and the enrolled sandboxes.
+#[derive(Debug)]
+pub struct KernelIdentify {
+    /// The kernel's connection records.
+    pub capture: Arc<Capture>,
+    /// Enrolled sandboxes.
+    pub sandboxes: Arc<Registry>,
+}
+
+impl Identify for KernelIdentify {
+    fn identify(&self, stream: &TcpStream) -> Result<Identity, Refusal> {
+        let lookup = |e: std::io::Error| Refusal::Lookup(e.to_string());
+        let peer = stream.peer_addr().map_err(lookup)?;
+        let local = stream.local_addr().map_err(lookup)?;
+        let key = capture::conn_key(stream, peer, local).map_err(lookup)?;
+        let record = self
+            .capture
+            .lookup(&key)
+            .map_err(|e| Refusal::Lookup(e.to_string()))?
+            .ok_or(Refusal::NoRecord)?;
+        let sandbox = self
+            .sandboxes
+            .by_cgroup(record.sandbox_cgroup_id)
+            .ok_or(Refusal::UnknownSandbox(record.sandbox_cgroup_id))?;
+        Ok(Identity {
+            who: who_of(&sandbox, &record),
+            destination: capture::original_destination(&record),
+        })
     }
 }
 
@@ -41,101 +87,45 @@ pub fn who_of(sandbox: &Sandbox, record: &ConnRecord) -> Who {
     }
 }
 
-/// Why a connection is closed before anything is relayed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Refusal {
-    /// The kernel has no record: the connection did not come through the redirect.
-    #[error("gateway: no capture record for this connection (not redirected by the kernel)")]
-    NoRecord,
-    /// The record names a cgroup that is not (or no longer) enrolled.
-    #[error("gateway: sandbox cgroup {0} is not enrolled")]
-    UnknownSandbox(u64),
-    /// Reading the kernel map failed.
-    #[error("gateway: capture lookup failed: {0}")]
-    Lookup(String),
-    /// The destination is internal to the node or its network.
-    #[error("policy: destination {destination} is a {what}; internal destinations are refused")]
-    Internal {
-        /// The destination.
-        destination: SocketAddr,
-        /// What kind of internal address.
-        what: String,
-    },
+/// Identities by the client's address, with an optional one for every other client: the
+/// data path without the kernel (in-process tests).
+#[derive(Debug, Default)]
+pub struct TableIdentify {
+    by_peer: Mutex<HashMap<SocketAddr, Identity>>,
+    others: Option<Identity>,
 }
 
-/// Looks up the kernel's record for an accepted connection. Every miss is a refusal.
-pub fn identify(ctx: &ProxyContext, stream: &TcpStream) -> Result<Identity, Refusal> {
-    let lookup = |e: std::io::Error| Refusal::Lookup(e.to_string());
-    let peer = stream.peer_addr().map_err(lookup)?;
-    let local = stream.local_addr().map_err(lookup)?;
-    let key = capture::conn_key(stream, peer, local).map_err(lookup)?;
-    let record = ctx
-        .capture
-        .lookup(&key)
-        .map_err(|e| Refusal::Lookup(e.to_string()))?
-        .ok_or(Refusal::NoRecord)?;
-    let sandbox = ctx
-        .sandboxes
-        .by_cgroup(record.sandbox_cgroup_id)
-        .ok_or(Refusal::UnknownSandbox(record.sandbox_cgroup_id))?;
-    let destination = capture::original_destination(&record);
-    Ok(Identity {
-        sandbox,
-        record,
-        destination,
-    })
-}
-
-/// Refuses destinations internal to the node or its network (including the node's own
-/// interface addresses) unless a configured range allows them. The address checked must be
-/// the address that will be dialled.
-///
-/// # Security
-/// Called on the address dialled on every path: the transparent listener and the explicit
-/// proxy check the original (or resolved) destination before the pipeline runs, and the
-/// relay checks again right before it dials (passthrough and `tcp_allow`).
-pub fn check_destination(destination: SocketAddr, allow: &[Cidr]) -> Result<(), Refusal> {
-    match classify_dialled(destination.ip()) {
-        Some(what) if !allow.iter().any(|c| c.contains(destination.ip())) => {
-            Err(Refusal::Internal {
-                destination,
-                what: what.to_string(),
-            })
+impl TableIdentify {
+    /// Every connection is `identity`.
+    pub fn every(identity: Identity) -> TableIdentify {
+        TableIdentify {
+            by_peer: Mutex::default(),
+            others: Some(identity),
         }
-        _ => Ok(()),
+    }
+
+    /// Connections from `peer` are `identity`.
+    pub fn insert(&self, peer: SocketAddr, identity: Identity) {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer, identity);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destination_table() {
-        let allow = [Cidr::parse("10.9.0.0/16").unwrap()];
-        let cases = [
-            ("198.51.100.10:443", true),
-            ("[2001:db8::10]:80", true),
-            ("127.0.0.1:3000", false),
-            ("[::ffff:127.0.0.1]:3000", false),
-            ("[::1]:22", false),
-            ("169.254.169.254:80", false),
-            ("10.1.0.1:80", false),
-            ("10.9.3.4:80", true),
-            ("[64:ff9b::a09:304]:80", false),
-            ("[64:ff9b::c633:640a]:80", false),
-            ("198.18.0.5:80", false),
-        ];
-        for (dest, ok) in cases {
-            let dest: SocketAddr = dest.parse().unwrap();
-            assert_eq!(check_destination(dest, &allow).is_ok(), ok, "{dest}");
-        }
-        let msg = check_destination("127.0.0.1:3000".parse().unwrap(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("127.0.0.1:3000") && msg.contains("loopback"),
-            "{msg}"
-        );
+impl Identify for TableIdentify {
+    fn identify(&self, stream: &TcpStream) -> Result<Identity, Refusal> {
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| Refusal::Lookup(e.to_string()))?;
+        let found = self
+            .by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .cloned();
+        found
+            .or_else(|| self.others.clone())
+            .ok_or(Refusal::NoRecord)
     }
 }

@@ -1,7 +1,4 @@
-//! Relay: dial the original destination and copy bytes both ways.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! Relay: copy bytes both ways between a client and the upstream the dialer opened.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,41 +8,16 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::detect::Prefixed;
 use tokio::net::TcpStream;
 
-/// Why a relay ended badly, and on which side.
+/// Why a relay ended badly (bytes already moved are still counted).
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// The upstream refused, was unreachable, or did not answer in time.
-    #[error("upstream: connect {destination}: {detail}")]
-    Connect {
-        /// Where.
-        destination: SocketAddr,
-        /// What happened.
-        detail: String,
-    },
-    /// The copy failed part way (bytes already moved are still counted).
-    #[error("relay: {detail}")]
-    Copy {
-        /// Bytes from the sandbox so far.
-        up: u64,
-        /// Bytes to the sandbox so far.
-        down: u64,
-        /// What happened.
-        detail: String,
-    },
-}
-
-/// Dials `destination` within `timeout`, with Nagle off (streams such as SSE must not coalesce).
-pub async fn dial(destination: SocketAddr, timeout: Duration) -> Result<TcpStream, RelayError> {
-    let fail = |detail: String| RelayError::Connect {
-        destination,
-        detail,
-    };
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(destination))
-        .await
-        .map_err(|_| fail(format!("timed out after {} ms", timeout.as_millis())))?
-        .map_err(|e| fail(e.to_string()))?;
-    stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
-    Ok(stream)
+#[error("relay: {detail}")]
+pub struct RelayError {
+    /// Bytes from the sandbox so far.
+    pub up: u64,
+    /// Bytes to the sandbox so far.
+    pub down: u64,
+    /// What happened.
+    pub detail: String,
 }
 
 /// A client stream the relay can hand to `splice(2)` when it is a bare TCP socket.
@@ -82,7 +54,7 @@ pub async fn relay<IO: RelayStream>(
     let (prefix, mut client) = client.into_parts();
     let sent = prefix.len() as u64;
     if let Err(e) = upstream.write_all(&prefix).await {
-        return Err(RelayError::Copy {
+        return Err(RelayError {
             up: 0,
             down: 0,
             detail: format!("upstream: write: {e}"),
@@ -92,18 +64,14 @@ pub async fn relay<IO: RelayStream>(
         return copy(&mut client, &mut upstream)
             .await
             .map(|(up, down)| (up + sent, down))
-            .map_err(|e| match e {
-                RelayError::Copy { up, down, detail } => RelayError::Copy {
-                    up: up + sent,
-                    down,
-                    detail,
-                },
-                other => other,
+            .map_err(|e| RelayError {
+                up: e.up + sent,
+                ..e
             });
     };
     match super::splice::relay(tcp, &upstream).await {
         (moved, None) => Ok((moved.a_to_b + sent, moved.b_to_a)),
-        (moved, Some(e)) => Err(RelayError::Copy {
+        (moved, Some(e)) => Err(RelayError {
             up: moved.a_to_b + sent,
             down: moved.b_to_a,
             detail: e.to_string(),
@@ -129,7 +97,7 @@ where
     };
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok(_) => Ok((client.read, upstream.read)),
-        Err(e) => Err(RelayError::Copy {
+        Err(e) => Err(RelayError {
             up: client.read,
             down: upstream.read,
             detail: e.to_string(),

@@ -3,58 +3,32 @@
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tracing::Instrument;
 
-use super::ProxyContext;
-use super::identify::{check_destination, identify};
+use super::{ProxyContext, listener};
 use crate::audit::{ConnAudit, Decision, Kind, Mode, Record};
+use crate::conn::Conn;
 use crate::drain::Drain;
+use crate::upstream::check_destination;
 
 /// Accepts until `drain` stops, handling each connection on its own tracked task. At most
 /// `ctx.max_connections` are handled at once per listener.
 pub async fn serve_transparent(listener: TcpListener, ctx: Arc<ProxyContext>, drain: Drain) {
-    let limit = Arc::new(Semaphore::new(ctx.max_connections));
-    let stopping = drain.stopping();
-    tokio::pin!(stopping);
-    loop {
-        let permit = tokio::select! {
-            () = &mut stopping => return,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            () = &mut stopping => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "transparent: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
+    let limit = ctx.max_connections;
+    listener::serve(listener, "transparent", limit, drain, move |stream, _| {
         let ctx = ctx.clone();
-        let aborted = drain.aborted();
-        drain.spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                () = handle(&ctx, stream) => {}
-                () = aborted => {}
-            }
-        });
-    }
+        async move { handle(&ctx, stream).await }
+    })
+    .await;
 }
 
-/// One connection: identify, check, relay. Exactly one audit record, whatever happens.
+/// One connection: identify, check, then the pipeline. Exactly one audit record, whatever
+/// happens.
 async fn handle(ctx: &ProxyContext, client: TcpStream) {
-    let _ = client.set_nodelay(true);
-    let rules = ctx.rules.load_full();
-    let mut record = Record::new(Kind::Connection);
-    let identity = match identify(ctx, &client) {
+    let identity = match ctx.identify.identify(&client) {
         Ok(identity) => identity,
         Err(refusal) => {
+            let mut record = Record::new(Kind::Connection);
             record.mode = Some(Mode::Refused);
             let mut audit = ConnAudit::start(&ctx.audit, record);
             audit.finish(Decision::Deny, Some(refusal.to_string()));
@@ -62,18 +36,22 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
             return;
         }
     };
-    record.who = Some(identity.who());
-    record.destination = Some(identity.destination.to_string());
-    let mut audit = ConnAudit::start(&ctx.audit, record);
-
-    if let Err(refusal) = check_destination(identity.destination, &rules.allow_internal) {
-        audit.set_mode(Mode::Refused);
-        audit.finish(Decision::Deny, Some(refusal.to_string()));
+    let mut conn = Conn::start(
+        &ctx.audit,
+        identity.who,
+        identity.destination,
+        ctx.live.load_full(),
+    );
+    if let Err(refusal) = check_destination(conn.dest, &conn.live.allow_internal) {
+        conn.audit.set_mode(Mode::Refused);
+        conn.audit.finish(Decision::Deny, Some(refusal.to_string()));
         reset(&client);
         return;
     }
-    let who = identity.who();
-    super::pipeline::serve(ctx, &rules, client, identity.destination, who, &mut audit).await;
+    let span = conn.span.clone();
+    super::pipeline::serve(ctx, &mut conn, client)
+        .instrument(span)
+        .await;
 }
 
 /// Closes with a RST so the client sees "connection reset", not a clean empty reply.

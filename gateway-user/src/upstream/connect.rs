@@ -25,12 +25,13 @@ use super::ConnectError;
 ///
 /// # Security
 /// The address dialled is the one the caller checked (the original destination), never a
-/// resolution of a name the sandbox supplied.
+/// resolution of a name the sandbox supplied; the [`super::Dialer`] checks it again.
 #[derive(Clone, Debug)]
 pub(super) struct DestConnector {
     pub(super) dest: SocketAddr,
+    pub(super) dialer: super::Dialer,
     pub(super) tls: Arc<ClientConfig>,
-    pub(super) connect_timeout: Duration,
+    pub(super) handshake_timeout: Duration,
 }
 
 impl tower_service::Service<Uri> for DestConnector {
@@ -51,21 +52,7 @@ impl tower_service::Service<Uri> for DestConnector {
 impl DestConnector {
     async fn connect(self, uri: Uri) -> Result<UpstreamStream, ConnectError> {
         let dest = self.dest;
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(dest))
-            .await
-            .map_err(|_| ConnectError::Timeout {
-                dest,
-                after: self.connect_timeout,
-            })?
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::ConnectionRefused => ConnectError::Refused { dest },
-                _ => ConnectError::Dial {
-                    dest,
-                    source: Arc::new(source),
-                },
-            })?;
-        // Small writes (SSE, gRPC, WebSocket frames) must leave at once.
-        let _ = tcp.set_nodelay(true);
+        let tcp = self.dialer.dial(dest).await?;
         if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
             return Ok(UpstreamStream::Plain(tcp));
         }
@@ -77,7 +64,7 @@ impl DestConnector {
         let name = ServerName::try_from(host.clone())
             .map_err(|_| ConnectError::BadName { host: host.clone() })?;
         let handshake = TlsConnector::from(self.tls).connect(name, tcp);
-        let tls = tokio::time::timeout(self.connect_timeout, handshake)
+        let tls = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
             .map_err(|_| ConnectError::TlsTimeout {
                 host: host.clone(),

@@ -11,6 +11,7 @@
 //!   per destination, whose pool is keyed by scheme and authority.
 
 mod connect;
+mod dial;
 mod roots;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use rustls::ClientConfig;
 
 use connect::DestConnector;
 pub use connect::UpstreamStream;
+pub use dial::{DialError, Dialer, check_destination};
 pub use roots::client_configs;
 
 /// Error type of streamed bodies.
@@ -45,7 +47,7 @@ const MAX_IDLE_PER_HOST: usize = 32;
 /// Settings of the upstream client.
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
-    /// Limit on TCP connect and on the TLS handshake (each). Default is 10 s.
+    /// Limit on the TLS handshake (the TCP connect is the [`Dialer`]'s). Default is 10 s.
     pub connect_timeout: Duration,
     /// Limit on waiting for the response head after the request was sent. Default is 300 s.
     pub response_timeout: Duration,
@@ -71,28 +73,9 @@ impl Default for UpstreamSettings {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The destination answered with a reset.
-    #[error("upstream: connection to {dest} refused")]
-    Refused {
-        /// The address dialled.
-        dest: SocketAddr,
-    },
-    /// No answer to the TCP connect in time.
-    #[error("upstream: connecting to {dest} timed out after {after:?}")]
-    Timeout {
-        /// The address dialled.
-        dest: SocketAddr,
-        /// The limit.
-        after: Duration,
-    },
-    /// Another TCP error.
-    #[error("upstream: connecting to {dest} failed: {source}")]
-    Dial {
-        /// The address dialled.
-        dest: SocketAddr,
-        /// The OS error.
-        source: Arc<std::io::Error>,
-    },
+    /// The TCP connection could not be made (or the destination is refused).
+    #[error(transparent)]
+    Dial(#[from] DialError),
     /// The host cannot be a TLS server name.
     #[error("upstream: {host:?} is not a valid TLS server name")]
     BadName {
@@ -157,12 +140,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The status to answer the sandbox with: 504 for timeouts, 502 otherwise.
+    /// The status to answer the sandbox with: 403 for a refused destination, 504 for
+    /// timeouts, 502 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
+            UpstreamError::Connect(ConnectError::Dial(DialError::Internal { .. })) => {
+                StatusCode::FORBIDDEN
+            }
             UpstreamError::ResponseTimeout { .. }
             | UpstreamError::Connect(
-                ConnectError::Timeout { .. } | ConnectError::TlsTimeout { .. },
+                ConnectError::Dial(DialError::Timeout { .. }) | ConnectError::TlsTimeout { .. },
             ) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -182,19 +169,24 @@ struct Inner {
     /// ALPN `http/1.1` only, for upgrades.
     tls_h1: Arc<ClientConfig>,
     settings: UpstreamSettings,
+    dialer: Dialer,
     clients: Mutex<HashMap<(SocketAddr, bool), Client<DestConnector, Body>>>,
 }
 
 impl UpstreamClient {
-    /// A client trusting webpki-roots plus `settings.extra_roots`. The TLS configurations
-    /// are built once here.
-    pub fn new(settings: UpstreamSettings) -> Result<UpstreamClient, UpstreamError> {
+    /// A client trusting webpki-roots plus `settings.extra_roots`, connecting through
+    /// `dialer`. The TLS configurations are built once here.
+    pub fn new(
+        settings: UpstreamSettings,
+        dialer: Dialer,
+    ) -> Result<UpstreamClient, UpstreamError> {
         let (tls, tls_h1) = client_configs(&settings.extra_roots)?;
         Ok(UpstreamClient {
             inner: Arc::new(Inner {
                 tls,
                 tls_h1,
                 settings,
+                dialer,
                 clients: Mutex::new(HashMap::new()),
             }),
         })
@@ -238,12 +230,13 @@ impl UpstreamClient {
         let settings = &self.inner.settings;
         let connector = DestConnector {
             dest,
+            dialer: self.inner.dialer.clone(),
             tls: Arc::clone(if upgrade {
                 &self.inner.tls_h1
             } else {
                 &self.inner.tls
             }),
-            connect_timeout: settings.connect_timeout,
+            handshake_timeout: settings.connect_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
@@ -280,15 +273,28 @@ mod tests {
         let dest: SocketAddr = "203.0.113.10:443".parse().unwrap();
         let cases = [
             (
-                UpstreamError::Connect(ConnectError::Refused { dest }),
+                UpstreamError::Connect(DialError::Refused { dest }.into()),
                 StatusCode::BAD_GATEWAY,
             ),
             (
-                UpstreamError::Connect(ConnectError::Timeout {
-                    dest,
-                    after: Duration::from_secs(1),
-                }),
+                UpstreamError::Connect(
+                    DialError::Timeout {
+                        dest,
+                        after: Duration::from_secs(1),
+                    }
+                    .into(),
+                ),
                 StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (
+                UpstreamError::Connect(
+                    DialError::Internal {
+                        destination: dest,
+                        what: "loopback address".into(),
+                    }
+                    .into(),
+                ),
+                StatusCode::FORBIDDEN,
             ),
             (
                 UpstreamError::Connect(ConnectError::Certificate {

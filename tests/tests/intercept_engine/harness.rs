@@ -1,18 +1,22 @@
-//! An in-process interception engine in the lab's node namespace: a listener that peeks the
-//! ClientHello (as the daemon's detector will), then calls `sluice::intercept`.
+//! The assembled data path in-process, in the lab's node namespace: the daemon's transparent
+//! listener (accept → identify → detect → route → intercept → audit) with connections
+//! identified from a table instead of the kernel's map, all forwarded to one destination.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
-use sluice::audit::AuditLog;
-use sluice::intercept::{
-    AllowAll, ConnSummary, InterceptContext, intercept_http, intercept_tls, reject_tls,
-};
+use sluice::audit::{AuditLog, Who};
+use sluice::detect::Limits;
+use sluice::drain::Drain;
+use sluice::host::Host;
+use sluice::intercept::{AllowAll, InterceptContext, reject_tls};
+use sluice::live::Live;
+use sluice::proxy::{Identity, ProxyContext, TableIdentify, serve_transparent};
 use sluice::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
-use sluice::upstream::{UpstreamClient, UpstreamSettings};
+use sluice::upstream::{Dialer, UpstreamClient, UpstreamSettings};
 use tests::netlab::NetnsThread;
 use tests::{NetLab, TestCa, addrs};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -21,11 +25,11 @@ use tokio::net::TcpStream;
 /// What the engine does with every accepted connection.
 #[derive(Clone, Debug)]
 pub enum Mode {
-    /// TLS interception (host and ALPN from the peeked ClientHello).
+    /// The daemon's pipeline: TLS or plain HTTP, detected and intercepted.
     Tls,
-    /// `reject_tls` with this reason.
+    /// `reject_tls` with this reason (no pipeline).
     Reject(String),
-    /// Plain HTTP interception.
+    /// The daemon's pipeline, for plain HTTP clients.
     Http,
 }
 
@@ -35,7 +39,6 @@ pub struct Engine {
     pub sluice_ca_pem: PathBuf,
     pub sluice_ca_der: CertificateDer<'static>,
     audit_path: PathBuf,
-    summaries: Arc<Mutex<Vec<Result<ConnSummary, String>>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<NetnsThread<()>>,
     _dir: tempfile::TempDir,
@@ -65,11 +68,9 @@ impl Engine {
             .write_pem(dir.path(), "upstream-ca.pem")
             .expect("upstream CA pem");
         let audit_path = dir.path().join("audit.jsonl");
-        let summaries = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let audit_file = audit_path.clone();
-        let results = summaries.clone();
         let thread = lab
             .spawn_in_node("sl-engine", move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,10 +86,13 @@ impl Engine {
                         extra_roots: vec![upstream_pem],
                         ..UpstreamSettings::default()
                     };
+                    let live = Live::default().into_store();
+                    let dialer = Dialer::new(connect_timeout, live.clone());
                     let ctx = Arc::new(InterceptContext {
                         tls: Arc::new(ServerConfigCache::new(Arc::new(minter)).expect("tls")),
-                        upstream: UpstreamClient::new(settings).expect("upstream client"),
-                        audit,
+                        upstream: UpstreamClient::new(settings, dialer.clone())
+                            .expect("upstream client"),
+                        audit: audit.clone(),
                         policy: Arc::new(AllowAll),
                     });
                     let listener =
@@ -98,18 +102,34 @@ impl Engine {
                     addr_tx
                         .send(listener.local_addr().expect("addr"))
                         .expect("send addr");
-                    loop {
-                        let (stream, _) = tokio::select! {
-                            _ = &mut stopped => break,
-                            accepted = listener.accept() => accepted.expect("accept"),
-                        };
-                        let _ = stream.set_nodelay(true);
-                        let (ctx, mode, results) = (ctx.clone(), mode.clone(), results.clone());
-                        tokio::spawn(async move {
-                            let result = handle(stream, dest, mode, ctx).await;
-                            results.lock().expect("lock").push(result);
-                        });
+                    let drain = Drain::new();
+                    match mode {
+                        Mode::Reject(reason) => {
+                            drain.spawn(reject_all(listener, reason, ctx, drain.clone()));
+                        }
+                        Mode::Tls | Mode::Http => {
+                            let identity = Identity {
+                                who: Who {
+                                    sandbox: 1,
+                                    ..Who::default()
+                                },
+                                destination: dest,
+                            };
+                            let proxy = Arc::new(ProxyContext {
+                                identify: Arc::new(TableIdentify::every(identity)),
+                                audit,
+                                dialer,
+                                live,
+                                max_connections: 1024,
+                                detect_limits: Limits::default(),
+                                intercept: ctx,
+                                resolver: sluice::dns::Resolver::static_only(Default::default()),
+                            });
+                            drain.spawn(serve_transparent(listener, proxy, drain.clone()));
+                        }
                     }
+                    let _ = (&mut stopped).await;
+                    drain.shutdown(Duration::from_secs(1)).await;
                 });
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
@@ -122,33 +142,30 @@ impl Engine {
             sluice_ca_pem,
             sluice_ca_der,
             audit_path,
-            summaries,
             stop: Some(stop),
             thread: Some(thread),
             _dir: dir,
         }
     }
 
-    /// Waits until at least `n` connections have ended, and returns their summaries.
-    pub fn wait_summaries(&self, n: usize) -> Vec<Result<ConnSummary, String>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let summaries = self.summaries.lock().expect("lock").clone();
-            if summaries.len() >= n || Instant::now() > deadline {
-                return summaries;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits until at least `n` connections have ended, and returns their records.
+    pub fn wait_connections(&self, n: usize) -> Vec<serde_json::Value> {
+        self.wait_records("connection", n)
     }
 
-    /// Waits until at least `n` audit records are written, and returns them all.
+    /// Waits until at least `n` request records are written, and returns them all.
     pub fn wait_audit(&self, n: usize) -> Vec<serde_json::Value> {
+        self.wait_records("request", n)
+    }
+
+    fn wait_records(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&self.audit_path).unwrap_or_default();
             let records: Vec<serde_json::Value> = text
                 .lines()
-                .map(|l| serde_json::from_str(l).expect("json line"))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+                .filter(|r| r["kind"] == kind)
                 .collect();
             if records.len() >= n || Instant::now() > deadline {
                 return records;
@@ -169,27 +186,28 @@ impl Drop for Engine {
     }
 }
 
-async fn handle(
-    stream: TcpStream,
-    dest: SocketAddr,
-    mode: Mode,
+/// Answers every connection with `reject_tls` (host and ALPN from its ClientHello).
+async fn reject_all(
+    listener: tokio::net::TcpListener,
+    reason: String,
     ctx: Arc<InterceptContext>,
-) -> Result<ConnSummary, String> {
-    if let Mode::Http = mode {
-        return intercept_http(stream, dest, None, ctx)
-            .await
-            .map_err(|e| e.to_string());
-    }
-    let (io, sni, alpn) = peek_hello(stream).await.map_err(|e| e.to_string())?;
-    let host = sni.ok_or("no SNI")?;
-    match mode {
-        Mode::Reject(reason) => reject_tls(io, &host, &alpn, &reason, ctx)
-            .await
-            .map(|()| ConnSummary::default())
-            .map_err(|e| e.to_string()),
-        _ => intercept_tls(io, &host, &alpn, dest, None, ctx)
-            .await
-            .map_err(|e| e.to_string()),
+    drain: Drain,
+) {
+    let stopping = drain.stopping();
+    tokio::pin!(stopping);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stopping => return,
+            accepted = listener.accept() => accepted.expect("accept").0,
+        };
+        let (reason, ctx) = (reason.clone(), ctx.clone());
+        drain.spawn(async move {
+            let Ok((io, Some(sni), alpn)) = peek_hello(stream).await else {
+                return;
+            };
+            let host = Host::parse(&sni).expect("SNI is a host");
+            let _ = reject_tls(io, &host, &alpn, &reason, ctx).await;
+        });
     }
 }
 

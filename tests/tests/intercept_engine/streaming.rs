@@ -129,11 +129,18 @@ async fn websocket_echo_through_the_upgrade() {
         "{records:?}"
     );
     assert!(records[0].get("reason").is_none(), "{records:?}");
-    let summaries = engine.wait_summaries(1);
-    let summary = summaries[0].as_ref().unwrap();
-    assert_eq!(summary.requests, 1);
-    assert!(summary.bytes_down > 200_000, "{summary:?}");
-    assert_eq!(summary.protocol, "http/1.1");
+    let connections = engine.wait_connections(1);
+    let connection = &connections[0];
+    assert_eq!(connection["mode"], "intercept", "{connection}");
+    assert_eq!(connection["decision"], "allow", "{connection}");
+    assert!(
+        connection["bytes_down"].as_u64().unwrap() > 200_000,
+        "{connection}"
+    );
+    // The one request record is tied to its connection's record.
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["conn"], connection["conn"]);
+    assert_eq!(records[0]["request"], 1);
 }
 
 /// Peak resident memory of this process so far, in KiB.

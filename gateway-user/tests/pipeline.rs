@@ -1,0 +1,256 @@
+//! Transparency of the assembled data path (accept → identify → detect → route → intercept
+//! or relay → audit), run in-process without root: every case a client would notice, and
+//! the refusals an attacker in a sandbox would meet.
+
+#[cfg(test)]
+#[path = "pipeline/support.rs"]
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use sluice::config::PolicyConfig;
+use support::{Gateway, Setup, Upstreams, send};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.uri_mut() = http::Uri::try_from(uri).unwrap_or_default();
+    if let Ok(value) = http::HeaderValue::from_str(host) {
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_intercepted_and_its_records_are_tied() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    let client = gw.connect(up.http).await;
+    let post = Request::post("/items?x=1")
+        .header("host", "plain.test:8080")
+        .body(Full::new(Bytes::from_static(b"twelve bytes")))
+        .unwrap();
+    let (status, body) = send(client, false, post).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "POST plain.test:8080 /items 12 HTTP/1.1");
+    let requests = gw.records("request", 1);
+    let connections = gw.records("connection", 1);
+    let (request, connection) = (&requests[0], &connections[0]);
+    assert_eq!(request["url"], "http://plain.test:8080/items?x=1");
+    assert_eq!(request["decision"], "allow");
+    assert_eq!(request["request"], 1);
+    assert_eq!(connection["mode"], "intercept");
+    assert_eq!(connection["host"], "plain.test");
+    assert_eq!(connection["sandbox"], 7);
+    assert!(connection["conn"].is_string(), "{connection}");
+    assert_eq!(
+        request["conn"], connection["conn"],
+        "request tied to its connection"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_intercepted_over_http1_and_h2() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    for (h2, alpn) in [(false, &b"http/1.1"[..]), (true, &b"h2"[..])] {
+        let tls = gw
+            .connect_tls(up.https, "API.Example.test.", &[alpn])
+            .await
+            .unwrap();
+        let (status, body) = send(
+            tls,
+            h2,
+            get("https://api.example.test/v1/x", "api.example.test"),
+        )
+        .await;
+        assert_eq!(status, 200, "h2={h2}: {body}");
+        assert!(
+            body.starts_with("GET api.example.test /v1/x 0"),
+            "h2={h2}: {body}"
+        );
+    }
+    let requests = gw.records("request", 2);
+    for request in &requests {
+        assert_eq!(request["url"], "https://api.example.test/v1/x");
+        assert_eq!(request["host"], "api.example.test");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misdirected_host_on_a_tls_connection_is_421() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    let tls = gw
+        .connect_tls(up.https, "api.example.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    let (status, body) = send(tls, false, get("/", "other.example.test")).await;
+    assert_eq!(status, 421, "{body}");
+    assert!(body.contains("other.example.test"), "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tls_connection_reads_a_403_naming_the_reason() {
+    let up = Upstreams::start().await;
+    // pinned.test is passed through, but only toward its own address: a sandbox aiming
+    // its SNI at another destination is refused, and told so over TLS.
+    let setup = Setup {
+        policy: PolicyConfig {
+            passthrough: vec![format!("pinned.test:{}", up.https.port())],
+            tcp_allow: Vec::new(),
+        },
+        hosts: vec![("pinned.test", "127.0.0.99")],
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup, &up).await;
+    let tls = gw
+        .connect_tls(up.https, "pinned.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    let (status, body) = send(tls, false, get("/", "pinned.test")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("127.0.0.1 is not an address of pinned.test"),
+        "{body}"
+    );
+    let connections = gw.records("connection", 1);
+    assert_eq!(connections[0]["decision"], "deny");
+    assert_eq!(connections[0]["mode"], "refused");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_to_the_names_own_address_is_copied_untouched() {
+    let up = Upstreams::start().await;
+    let setup = Setup {
+        policy: PolicyConfig {
+            passthrough: vec![format!("pinned.test:{}", up.https.port())],
+            tcp_allow: Vec::new(),
+        },
+        hosts: vec![("pinned.test", "127.0.0.1")],
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup, &up).await;
+    // The client does not trust Sluice's CA for a passed-through host: the upstream's own
+    // certificate arrives untouched (the handshake fails against the Sluice CA only).
+    let refused = gw
+        .connect_tls(up.https, "pinned.test", &[b"http/1.1"])
+        .await;
+    assert!(refused.is_err(), "the upstream's leaf is not Sluice's");
+    let connections = gw.records("connection", 1);
+    assert_eq!(connections[0]["mode"], "passthrough", "{connections:?}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tcp_is_relayed_only_where_tcp_allow_says() {
+    let up = Upstreams::start().await;
+    let setup = Setup {
+        policy: PolicyConfig {
+            passthrough: Vec::new(),
+            tcp_allow: vec![format!("127.0.0.1/32:{}", up.tcp.port())],
+        },
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup, &up).await;
+    let mut allowed = gw.connect(up.tcp).await;
+    allowed.write_all(b"\x00\x01opaque bytes").await.unwrap();
+    let mut echoed = [0u8; 14];
+    allowed.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"\x00\x01opaque bytes");
+    drop(allowed);
+    // The same bytes toward a port no rule names are refused: the connection closes with
+    // nothing relayed.
+    let mut refused = gw.connect(up.http).await;
+    refused.write_all(b"\x00\x01opaque bytes").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = refused.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "nothing relayed: {rest:?}");
+    let connections = gw.records("connection", 2);
+    let modes: Vec<_> = connections
+        .iter()
+        .map(|c| (c["mode"].clone(), c["decision"].clone()))
+        .collect();
+    assert!(
+        modes.contains(&("relay".into(), "allow".into())),
+        "{modes:?}"
+    );
+    assert!(
+        modes.contains(&("refused".into(), "deny".into())),
+        "{modes:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_destinations_and_strangers_are_refused_and_audited() {
+    let up = Upstreams::start().await;
+    let closed = Setup {
+        allow_loopback: false,
+        ..Setup::default()
+    };
+    let gw = Gateway::start(closed, &up).await;
+    if let Ok(mut internal) = gw.try_connect(up.http).await {
+        let _ = internal
+            .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
+            .await;
+        let mut rest = Vec::new();
+        let _ = internal.read_to_end(&mut rest).await;
+        assert!(
+            rest.is_empty(),
+            "nothing answered: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    // A client the table does not know (not redirected by the kernel) is refused too.
+    if let Ok(mut stranger) = tokio::net::TcpStream::connect(gw.addr).await {
+        let _ = stranger
+            .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
+            .await;
+        let mut rest = Vec::new();
+        let _ = stranger.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "nothing answered a stranger");
+    }
+    let connections = gw.records("connection", 2);
+    let reasons: Vec<String> = connections
+        .iter()
+        .map(|c| c["reason"].to_string())
+        .collect();
+    assert!(
+        connections.iter().all(|c| c["decision"] == "deny"),
+        "{connections:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("loopback")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no capture record")),
+        "{reasons:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_sni_is_refused_without_a_leaf() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    // An IP-literal server name sends no SNI (RFC 6066).
+    let tls = gw.connect_tls(up.https, "127.0.0.1", &[b"http/1.1"]).await;
+    assert!(
+        tls.is_err(),
+        "no leaf is minted for a connection without SNI"
+    );
+    let connections = gw.records("connection", 1);
+    assert_eq!(connections[0]["decision"], "deny");
+    assert!(
+        connections[0]["reason"].to_string().contains("without SNI"),
+        "{connections:?}"
+    );
+    gw.stop().await;
+}
