@@ -26,5 +26,7 @@ pub mod proxy;
 pub mod route;
 pub mod sandbox;
 pub mod session;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod tls;
 pub mod upstream;

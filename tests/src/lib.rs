@@ -49,7 +49,6 @@ pub mod addrs;
 pub mod certs;
 pub mod cgroup;
 pub mod netlab;
-pub mod redis;
 pub mod sluice;
 pub mod sniffer;
 pub mod upstream;

@@ -312,7 +312,7 @@ fn killed_daemon_fails_closed_and_restart_readopts() {
 
 #[test]
 fn processes_outside_sandboxes_are_not_captured() {
-    let (lab, sluice) = lab_and_daemon(&Options::default());
+    let (lab, mut sluice) = lab_and_daemon(&Options::default());
     let web = upstream::http()
         .route("/hello", "hi")
         .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
@@ -324,12 +324,37 @@ fn processes_outside_sandboxes_are_not_captured() {
         .unwrap();
     assert_eq!(out.stdout, b"hi", "{out:?}");
     assert_eq!(web.requests().len(), 1);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(
-        sluice.audit().iter().all(|r| r["kind"] != "connection"),
-        "a direct connection outside any sandbox was audited as captured: {:?}",
-        sluice.audit()
+    // The same request from a sandbox afterwards is captured and audited: the audit works.
+    let sandboxed = sluice
+        .exec(
+            &[],
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "http://198.51.100.10/hello",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(sandboxed.stdout, b"hi", "{sandboxed:?}");
+    // A stopped daemon has written every record it ever will, so nothing can still be on
+    // its way: the sandboxed connection must be the only one audited.
+    let stopped = sluice.stop();
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+    let audited: Vec<Value> = sluice
+        .audit()
+        .into_iter()
+        .filter(|r| r["kind"] == "connection")
+        .collect();
+    assert_eq!(
+        audited.len(),
+        1,
+        "a direct connection outside any sandbox was audited as captured: {audited:?}"
     );
+    assert_eq!(audited[0]["destination"], "198.51.100.10:80", "{audited:?}");
+    assert!(audited[0]["sandbox"].as_u64().is_some(), "{audited:?}");
 }
 
 #[test]

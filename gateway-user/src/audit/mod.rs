@@ -21,8 +21,6 @@ mod script;
 mod seq;
 mod sink;
 mod spool;
-#[cfg(test)]
-mod test_redis;
 
 pub use guard::ConnAudit;
 pub use query::{

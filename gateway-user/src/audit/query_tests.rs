@@ -3,8 +3,8 @@ use std::io::Write;
 use serde_json::json;
 
 use super::*;
-use crate::audit::test_redis::TestRedis;
 use crate::audit::{AuditLog, AuditTarget, Kind, Record, Who};
+use crate::testing::RedisServer;
 
 fn q(session: Option<&str>, kind: Option<&str>, after: Option<&str>, limit: usize) -> AuditQuery {
     AuditQuery {
@@ -188,7 +188,7 @@ async fn file_mode_writes_are_queryable() {
 
 #[tokio::test]
 async fn redis_query_pages_and_follows() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let target = AuditTarget::Redis {
         url: redis.url(),
@@ -214,7 +214,7 @@ async fn redis_query_pages_and_follows() {
         }
     };
     write(&log, 1200);
-    let mut conn = redis.conn().await;
+    let mut conn = redis.connection().await.unwrap();
     let seqs = |page: &AuditPage| -> Vec<u64> {
         page.records
             .iter()
@@ -266,7 +266,7 @@ async fn redis_query_pages_and_follows() {
     assert!(quiet.records.is_empty());
     assert_eq!(quiet.next, tail.next);
     write(&log, 3); // sessions a, b, c → seq 1201..=1203
-    let mut follow_conn = redis.conn().await;
+    let mut follow_conn = redis.connection().await.unwrap();
     let page = follow_redis(
         &mut follow_conn,
         "q:audit",

@@ -1,12 +1,12 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::audit::test_redis::TestRedis;
 use crate::audit::{AuditLog, AuditTarget, Kind, Who};
+use crate::testing::RedisServer;
 
 const KEY: &str = "sluice:audit";
 
-fn target(redis: &TestRedis, spool: &std::path::Path, max_len: u64) -> AuditTarget {
+fn target(redis: &RedisServer, spool: &std::path::Path, max_len: u64) -> AuditTarget {
     AuditTarget::Redis {
         url: redis.url(),
         stream_key: KEY.to_owned(),
@@ -32,18 +32,21 @@ fn write_n(log: &AuditLog, n: usize) {
     }
 }
 
-/// Waits (bounded) until `done` holds.
-async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+/// Longest any wait here may take before the test fails as hung; not a speed requirement.
+const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// Waits until `done` holds (failing the test if it never does).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(start.elapsed() < HANG_GUARD, "hung waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Every entry in the stream: (seq field, record JSON).
-async fn stream(redis: &TestRedis) -> Vec<(u64, serde_json::Value)> {
-    let mut conn = redis.conn().await;
+async fn stream(redis: &RedisServer) -> Vec<(u64, serde_json::Value)> {
+    let mut conn = redis.connection().await.unwrap();
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(KEY)
         .arg("-")
@@ -87,15 +90,12 @@ fn spool_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn records_arrive_in_order_with_seq_and_filter_fields() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
     write_n(&log, 600);
     log.write(record("other", Kind::Dns));
-    until("601 written", Duration::from_secs(10), || {
-        log.written() == 601
-    })
-    .await;
+    until("601 written", || log.written() == 601).await;
     assert_eq!((log.spooled(), log.dropped()), (0, 0));
     drop(log);
     writer.finish().await.unwrap();
@@ -103,7 +103,7 @@ async fn records_arrive_in_order_with_seq_and_filter_fields() {
     let entries = stream(&redis).await;
     assert_contiguous(&entries, 1, 601);
     assert_eq!(entries[600].1["kind"], "dns");
-    let mut conn = redis.conn().await;
+    let mut conn = redis.connection().await.unwrap();
     let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(KEY)
         .arg("+")
@@ -127,13 +127,13 @@ async fn records_arrive_in_order_with_seq_and_filter_fields() {
 
 #[tokio::test]
 async fn stream_length_stays_near_its_bound() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 200)).unwrap();
     write_n(&log, 3000);
     drop(log);
     writer.finish().await.unwrap();
-    let mut conn = redis.conn().await;
+    let mut conn = redis.connection().await.unwrap();
     let len: u64 = redis::cmd("XLEN")
         .arg(KEY)
         .query_async(&mut conn)
@@ -145,27 +145,16 @@ async fn stream_length_stays_near_its_bound() {
 
 #[tokio::test]
 async fn outage_spools_then_replays_every_record_exactly_once() {
-    let mut redis = TestRedis::start_durable();
+    let mut redis = RedisServer::start_durable().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
     write_n(&log, 100);
-    until("100 written", Duration::from_secs(10), || {
-        log.written() == 100
-    })
-    .await;
+    until("100 written", || log.written() == 100).await;
 
     redis.kill();
-    let started = Instant::now();
+    // Writing is a channel send: it returns whatever Redis does, and the writer spools.
     write_n(&log, 1000);
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(200),
-        "1000 writes took {took:?} during the outage"
-    );
-    until("1000 spooled", Duration::from_secs(10), || {
-        log.spooled() == 1000
-    })
-    .await;
+    until("1000 spooled", || log.spooled() == 1000).await;
     let files = spool_files(spool.path());
     assert!(!files.is_empty());
     let bytes: u64 = files
@@ -175,10 +164,10 @@ async fn outage_spools_then_replays_every_record_exactly_once() {
     assert!(bytes > 1000 * 50, "spool holds {bytes} bytes");
     assert_eq!(log.written(), 100);
 
-    redis.restart();
-    until("replay", Duration::from_secs(10), || log.written() == 1100).await;
+    redis.restart().unwrap();
+    until("replay", || log.written() == 1100).await;
     write_n(&log, 10); // direct again once the spool is empty
-    until("10 more", Duration::from_secs(10), || log.written() == 1110).await;
+    until("10 more", || log.written() == 1110).await;
     assert_eq!((log.replayed(), log.dropped()), (1000, 0));
     assert!(
         spool_files(spool.path()).is_empty(),
@@ -191,33 +180,26 @@ async fn outage_spools_then_replays_every_record_exactly_once() {
 
 #[tokio::test]
 async fn a_hung_redis_times_out_and_the_late_batch_is_not_duplicated() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start().unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
     write_n(&log, 10);
-    until("10 written", Duration::from_secs(10), || {
-        log.written() == 10
-    })
-    .await;
+    until("10 written", || log.written() == 10).await;
 
-    redis.pause(); // the next batch is sent, then its reply never comes
-    let started = Instant::now();
+    redis.pause().unwrap(); // the next batch is sent, then its reply never comes
     write_n(&log, 50);
-    assert!(
-        started.elapsed() < Duration::from_millis(50),
-        "writes blocked"
+    assert_eq!(
+        log.written(),
+        10,
+        "the writes returned while Redis is frozen"
     );
-    until("the hung batch spooled", Duration::from_secs(5), || {
-        log.spooled() == 50
-    })
-    .await;
-    assert!(
-        started.elapsed() >= OP_TIMEOUT,
-        "spooled before the call timed out"
-    );
+    // Spooled while the server is still frozen and the connection still open: only the
+    // writer's own timeout can have given up on the call.
+    until("the hung batch spooled", || log.spooled() == 50).await;
+    assert_eq!(log.written(), 10);
 
-    redis.resume(); // runs the hung call (an ambiguous success), then the replay
-    until("replay", Duration::from_secs(10), || log.written() == 60).await;
+    redis.resume().unwrap(); // runs the hung call (an ambiguous success), then the replay
+    until("replay", || log.written() == 60).await;
     drop(log);
     writer.finish().await.unwrap();
     assert_contiguous(&stream(&redis).await, 1, 60);
@@ -225,8 +207,8 @@ async fn a_hung_redis_times_out_and_the_late_batch_is_not_duplicated() {
 
 #[tokio::test]
 async fn the_same_batch_sent_twice_is_stored_once() {
-    let redis = TestRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start().unwrap();
+    let mut conn = redis.connection().await.unwrap();
     let script = append_script();
     let keys = (KEY, "sluice:audit:node:n:last_seq");
     let entries: Vec<Entry> = (1..=3)
@@ -262,7 +244,7 @@ async fn the_same_batch_sent_twice_is_stored_once() {
 
 #[tokio::test]
 async fn a_restarted_writer_continues_the_sequence() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start().unwrap();
     let spool = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
@@ -283,7 +265,7 @@ async fn a_restarted_writer_continues_the_sequence() {
 
 #[tokio::test]
 async fn spool_left_at_shutdown_is_replayed_by_the_next_writer() {
-    let mut redis = TestRedis::start_durable();
+    let mut redis = RedisServer::start_durable().unwrap();
     let spool = tempfile::tempdir().unwrap();
     redis.kill();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
@@ -292,12 +274,9 @@ async fn spool_left_at_shutdown_is_replayed_by_the_next_writer() {
     writer.finish().await.unwrap();
     assert!(!spool_files(spool.path()).is_empty());
 
-    redis.restart();
+    redis.restart().unwrap();
     let (log, writer) = AuditLog::start(target(&redis, spool.path(), 100_000)).unwrap();
-    until("replay at start", Duration::from_secs(10), || {
-        log.replayed() == 300
-    })
-    .await;
+    until("replay at start", || log.replayed() == 300).await;
     write_n(&log, 1);
     drop(log);
     writer.finish().await.unwrap();
@@ -306,7 +285,7 @@ async fn spool_left_at_shutdown_is_replayed_by_the_next_writer() {
 
 #[tokio::test]
 async fn full_spool_drops_new_records_and_counts_them() {
-    let mut redis = TestRedis::start();
+    let mut redis = RedisServer::start().unwrap();
     redis.kill();
     let spool = tempfile::tempdir().unwrap();
     let mut target = target(&redis, spool.path(), 100_000);
@@ -321,10 +300,7 @@ async fn full_spool_drops_new_records_and_counts_them() {
         write_n(&log, 10); // one batch each: ~1.5 KiB
         tokio::time::sleep(Duration::from_millis(80)).await;
     }
-    until("all accounted", Duration::from_secs(10), || {
-        log.spooled() + log.dropped() == 200
-    })
-    .await;
+    until("all accounted", || log.spooled() + log.dropped() == 200).await;
     assert!(
         log.spooled() > 0 && log.dropped() > 0,
         "{} {}",

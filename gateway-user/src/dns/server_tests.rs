@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -30,24 +31,33 @@ struct Harness {
     task: JoinHandle<Result<(), DnsError>>,
 }
 
+/// The harness's server, not yet running, and the receiving end of its events.
+async fn unstarted(
+    bind: &str,
+    resolver: Resolver,
+    max_in_flight: usize,
+) -> std::io::Result<(DnsServer, mpsc::UnboundedReceiver<DnsEvent>)> {
+    let socket = UdpSocket::bind(bind).await?;
+    let (tx, events) = mpsc::unbounded_channel();
+    let policy = |_client: SocketAddr, q: &Question| {
+        assert_ne!(q.name, "boom.allowed.test", "policy blew up");
+        let verdict = if q.name.ends_with("allowed.test") {
+            Admit::Resolve
+        } else if q.name.starts_with("refused.") {
+            Admit::Refuse("cannot identify the sandbox that asked".to_owned())
+        } else {
+            Admit::Deny("allow (no entry)".to_owned())
+        };
+        Admission { verdict, who: None }
+    };
+    let audit = move |event| drop(tx.send(event));
+    let server = DnsServer::new(socket, resolver, policy, audit).with_max_in_flight(max_in_flight);
+    Ok((server, events))
+}
+
 impl Harness {
     async fn start(bind: &str, resolver: Resolver, max_in_flight: usize) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(bind).await?;
-        let (tx, events) = mpsc::unbounded_channel();
-        let policy = |_client: SocketAddr, q: &Question| {
-            assert_ne!(q.name, "boom.allowed.test", "policy blew up");
-            let verdict = if q.name.ends_with("allowed.test") {
-                Admit::Resolve
-            } else if q.name.starts_with("refused.") {
-                Admit::Refuse("cannot identify the sandbox that asked".to_owned())
-            } else {
-                Admit::Deny("allow (no entry)".to_owned())
-            };
-            Admission { verdict, who: None }
-        };
-        let audit = move |event| drop(tx.send(event));
-        let server =
-            DnsServer::new(socket, resolver, policy, audit).with_max_in_flight(max_in_flight);
+        let (server, events) = unstarted(bind, resolver, max_in_flight).await?;
         let addr = server.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
@@ -299,26 +309,30 @@ async fn queries_over_the_in_flight_cap_are_dropped_and_audited() {
 #[tokio::test]
 async fn shutdown_drains_queries_in_flight() {
     let (upstream, resolver) = gated();
-    let mut server = Harness::start("127.0.0.1:0", resolver, 8).await.unwrap();
-    let client = client_for(server.addr).await;
-    send_query(&client, server.addr, 9, "slow.allowed.test", RecordType::A).await;
-    upstream.entered.notified().await;
+    let (server, mut events) = unstarted("127.0.0.1:0", resolver, 8).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    // Polled by the test instead of spawned, so the test sees what one turn of it does.
+    let mut run = std::pin::pin!(server.run(shutdown.clone()));
+    let client = client_for(addr).await;
+    send_query(&client, addr, 9, "slow.allowed.test", RecordType::A).await;
+    tokio::select! {
+        stopped = &mut run => panic!("the server stopped: {stopped:?}"),
+        () = upstream.entered.notified() => {}
+    }
 
-    server.shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.cancel();
+    // One turn sees the cancellation; a server that did not wait would return from it.
     assert!(
-        !server.task.is_finished(),
+        run.as_mut().now_or_never().is_none(),
         "run waits for the query in flight"
     );
     upstream.gate.add_permits(1);
-    let reply = receive(&client, server.addr).await;
+    let reply = receive(&client, addr).await;
     assert_eq!(reply.id, 9);
-    assert_eq!(server.event().await.outcome.label(), "resolved");
-    tokio::time::timeout(WAIT, server.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let event = tokio::time::timeout(WAIT, events.recv()).await.unwrap();
+    assert_eq!(event.unwrap().outcome.label(), "resolved");
+    tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
 }
 
 #[tokio::test]

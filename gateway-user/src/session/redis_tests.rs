@@ -1,101 +1,22 @@
 //! Redis store tests against a real `redis-server` on a unix socket in a temp dir.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::*;
 use crate::session::store::tests::{PROXY_PASSWORD, SECRET, new_session};
+use crate::testing::RedisServer;
 
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
-
-/// A `redis-server` listening only on a unix socket; killed on drop.
-pub(crate) struct RedisServer {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub(crate) fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = RedisServer { child: None, dir };
-        server.restart();
-        server
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("r.sock")
-    }
-
-    /// Starts the server (again) on the same socket.
-    pub(crate) fn restart(&mut self) {
-        assert!(
-            Path::new(REDIS_SERVER).exists(),
-            "{REDIS_SERVER} is missing: run `cargo xtask setup`"
-        );
-        let socket = self.socket();
-        let child = Command::new(REDIS_SERVER)
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        for _ in 0..500 {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        unreachable!(
-            "redis-server did not listen on {} within 5 s",
-            socket.display()
-        );
-    }
-
-    /// Kills the server (an outage).
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(self.socket());
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+/// Longest a revocation may take to arrive before the test fails as hung; not a speed
+/// requirement (the push takes milliseconds).
+const HANG_GUARD: Duration = Duration::from_secs(30);
 
 async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
-    Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    server.connection().await.unwrap()
 }
 
 #[tokio::test]
 async fn crud_ttl_and_token_index() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().unwrap();
     let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let key = MasterKey::generate().unwrap();
     let (session, token) = store
@@ -184,8 +105,8 @@ async fn crud_ttl_and_token_index() {
 }
 
 #[tokio::test]
-async fn revocation_reaches_another_node_within_a_second() {
-    let server = RedisServer::start();
+async fn revocation_is_pushed_to_another_node() {
+    let server = RedisServer::start().unwrap();
     let node_a = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let node_b = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let mut on_b = node_b.revocations();
@@ -195,9 +116,9 @@ async fn revocation_reaches_another_node_within_a_second() {
         .await
         .unwrap();
     assert!(node_a.revoke(&session.id).await.unwrap());
-    let got = tokio::time::timeout(Duration::from_secs(1), on_b.recv())
+    let got = tokio::time::timeout(HANG_GUARD, on_b.recv())
         .await
-        .expect("within 1 s")
+        .expect("node B is told of the revocation")
         .unwrap();
     assert_eq!(got, session.id);
     assert_eq!(
@@ -208,7 +129,7 @@ async fn revocation_reaches_another_node_within_a_second() {
 
 #[tokio::test]
 async fn keyspace_holds_no_plaintext_secret_or_token() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().unwrap();
     let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let key = MasterKey::generate().unwrap();
     let (session, token) = store
@@ -259,15 +180,15 @@ async fn keyspace_holds_no_plaintext_secret_or_token() {
 
 #[tokio::test]
 async fn resubscribes_after_an_outage_and_signals_resync() {
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::start().unwrap();
     let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let mut revocations = store.revocations();
     server.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let err = store.list().await.unwrap_err();
     assert!(err.to_string().starts_with("store: unreachable ("), "{err}");
-    server.restart();
-    let got = tokio::time::timeout(Duration::from_secs(10), revocations.recv())
+    server.restart().unwrap();
+    let got = tokio::time::timeout(HANG_GUARD, revocations.recv())
         .await
         .expect("resync")
         .unwrap();
@@ -279,9 +200,9 @@ async fn resubscribes_after_an_outage_and_signals_resync() {
         .await
         .unwrap();
     store.revoke(&session.id).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(1), revocations.recv())
+    let got = tokio::time::timeout(HANG_GUARD, revocations.recv())
         .await
-        .unwrap()
+        .expect("revocations flow again")
         .unwrap();
     assert_eq!(got, session.id);
 }

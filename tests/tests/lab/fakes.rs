@@ -349,12 +349,10 @@ async fn tcp_echo_recorder_refusing_and_blackhole() {
     let err = lab.connect_from_node(refused.addr()).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 
-    let start = Instant::now();
     let blackhole = tokio::time::timeout(
         Duration::from_millis(300),
         lab.connect_from_node(sa(addrs::BLACKHOLE_V4, 443)),
     )
     .await;
     assert!(blackhole.is_err(), "blackhole answered: {blackhole:?}");
-    assert!(start.elapsed() >= Duration::from_millis(300));
 }
