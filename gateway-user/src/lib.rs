@@ -4,6 +4,7 @@
 //! daemon; the daemon identifies the sandbox, decides per connection (pass through,
 //! intercept, refuse), and writes one audit record for each.
 
+pub mod api;
 pub mod audit;
 pub mod capture;
 pub mod cli;

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Node;
+use crate::api::ReloadReport;
 use crate::audit::{Decision, Kind, Record};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, diff::diff};
-use crate::control::types::ReloadReport;
 use crate::proxy::ProxyRules;
 use crate::session::Sessions;
 
