@@ -17,6 +17,7 @@ pub mod dns;
 pub mod drain;
 pub mod gate;
 pub mod intercept;
+pub mod io;
 pub mod net;
 pub mod pii;
 pub mod policy;
