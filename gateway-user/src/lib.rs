@@ -4,6 +4,7 @@
 //! daemon; the daemon identifies the sandbox, decides per connection (pass through,
 //! intercept, refuse), and writes one audit record for each.
 
+pub mod api;
 pub mod audit;
 pub mod capture;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod drain;
 pub mod gate;
 pub mod host;
 pub mod intercept;
+pub mod io;
 pub mod live;
 pub mod net;
 pub mod pii;

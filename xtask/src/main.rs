@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod layers;
 mod setup;
 mod test;
 
@@ -35,6 +36,12 @@ enum Task {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Check that no two source files of the daemon crate import each other, and that no
+    /// module imports from a layer above it (the unit tests run this check too).
+    Layers {
+        /// The source directory of the crate to check. Default is gateway-user/src.
+        src: Option<std::path::PathBuf>,
+    },
     /// Benchmark Sluice against direct and peer proxies (PERFORMANCE.md); writes bench/results/.
     Bench(bench::BenchArgs),
     /// Load clients the benchmark runs (inside sandboxes for the capture path).
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Run { args } => run_daemon(&args),
         Task::Test { filter } => test::run(filter.as_deref()),
+        Task::Layers { src } => layers::run(src.as_deref()),
         Task::Bench(args) => bench::run(&args),
         Task::BenchClient(args) => bench::client::run(args),
     };

@@ -12,7 +12,9 @@
 //! duplicated), and the spool is bounded (when full, new records are dropped and counted).
 //! [`query`] reads either store back.
 
+mod counters;
 mod entry;
+mod error;
 mod guard;
 pub mod query;
 mod record;
@@ -22,6 +24,7 @@ mod seq;
 mod sink;
 mod spool;
 
+pub use error::AuditError;
 pub use guard::ConnAudit;
 pub use query::{
     AuditPage, AuditQuery, MAX_FOLLOW, QueryError, follow_file, follow_redis, query_file,
@@ -29,5 +32,5 @@ pub use query::{
 };
 pub use record::{Decision, Kind, Mode, Record, Who};
 pub use seq::SeqError;
-pub use sink::{AuditError, AuditLog, AuditTarget, AuditWriter, DEFAULT_SPOOL_MAX_BYTES};
+pub use sink::{AuditLog, AuditTarget, AuditWriter, DEFAULT_SPOOL_MAX_BYTES};
 pub use spool::SpoolError;

@@ -23,10 +23,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::Record;
+use super::counters::Counters;
 use super::entry::Entry;
+use super::error::AuditError;
 use super::script::{StreamError, append_batch, append_script, connect, last_seq_key};
 use super::seq::SeqCounter;
-use super::sink::{AuditError, Counters};
 use super::spool::{Appended, Spool};
 
 /// Most records per script call.

@@ -4,44 +4,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
 use super::Record;
+use super::counters::Counters;
+use super::error::AuditError;
 use super::redis_stream::{self, RedisTarget};
-use super::seq::SeqError;
-use super::spool::SpoolError;
 
 /// Default bound on the Redis writer's outage spool: 1 GiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
-
-/// Why the audit log could not be opened or written.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// The log file could not be opened.
-    #[error("audit: open {path}: {source}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The target is misconfigured; the message says what to change.
-    #[error("audit: {0}")]
-    Config(String),
-    /// The outage spool could not be opened.
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-    /// The sequence counter could not be loaded.
-    #[error(transparent)]
-    Seq(#[from] SeqError),
-    /// The writer task failed.
-    #[error("audit: writer stopped: {0}")]
-    Writer(String),
-}
 
 /// Where records are stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -114,21 +89,6 @@ pub struct AuditLog {
 #[derive(Debug)]
 pub struct AuditWriter {
     task: tokio::task::JoinHandle<()>,
-}
-
-/// What happened to records, for metrics.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub written: AtomicU64,
-    pub spooled: AtomicU64,
-    pub replayed: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
-impl Counters {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 impl AuditLog {

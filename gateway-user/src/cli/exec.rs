@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::api::{CreateSandbox, SandboxView};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::control::types::{CreateSandbox, SandboxView};
 use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::mounts::MountPlan;
@@ -96,7 +96,7 @@ pub fn hidden_paths(config: &Config, config_file: Option<&Path>) -> MountPlan {
         hide_files: Vec::new(),
         keep: vec![
             crate::tls::ca::cert_path(state),
-            state.join(crate::control::env::CA_BUNDLE_FILE),
+            state.join(crate::tls::bundle::CA_BUNDLE_FILE),
         ],
     };
     let config_file = config_file

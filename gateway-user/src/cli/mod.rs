@@ -5,6 +5,7 @@ mod ca;
 mod enter;
 mod exec;
 mod reload;
+mod run;
 mod sandboxes;
 mod session;
 
@@ -137,7 +138,7 @@ impl Cli {
         };
         runtime.block_on(async move {
             match self.command {
-                Command::Run => match crate::daemon::run(config, self.config).await {
+                Command::Run => match run::run(config, self.config).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&format!("{e:#}")),
                 },

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::api::ReloadReport;
 use crate::config::Config;
-use crate::control::types::ReloadReport;
 
 /// Calls `POST /v1/reload` and prints what changed, or the refusal (non-zero exit).
 pub async fn run(config: &Config) -> ExitCode {

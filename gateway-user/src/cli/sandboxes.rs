@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::api::CreateSandbox;
 use crate::config::Config;
-use crate::control::types::CreateSandbox;
 
 /// Enrolls an existing cgroup.
 pub async fn enroll(config: &Config, cgroup: PathBuf, session: Option<String>) -> ExitCode {

@@ -4,9 +4,9 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::api::{CreateSession, CredentialInput};
 use crate::config::Config;
 use crate::control::sessions::CreatedSession;
-use crate::control::types::{CreateSession, CredentialInput};
 use crate::policy::{Enforcement, HostRule, PiiMode, PolicySpec, RateLimit};
 use crate::session::SessionView;
 

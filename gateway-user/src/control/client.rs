@@ -13,7 +13,7 @@ use super::audit::AuditRecords;
 use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions::CreatedSession;
-use super::types::{ApiError, CreateSandbox, CreateSession, Health, ReloadReport, SandboxView};
+use crate::api::{ApiError, CreateSandbox, CreateSession, Health, ReloadReport, SandboxView};
 use crate::policy::PolicySpec;
 use crate::session::SessionView;
 

@@ -8,6 +8,5 @@ pub mod env;
 mod metrics;
 mod server;
 pub mod sessions;
-pub mod types;
 
 pub use server::{OPENAPI, serve_control};

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions;
-use super::types::{ApiError, CreateSandbox, CreateSession, SandboxView};
+use crate::api::{ApiError, CreateSandbox, CreateSession, SandboxView};
 use crate::daemon::{Node, NodeError, ReloadError, Trigger};
 use crate::drain::Drain;
 
@@ -199,7 +199,7 @@ async fn session_env(node: &Node, id: &str, proxy: bool) -> Result<SandboxEnv, s
     };
     Ok(SandboxEnv::build(
         &session,
-        &dir.join(crate::control::env::CA_BUNDLE_FILE),
+        &dir.join(crate::tls::bundle::CA_BUNDLE_FILE),
         &dir.join("ca.pem"),
         proxy,
     ))

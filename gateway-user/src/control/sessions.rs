@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::types::CreateSession;
+use crate::api::CreateSession;
 use crate::daemon::Node;
 use crate::policy::CompiledPolicy;
 use crate::session::{

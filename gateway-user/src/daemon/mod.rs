@@ -1,4 +1,7 @@
-//! The node daemon (`sluice run`): capture, listeners, control API, drain on signal.
+//! The node daemon (`sluice run`): capture, listeners, reload and drain on signal.
+//!
+//! The control API is a layer above: `sluice run` ([`crate::cli`]) starts the daemon, serves
+//! [`crate::control`] on its [`Node`], then waits on [`Daemon::serve`].
 
 mod dns;
 pub mod leftovers;
@@ -21,10 +24,9 @@ pub use node::{Node, NodeError};
 pub use reload::{ReloadCounts, ReloadError, Trigger};
 pub use services::Services;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditWriter};
 use crate::capture::{self, Capture, CaptureConfig};
 use crate::config::Config;
-use crate::control::{auth::AdminToken, serve_control};
 use crate::detect::Limits;
 use crate::drain::Drain;
 use crate::intercept::InterceptContext;
@@ -37,98 +39,178 @@ use crate::upstream::{Dialer, UpstreamClient, UpstreamSettings};
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration from `path`
-/// (the `--config` it was started with, see [`Node::config_source`]).
-pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut signals = Signals::install()?;
-    let _lock = DaemonLock::acquire(&config.capture.pin_dir)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.state_dir)
-        .with_context(|| format!("daemon: create state_dir {}", config.state_dir.display()))?;
-    let token = AdminToken::load_or_create(&config.admin_token_path())?;
-    let (audit, audit_writer) = AuditLog::start(config.audit_target())?;
+/// The first steps of `sluice run`, before anything is captured: the signal handlers, the
+/// one-daemon lock and the state directory. [`Prepared::start`] then starts the node.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    path: Option<PathBuf>,
+    signals: Signals,
+    lock: DaemonLock,
+}
 
-    let capture_config = capture_config(&config)?;
-    let parent_cgroup = capture_config.parent_cgroup.clone();
-    let capture = Arc::new(Capture::install(&capture_config)?);
-    let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-    let live = Live::build(&config).map_err(anyhow::Error::msg)?;
-    let resolver = crate::dns::Resolver::new(live.hosts.clone());
-    let live = live.into_store();
-    let services = Arc::new(Services::start(&config, live.clone()).await?);
-    let dialer = Dialer::new(config.connect_timeout(), live.clone());
-    let gate = Arc::new(services.gate());
-    let intercept = Arc::new(intercept_context(&config, &audit, &dialer, gate)?);
-    let proxy = Arc::new(ProxyContext {
-        identify: Arc::new(KernelIdentify {
-            capture: capture.clone(),
-            sandboxes: registry.clone(),
-        }),
-        audit: audit.clone(),
-        dialer,
-        live,
-        max_connections: 65_536,
-        detect_limits: Limits::default(),
-        intercept,
-        resolver,
-    });
-    let drain = Drain::new();
-    let node = Arc::new(
-        Node::new(
-            config.clone(),
-            capture,
-            registry,
-            proxy,
-            drain.clone(),
-            parent_cgroup,
-            services,
-        )
-        .config_source(path),
-    );
+/// The node daemon, running: capture restored, the transparent, DNS and explicit proxy
+/// listeners serving. Whoever started it adds its own servers on [`Daemon::node`] under
+/// [`Daemon::drain`] (`sluice run` adds the control API), then [`Daemon::serve`]s.
+#[derive(Debug)]
+pub struct Daemon {
+    node: Arc<Node>,
+    drain: Drain,
+    signals: Signals,
+    audit: AuditLog,
+    audit_writer: AuditWriter,
+    _lock: DaemonLock,
+}
 
-    let listen = &config.listen;
-    let set = listeners::bind_here(listen.transparent_port, listen.dns_port)
-        .context("daemon: bind the transparent and DNS listeners")?;
-    node.serve(set, &drain, None)?;
-    node.restore();
-    let control = tokio::net::TcpListener::bind(listen.control)
-        .await
-        .with_context(|| format!("daemon: bind the control API on {}", listen.control))?;
-    drain.spawn(serve_control(control, node.clone(), token, drain.clone()));
-    if let Some(addr) = listen.proxy {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
-        let explicit = Arc::new(ExplicitProxy {
-            ctx: node.proxy.clone(),
-            cache: node.services.sessions.clone(),
-            resolver: node.resolver.clone(),
+impl Prepared {
+    /// Installs the signal handlers (first thing: before them, SIGHUP would kill the
+    /// process), takes the daemon lock and creates the state directory (mode 0700). `path`
+    /// is the `--config` the daemon was started with, which SIGHUP reloads (see
+    /// [`Node::config_source`]).
+    pub fn new(config: Config, path: Option<PathBuf>) -> anyhow::Result<Prepared> {
+        let signals = Signals::install()?;
+        let lock = DaemonLock::acquire(&config.capture.pin_dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.state_dir)
+            .with_context(|| format!("daemon: create state_dir {}", config.state_dir.display()))?;
+        Ok(Prepared {
+            config,
+            path,
+            signals,
+            lock,
+        })
+    }
+
+    /// The configuration the daemon runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the node: the audit writer, the kernel capture, the sandbox registry, the
+    /// session services, and the listeners (transparent, DNS, explicit proxy if configured).
+    pub async fn start(self) -> anyhow::Result<Daemon> {
+        let Prepared {
+            config,
+            path,
+            signals,
+            lock,
+        } = self;
+        let (audit, audit_writer) = AuditLog::start(config.audit_target())?;
+
+        let capture_config = capture_config(&config)?;
+        let parent_cgroup = capture_config.parent_cgroup.clone();
+        let capture = Arc::new(Capture::install(&capture_config)?);
+        let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
+        let live = Live::build(&config).map_err(anyhow::Error::msg)?;
+        let resolver = crate::dns::Resolver::new(live.hosts.clone());
+        let live = live.into_store();
+        let services = Arc::new(Services::start(&config, live.clone()).await?);
+        let dialer = Dialer::new(config.connect_timeout(), live.clone());
+        let gate = Arc::new(services.gate());
+        let intercept = Arc::new(intercept_context(&config, &audit, &dialer, gate)?);
+        let proxy = Arc::new(ProxyContext {
+            identify: Arc::new(KernelIdentify {
+                capture: capture.clone(),
+                sandboxes: registry.clone(),
+            }),
+            audit: audit.clone(),
+            dialer,
+            live,
+            max_connections: 65_536,
+            detect_limits: Limits::default(),
+            intercept,
+            resolver,
         });
-        drain.spawn(serve_explicit(listener, explicit, drain.clone()));
-    }
-    tracing::info!(
-        transparent = listen.transparent_port,
-        dns = listen.dns_port,
-        control = %listen.control,
-        parent_cgroup = %node.parent_cgroup.display(),
-        sandboxes = node.registry.list().len(),
-        "sluice: ready"
-    );
+        let drain = Drain::new();
+        let node = Arc::new(
+            Node::new(
+                config.clone(),
+                capture,
+                registry,
+                proxy,
+                drain.clone(),
+                parent_cgroup,
+                services,
+            )
+            .config_source(path),
+        );
 
-    signals.serve(&node).await;
-    tracing::info!("sluice: stopping (capture stays pinned: sandboxes are refused until restart)");
-    drain.shutdown(DRAIN_GRACE).await;
-    drop(node);
-    drop(audit);
-    if tokio::time::timeout(Duration::from_secs(2), audit_writer.finish())
-        .await
-        .is_err()
-    {
-        tracing::warn!("audit: writer did not drain in 2 s");
+        let listen = &config.listen;
+        let set = listeners::bind_here(listen.transparent_port, listen.dns_port)
+            .context("daemon: bind the transparent and DNS listeners")?;
+        node.serve(set, &drain, None)?;
+        node.restore();
+        if let Some(addr) = listen.proxy {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("daemon: bind the explicit proxy on {addr}"))?;
+            let explicit = Arc::new(ExplicitProxy {
+                ctx: node.proxy.clone(),
+                cache: node.services.sessions.clone(),
+                resolver: node.resolver.clone(),
+            });
+            drain.spawn(serve_explicit(listener, explicit, drain.clone()));
+        }
+        Ok(Daemon {
+            node,
+            drain,
+            signals,
+            audit,
+            audit_writer,
+            _lock: lock,
+        })
     }
-    Ok(())
+}
+
+impl Daemon {
+    /// The running node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The drain that in-flight connections and servers run under.
+    pub fn drain(&self) -> &Drain {
+        &self.drain
+    }
+
+    /// Runs until SIGINT or SIGTERM; SIGHUP reloads the configuration. Then gives in-flight
+    /// connections [`DRAIN_GRACE`] to finish and the audit writer 2 s to drain its queue.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let Daemon {
+            node,
+            drain,
+            mut signals,
+            audit,
+            audit_writer,
+            _lock,
+        } = self;
+        let listen = &node.config.listen;
+        tracing::info!(
+            transparent = listen.transparent_port,
+            dns = listen.dns_port,
+            control = %listen.control,
+            parent_cgroup = %node.parent_cgroup.display(),
+            sandboxes = node.registry.list().len(),
+            "sluice: ready"
+        );
+
+        signals.serve(&node).await;
+        tracing::info!(
+            "sluice: stopping (capture stays pinned: sandboxes are refused until restart)"
+        );
+        drain.shutdown(DRAIN_GRACE).await;
+        drop(node);
+        drop(audit);
+        if tokio::time::timeout(Duration::from_secs(2), audit_writer.finish())
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit: writer did not drain in 2 s");
+        }
+        Ok(())
+    }
 }
 
 /// The interception engine: the CA (created on first run), leaf cache, upstream client.
@@ -142,7 +224,7 @@ fn intercept_context(
         CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
             .context("daemon: load the CA")?;
     tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
-    crate::control::env::write_bundle(&config.state_dir, ca.cert_pem())
+    crate::tls::bundle::write_bundle(&config.state_dir, ca.cert_pem())
         .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
     let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
     let upstream = UpstreamClient::new(
@@ -201,6 +283,7 @@ pub fn uninstall(config: &Config, force: bool) -> anyhow::Result<()> {
 }
 
 /// The daemon's signal handlers, installed first thing: before them, SIGHUP would kill it.
+#[derive(Debug)]
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,

@@ -8,10 +8,10 @@ use gateway_common::SandboxEntry;
 
 use super::leftovers;
 use super::listeners::{self, ListenerSet};
+use crate::api::{CreateSandbox, Health};
 use crate::audit::{AuditLog, Decision, Kind, Record, Who};
 use crate::capture::{self, Capture};
 use crate::config::Config;
-use crate::control::types::{CreateSandbox, Health};
 use crate::drain::Drain;
 use crate::proxy::{ProxyContext, serve_transparent};
 use crate::sandbox::{Registry, Sandbox, cgroup, netns};

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Node;
+use crate::api::ReloadReport;
 use crate::audit::{Decision, Kind, Record};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, diff::diff};
-use crate::control::types::ReloadReport;
 use crate::live::Live;
 
 /// Why a reload was refused; the running configuration stays in every case.

@@ -1,5 +1,5 @@
-//! The incremental driver of the detectors, shared by [`super::scan`] and the streaming
-//! scanner.
+//! The incremental driver of the detectors, shared by the one-shot [`scan`] and the
+//! streaming scanner.
 //!
 //! Each detector walks its own chain of regex matches (`next` is where its next search
 //! starts). A match is only acted on once every byte its check may read is present, so the
@@ -9,6 +9,21 @@
 
 use super::detectors::{DETECTORS, Finding};
 use super::validate::{CONTEXT, LOOKAHEAD, in_placeholder};
+
+/// Finds every PII instance in `text`, in order, without overlaps.
+///
+/// Overlapping candidates of different kinds become one finding that spans all of them and
+/// is named by the longest (ties: the most specific kind). Text that lies wholly inside a
+/// credential placeholder (`sluice_cred:NAME`) is never a finding. Pure; the streaming
+/// scanner gives the same result for any chunking of the same bytes.
+pub fn scan(text: &[u8]) -> Vec<Finding> {
+    Cursor::new()
+        .advance(text, 0, true)
+        .resolved
+        .iter()
+        .map(|c| c.finding)
+        .collect()
+}
 
 /// A finding, and whether it is (or holds) a private key block cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! What counts as PII: the kinds, one detector per kind, and the one-shot [`scan`].
+//! What counts as PII: the kinds, and one detector per kind.
 //!
 //! Each detector is a regex that finds a candidate plus a pure check that confirms it and
 //! fixes its extent (checksums, number ranges, token boundaries). Every detector has a
@@ -11,8 +11,7 @@ use std::sync::LazyLock;
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::cursor::Cursor;
-use super::validate::{self, Extent};
+use super::validate::{self, Extent, MAX_EXTENT, compile};
 
 /// A kind of personal data or credential the scanner looks for.
 ///
@@ -112,24 +111,6 @@ pub struct Finding {
     pub end: usize,
 }
 
-/// Finds every PII instance in `text`, in order, without overlaps.
-///
-/// Overlapping candidates of different kinds become one finding that spans all of them and
-/// is named by the longest (ties: the most specific kind). Text that lies wholly inside a
-/// credential placeholder (`sluice_cred:NAME`) is never a finding. Pure; the streaming
-/// scanner gives the same result for any chunking of the same bytes.
-pub fn scan(text: &[u8]) -> Vec<Finding> {
-    Cursor::new()
-        .advance(text, 0, true)
-        .resolved
-        .iter()
-        .map(|c| c.finding)
-        .collect()
-}
-
-/// The longest extent of any finding, from its first byte (a private key block or a JWT).
-pub(super) const MAX_EXTENT: usize = 4096;
-
 /// One kind's candidate regex and confirming check.
 pub(super) struct Detector {
     /// The kind this detector reports.
@@ -228,20 +209,9 @@ static AWS_KEY: LazyLock<Regex> = LazyLock::new(|| compile(r"(?-u)\b(?:AKIA|ASIA
 static PRIVATE_KEY_BEGIN: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?-u)-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 });
-/// The closing line of a private key block; used by the private key check.
-pub(super) static PRIVATE_KEY_END: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?-u)-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----"));
 static JWT_START: LazyLock<Regex> = LazyLock::new(|| compile(r"(?-u)\bey[A-Za-z0-9_\-]{16}"));
 static GITHUB_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?-u)\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,242})\b")
 });
 static SLACK_TOKEN: LazyLock<Regex> =
     LazyLock::new(|| compile(r"(?-u)\bxox[abposr]-[A-Za-z0-9\-]{10,240}"));
-
-#[expect(
-    clippy::expect_used,
-    reason = "constant patterns; every one is compiled by the detector tests"
-)]
-fn compile(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("PII detector pattern compiles")
-}

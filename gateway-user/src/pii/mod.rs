@@ -24,7 +24,8 @@ pub mod detectors;
 pub mod scanner;
 mod validate;
 
-pub use detectors::{Finding, PiiKind, scan};
+pub use cursor::scan;
+pub use detectors::{Finding, PiiKind};
 pub use scanner::{Blocked, StreamScanner, Summary, WINDOW, redact};
 
 #[cfg(test)]

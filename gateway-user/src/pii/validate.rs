@@ -4,11 +4,13 @@
 //! confirmed extent or `None`. Checks read at most [`CONTEXT`] bytes before `start` and
 //! [`LOOKAHEAD`] bytes past the detector's maximum extent; the cursor keeps that much.
 
+use std::sync::LazyLock;
+
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use regex::bytes::Regex;
 
-use super::detectors::{MAX_EXTENT, PRIVATE_KEY_END};
 use crate::credentials::PLACEHOLDER_PREFIX;
 
 /// Bytes before a candidate a check may read: a placeholder prefix and a 64-byte name.
@@ -16,6 +18,12 @@ pub(super) const CONTEXT: usize = 96;
 /// Bytes past a candidate's maximum extent a check may read.
 pub(super) const LOOKAHEAD: usize = 8;
 
+/// The longest extent of any finding, from its first byte (a private key block or a JWT).
+pub(super) const MAX_EXTENT: usize = 4096;
+
+/// The closing line of a private key block, which [`private_key`] looks for.
+static PRIVATE_KEY_END: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?-u)-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----"));
 /// A confirmed finding's end, and whether it is a private key block cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Extent {
@@ -367,3 +375,12 @@ const JWT_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true),
 );
+
+/// Compiles one of the detectors' constant patterns.
+#[expect(
+    clippy::expect_used,
+    reason = "constant patterns; every one is compiled by the detector tests"
+)]
+pub(super) fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("PII detector pattern compiles")
+}

@@ -9,6 +9,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+pub mod bundle;
 pub mod ca;
 pub mod leaf;
 pub mod server_config;

@@ -1,4 +1,6 @@
-//! Request and response bodies of the control API.
+//! Request and response bodies of the control API: plain data, below both the server
+//! ([`crate::control`]) that speaks them and the daemon ([`crate::daemon`]) that fills them,
+//! and used by the CLI as a client.
 
 use std::path::PathBuf;
 
