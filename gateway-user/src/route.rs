@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::audit::{Side, Sided};
 use crate::detect::Outcome;
 use crate::host::Host;
 use crate::policy::{self, CompiledPolicy, Verdict};
@@ -76,6 +77,17 @@ impl RejectReason {
     /// about a named host's policy, not about the bytes the client sent.
     pub fn readable_over_tls(&self) -> bool {
         matches!(self, Self::Session(_) | Self::Passthrough(_))
+    }
+}
+
+impl Sided for RejectReason {
+    /// What the sandbox sent is to blame for bytes that are not a request; a rule for the
+    /// rest.
+    fn side(&self) -> Side {
+        match self {
+            Self::TooLarge | Self::Malformed(_) | Self::Closed => Side::Downstream,
+            _ => Side::Policy,
+        }
     }
 }
 

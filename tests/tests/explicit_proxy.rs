@@ -137,9 +137,9 @@ fn missing_or_wrong_tokens_get_407_and_internal_targets_403() {
     assert!(w.api.requests().is_empty());
     assert!(
         w.sluice
-            .wait_audit(
-                |r| r["decision"] == "deny" && r["reason"] == "proxy: session: unknown token"
-            )
+            .wait_audit(|r| r["decision"] == "deny"
+                && r["side"] == "policy"
+                && r["reason"] == "policy: proxy: session: unknown token")
             .is_some()
     );
 

@@ -2,11 +2,11 @@
 
 use std::time::Instant;
 
-use super::{AuditLog, Decision, Mode, Record};
+use super::{AuditLog, Decision, Mode, Outcome, Record, Side};
 
 /// Collects what happens to one connection and writes exactly one record when dropped.
 ///
-/// If the handler never calls [`ConnAudit::finish`] (an early return, a panic in a task, a
+/// If the handler never calls [`ConnAudit::end`] (an early return, a panic in a task, a
 /// cancelled future) the record is still written, as an error "closed without result".
 #[derive(Debug)]
 pub struct ConnAudit {
@@ -44,9 +44,10 @@ impl ConnAudit {
     }
 
     /// Sets the outcome; the record is written when the guard drops.
-    pub fn finish(&mut self, decision: Decision, reason: Option<String>) {
-        self.record.decision = decision;
-        self.record.reason = reason;
+    pub fn end(&mut self, outcome: Outcome) {
+        self.record.decision = outcome.decision;
+        self.record.side = outcome.side;
+        self.record.reason = outcome.reason;
         self.finished = true;
     }
 
@@ -60,6 +61,7 @@ impl Drop for ConnAudit {
     fn drop(&mut self) {
         if !self.finished {
             self.record.decision = Decision::Error;
+            self.record.side = Some(Side::Gateway);
             self.record.reason = Some("closed without result".to_owned());
         }
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
@@ -85,7 +87,7 @@ mod tests {
         }
         {
             let mut guard = ConnAudit::start(&log, Record::new(Kind::Connection));
-            guard.finish(Decision::Allow, None);
+            guard.end(Outcome::allowed());
         }
         drop(log);
         writer.finish().await.unwrap();

@@ -16,6 +16,7 @@ mod counters;
 mod entry;
 mod error;
 mod guard;
+mod outcome;
 pub mod query;
 mod record;
 mod redis_stream;
@@ -26,6 +27,7 @@ mod spool;
 
 pub use error::AuditError;
 pub use guard::ConnAudit;
+pub use outcome::{Outcome, Said, Side, Sided};
 pub use query::{
     AuditPage, AuditQuery, MAX_FOLLOW, QueryError, follow_file, follow_redis, query_file,
     query_redis,

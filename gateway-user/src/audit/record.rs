@@ -102,6 +102,9 @@ pub struct Record {
     pub mode: Option<Mode>,
     /// The outcome; `None` is written as an error "closed without result".
     pub decision: Decision,
+    /// Which side failed or refused (`downstream`, `upstream`, `gateway`, `policy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<super::Side>,
     /// Why, in words a person can act on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -158,6 +161,7 @@ impl Record {
             host: None,
             mode: None,
             decision: Decision::Error,
+            side: None,
             reason: None,
             bytes_up: 0,
             bytes_down: 0,

@@ -18,14 +18,16 @@ mod forward;
 mod framing;
 mod hook;
 mod relay;
+mod respond;
 mod response;
 mod serve;
+mod state;
 mod upgrade;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Side, Sided};
 use crate::tls::{LeafError, ServerConfigCache, TlsConfigError};
 use crate::upstream::UpstreamClient;
 
@@ -94,4 +96,15 @@ pub enum InterceptError {
     /// The HTTP connection with the sandbox failed (protocol error, reset...).
     #[error("downstream: HTTP connection error: {0}")]
     Http(String),
+}
+
+impl Sided for InterceptError {
+    fn side(&self) -> Side {
+        match self {
+            InterceptError::Host(_) | InterceptError::Tls(_) => Side::Gateway,
+            InterceptError::Handshake { .. }
+            | InterceptError::HandshakeTimeout { .. }
+            | InterceptError::Http(_) => Side::Downstream,
+        }
+    }
 }

@@ -17,10 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
-use super::forward::{Target, answer, respond};
 use super::hook::ResponseFilter;
 use super::relay::{self, Tunnel};
-use super::serve::ConnState;
+use super::respond::{Target, answer, respond};
+use super::state::ConnState;
 use crate::audit::Decision;
 
 /// Forwards a checked upgrade request; the tunnel runs on a task the connection awaits, and

@@ -373,10 +373,19 @@ fn parse_path(path: &str) -> Result<String, String> {
             "{path:?} must be a plain path prefix (no query, fragment, spaces or control characters)"
         ));
     }
-    if super::eval::has_dot_segment(path) {
+    if has_dot_segment(path) {
         return Err(format!("{path:?} must not contain . or .. segments"));
     }
     Ok(path.to_owned())
+}
+
+/// Whether `path` has a `.` or `..` segment, literally or percent-encoded.
+pub(crate) fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let dots = lower.replace("%2e", ".");
+        dots == "." || dots == ".."
+    })
 }
 
 /// The port of a passthrough entry written without one.

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 
-use super::compiled::{CompiledPolicy, CompiledRule, HostMatch, TcpMatch};
+use super::compiled::{CompiledPolicy, CompiledRule, HostMatch, TcpMatch, has_dot_segment};
 use super::spec::Enforcement;
 use crate::host::Host;
 
@@ -143,15 +143,6 @@ pub fn rate_limit_for(policy: &CompiledPolicy, host: &str) -> Option<RateRule> {
     Some(RateRule {
         key: host.as_str().to_owned(),
         per_minute,
-    })
-}
-
-/// Whether `path` has a `.` or `..` segment, literally or percent-encoded.
-pub(crate) fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let dots = lower.replace("%2e", ".");
-        dots == "." || dots == ".."
     })
 }
 

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::eval::has_dot_segment;
+use super::compiled::has_dot_segment;
 use super::spec::{Enforcement, HostRule, PiiMode, PolicySpec};
 use crate::host::Host;
 

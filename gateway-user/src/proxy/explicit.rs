@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use super::{ProxyContext, listener, pipeline};
-use crate::audit::{ConnAudit, Decision, Kind, Mode, Record, Who};
+use crate::audit::{ConnAudit, Kind, Mode, Outcome, Record, Said, Side, Who};
 use crate::conn::{Conn, ConnId, Peer};
 use crate::detect::Prefixed;
 use crate::dns::Resolver;
@@ -101,7 +101,10 @@ async fn handle(
                 "sluice: {reason}; send the session token as Proxy-Authorization Basic \
                  (user `sluice`, password = token)\n"
             );
-            audit.finish(Decision::Deny, Some(format!("proxy: {reason}")));
+            audit.end(Outcome::refused(&Said {
+                side: Side::Policy,
+                text: format!("proxy: {reason}"),
+            }));
             let mut reply = text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &message);
             reply.headers_mut().insert(
                 header::PROXY_AUTHENTICATE,
@@ -151,7 +154,7 @@ async fn handle(
             record.host = Some(host.to_string());
             record.mode = Some(Mode::Refused);
             let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
-            audit.finish(Decision::Deny, Some(refusal.to_string()));
+            audit.end(Outcome::refused(&refusal));
             return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
         }
         let peer = Peer {
@@ -165,7 +168,7 @@ async fn handle(
     conn.audit.set_host(host.to_string());
     if let Err(refusal) = check_destination(dest, &conn.live.allow_internal) {
         conn.audit.set_mode(Mode::Refused);
-        conn.audit.finish(Decision::Deny, Some(refusal.to_string()));
+        conn.audit.end(Outcome::refused(&refusal));
         return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
     }
     let ctx = proxy.ctx.clone();
@@ -185,10 +188,10 @@ async fn handle(
                         pipeline::serve(&ctx, &mut conn, TokioIo::new(upgraded)).await;
                     }
                 },
-                Err(e) => conn.audit.finish(
-                    Decision::Error,
-                    Some(format!("downstream: CONNECT upgrade failed: {e}")),
-                ),
+                Err(e) => conn.audit.end(Outcome::failed(&Said {
+                    side: Side::Downstream,
+                    text: format!("CONNECT upgrade failed: {e}"),
+                })),
             }
         }
         .instrument(span),

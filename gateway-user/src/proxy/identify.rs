@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::TcpStream;
 
-use crate::audit::Who;
+use crate::audit::{Side, Sided, Who};
 use crate::capture::{self, Capture};
 use crate::sandbox::{Registry, Sandbox};
 use gateway_common::ConnRecord;
@@ -34,6 +34,12 @@ pub enum Refusal {
     /// Reading the record failed.
     #[error("gateway: capture lookup failed: {0}")]
     Lookup(String),
+}
+
+impl Sided for Refusal {
+    fn side(&self) -> Side {
+        Side::Gateway
+    }
 }
 
 /// Identifies accepted connections.

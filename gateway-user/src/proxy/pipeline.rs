@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::ProxyContext;
 use super::binding;
 use super::relay::{self, RelayStream};
-use crate::audit::{Decision, Mode};
+use crate::audit::{Mode, Outcome as Ended, Said, Side, Sided};
 use crate::conn::Conn;
 use crate::detect::{self, Outcome, Prefixed};
 use crate::host::Host;
@@ -55,7 +55,7 @@ where
             let bound =
                 binding::check_passthrough(&ctx.resolver, &conn.policy, &host, conn.dest).await;
             if let Err(reason) = bound {
-                return refuse(ctx, conn, client, &detection.outcome, &reason.to_string()).await;
+                return refuse(ctx, conn, client, &detection.outcome, &reason).await;
             }
             conn.audit.set_mode(Mode::Passthrough);
             relay_to(ctx, conn, client).await;
@@ -74,19 +74,23 @@ where
                 }
                 _ => intercept_http(client, conn.peer(), engine).await,
             };
-            match served {
+            let ended = match served {
                 Ok(summary) => {
                     conn.audit.add_bytes(summary.bytes_up, summary.bytes_down);
                     match summary.error {
-                        None => conn.audit.finish(Decision::Allow, None),
-                        Some(e) => conn.audit.finish(Decision::Error, Some(e)),
+                        None => Ended::allowed(),
+                        Some(text) => Ended::failed(&Said {
+                            side: Side::Downstream,
+                            text,
+                        }),
                     }
                 }
-                Err(e) => conn.audit.finish(Decision::Error, Some(e.to_string())),
-            }
+                Err(e) => Ended::failed(&e),
+            };
+            conn.audit.end(ended);
         }
         Route::Reject(reason) => {
-            refuse(ctx, conn, client, &detection.outcome, &reason.to_string()).await;
+            refuse(ctx, conn, client, &detection.outcome, &reason).await;
         }
     }
 }
@@ -102,11 +106,12 @@ async fn refuse<IO: RelayStream>(
     conn: &mut Conn,
     client: Prefixed<IO>,
     outcome: &Outcome,
-    reason: &str,
+    reason: &(dyn Sided + Sync),
 ) {
     conn.audit.set_mode(Mode::Refused);
-    let text = format!("policy: {reason}");
-    conn.audit.finish(Decision::Deny, Some(text.clone()));
+    let ended = Ended::refused(reason);
+    let text = ended.reason.clone().unwrap_or_default();
+    conn.audit.end(ended);
     let Outcome::Tls(hello) = outcome else {
         return;
     };
@@ -128,18 +133,18 @@ async fn relay_to<IO: RelayStream>(ctx: &ProxyContext, conn: &mut Conn, client: 
         Ok(upstream) => upstream,
         Err(e) if e.is_refusal() => {
             conn.audit.set_mode(Mode::Refused);
-            return conn.audit.finish(Decision::Deny, Some(e.to_string()));
+            return conn.audit.end(Ended::refused(&e));
         }
-        Err(e) => return conn.audit.finish(Decision::Error, Some(e.to_string())),
+        Err(e) => return conn.audit.end(Ended::failed(&e)),
     };
     match relay::relay(client, upstream).await {
         Ok((up, down)) => {
             conn.audit.add_bytes(up, down);
-            conn.audit.finish(Decision::Allow, None);
+            conn.audit.end(Ended::allowed());
         }
         Err(e) => {
             conn.audit.add_bytes(e.up, e.down);
-            conn.audit.finish(Decision::Error, Some(e.to_string()));
+            conn.audit.end(Ended::failed(&e));
         }
     }
 }

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::audit::{Side, Sided};
 use crate::detect::Prefixed;
 use tokio::net::TcpStream;
 
@@ -12,12 +13,21 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 #[error("relay: {detail}")]
 pub struct RelayError {
+    /// The side that failed: the upstream when writing to it failed, else the relay itself
+    /// (a copy error does not say which socket broke).
+    pub side: Side,
     /// Bytes from the sandbox so far.
     pub up: u64,
     /// Bytes to the sandbox so far.
     pub down: u64,
     /// What happened.
     pub detail: String,
+}
+
+impl Sided for RelayError {
+    fn side(&self) -> Side {
+        self.side
+    }
 }
 
 /// A client stream the relay can hand to `splice(2)` when it is a bare TCP socket.
@@ -55,6 +65,7 @@ pub async fn relay<IO: RelayStream>(
     let sent = prefix.len() as u64;
     if let Err(e) = upstream.write_all(&prefix).await {
         return Err(RelayError {
+            side: Side::Upstream,
             up: 0,
             down: 0,
             detail: format!("upstream: write: {e}"),
@@ -72,6 +83,7 @@ pub async fn relay<IO: RelayStream>(
     match super::splice::relay(tcp, &upstream).await {
         (moved, None) => Ok((moved.a_to_b + sent, moved.b_to_a)),
         (moved, Some(e)) => Err(RelayError {
+            side: Side::Gateway,
             up: moved.a_to_b + sent,
             down: moved.b_to_a,
             detail: e.to_string(),
@@ -98,6 +110,7 @@ where
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok(_) => Ok((client.read, upstream.read)),
         Err(e) => Err(RelayError {
+            side: Side::Gateway,
             up: client.read,
             down: upstream.read,
             detail: e.to_string(),

@@ -6,7 +6,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use super::{ProxyContext, listener};
-use crate::audit::{ConnAudit, Decision, Kind, Mode, Record};
+use crate::audit::{ConnAudit, Kind, Mode, Outcome, Record};
 use crate::conn::Conn;
 use crate::drain::Drain;
 use crate::upstream::check_destination;
@@ -31,7 +31,7 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
             let mut record = Record::new(Kind::Connection);
             record.mode = Some(Mode::Refused);
             let mut audit = ConnAudit::start(&ctx.audit, record);
-            audit.finish(Decision::Deny, Some(refusal.to_string()));
+            audit.end(Outcome::refused(&refusal));
             reset(&client);
             return;
         }
@@ -44,7 +44,7 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
     );
     if let Err(refusal) = check_destination(conn.dest, &conn.live.allow_internal) {
         conn.audit.set_mode(Mode::Refused);
-        conn.audit.finish(Decision::Deny, Some(refusal.to_string()));
+        conn.audit.end(Outcome::refused(&refusal));
         reset(&client);
         return;
     }

@@ -249,19 +249,43 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
     )
 }
 
-/// The URL with its password (if any) shown as `***`. A URL whose password was already split
-/// off (`user@host`) gets the mask in the password's place.
+/// The URL with its password (if any) shown as `***`: in the userinfo (a URL whose password
+/// was already split off, `user@host`, gets the mask in the password's place) and in a
+/// `pass=` or `password=` query parameter (how `redis+unix://` URLs carry one).
+///
+/// # Security
+/// Every URL that may hold a password goes through this before a log line, an error or an
+/// API answer.
 pub fn mask_password(url: &str) -> String {
     let (bare, _) = split_password(url);
     let Some((scheme, rest)) = bare.split_once("://") else {
-        return bare;
+        return mask_query(&bare);
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
-        Some((user, host)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => bare,
+        Some((user, host)) => format!("{scheme}://{user}:***@{host}{}", mask_query(tail)),
+        None => format!("{scheme}://{authority}{}", mask_query(tail)),
     }
+}
+
+/// `tail` (path and query) with the values of password parameters masked.
+fn mask_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") =>
+            {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -337,6 +361,19 @@ mod tests {
                 "https://:***@proxy",
             ),
         ];
+        for (url, masked) in [
+            (
+                "redis+unix:///run/redis.sock?db=2&pass=s3cret&user=b",
+                "redis+unix:///run/redis.sock?db=2&pass=***&user=b",
+            ),
+            (
+                "redis://u:pw@h:6379/0?password=s3cret",
+                "redis://u:***@h:6379/0?password=***",
+            ),
+            ("redis://h:6379?PASSWORD=x", "redis://h:6379?PASSWORD=***"),
+        ] {
+            assert_eq!(mask_password(url), masked, "{url}");
+        }
         for (url, bare, password, masked) in cases {
             let (got_bare, got_password) = split_password(url);
             assert_eq!(got_bare, bare, "{url}");

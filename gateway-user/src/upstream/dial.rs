@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::audit::{Side, Sided};
 use crate::live::LiveStore;
 use crate::net::{Cidr, classify_dialled};
 
@@ -53,6 +54,15 @@ impl DialError {
     /// Whether the policy refused the destination (nothing was dialled).
     pub fn is_refusal(&self) -> bool {
         matches!(self, DialError::Internal { .. })
+    }
+}
+
+impl Sided for DialError {
+    fn side(&self) -> Side {
+        match self {
+            DialError::Internal { .. } => Side::Policy,
+            _ => Side::Upstream,
+        }
     }
 }
 
