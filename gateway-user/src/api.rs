@@ -99,7 +99,7 @@ pub struct CreateSession {
     /// The session's policy. Default allows every host, no limits, PII off.
     #[serde(default)]
     pub policy: crate::policy::PolicySpec,
-    /// Route this session's egress through this proxy (`http://user:pass@host:port`).
+    /// Not supported yet (tracker issue 12): a request that sets it is refused with 400.
     #[serde(default)]
     pub upstream_proxy: Option<String>,
     /// Free-form labels (agent, run id…). Default is none.

@@ -476,6 +476,37 @@ fn the_control_api_answers_bad_input_with_the_right_status() {
     assert_eq!(status, "400", "{body}");
     assert!(body.contains("credentials[0].hosts"), "{body}");
     assert!(!body.contains("\"v\""), "never echoes a value: {body}");
+    // An upstream proxy is refused, not stored and ignored (the data path does not chain
+    // through one yet), and the refusal does not quote its password.
+    let (status, body) = call(
+        "POST",
+        "/v1/sessions",
+        Some(&token),
+        Some("{\"upstream_proxy\": \"http://agent:hunter2@proxy.test:3128\"}"),
+    );
+    assert_eq!(status, "400", "{body}");
+    assert!(
+        body.contains("upstream_proxy") && body.contains("issue 12"),
+        "{body}"
+    );
+    assert!(!body.contains("hunter2"), "{body}");
+    let out = sluice
+        .command()
+        .args(["session", "create", "--upstream-proxy"])
+        .arg("http://agent:hunter2@proxy.test:3128")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("not supported yet"),
+        "{out:?}"
+    );
+    assert!(!said.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+    let (_, listed) = call("GET", "/v1/sessions", Some(&token), None);
+    assert!(
+        !listed.contains("proxy.test"),
+        "nothing was stored: {listed}"
+    );
     assert_eq!(call("GET", "/v1/sessions", None, None).0, "401");
     assert_eq!(
         call("GET", "/v1/sessions", Some("sluice_adm_wrong"), None).0,

@@ -73,7 +73,8 @@ pub struct CreateArgs {
     /// Record would-be refusals instead of enforcing them.
     #[arg(long)]
     audit_only: bool,
-    /// Route the session's egress through this proxy.
+    /// Not supported yet (tracker issue 12): refused, so that no session believes its
+    /// traffic takes a proxy while it goes direct.
     #[arg(long)]
     upstream_proxy: Option<String>,
     /// Print the API's JSON answer.

@@ -25,11 +25,25 @@ pub struct CreatedSession {
     pub placeholders: BTreeMap<String, String>,
 }
 
+/// Why `upstream_proxy` is refused (the request's URL, which may hold a password, is never
+/// quoted).
+pub const UPSTREAM_PROXY_REFUSED: &str = "upstream_proxy: upstream proxy chaining is not \
+    supported yet (tracker issue 12): this session's traffic would go direct, not through \
+    the proxy. Create the session without it";
+
 /// An API failure: status and a message naming the problem.
 pub type Failure = (StatusCode, String);
 
 /// Creates a session from a parsed request.
+///
+/// # Security
+/// `upstream_proxy` is refused: the data path does not chain through upstream proxies yet
+/// (tracker issue 12), and a session that stored one would believe its traffic takes the
+/// mandated path while it goes direct.
 pub async fn create(node: &Node, request: CreateSession) -> Result<CreatedSession, Failure> {
+    if request.upstream_proxy.is_some() {
+        return Err((StatusCode::BAD_REQUEST, UPSTREAM_PROXY_REFUSED.to_owned()));
+    }
     CompiledPolicy::compile(&request.policy)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("policy.{e}")))?;
     let placeholders = request
