@@ -199,8 +199,12 @@ pub struct UpstreamConfig {
     /// Destinations allowed although they are loopback, private, link-local or metadata
     /// addresses (CIDR strings such as `10.1.0.0/16`). Default is empty: all refused.
     pub allow_internal: Vec<String>,
-    /// PEM files of roots trusted for upstream certificates besides the built-in web roots.
-    /// Default is empty.
+    /// The built-in root sets an upstream certificate may chain to: `"system+webpki"` (the
+    /// node's trust store, or `SSL_CERT_FILE`/`SSL_CERT_DIR`, plus webpki-roots),
+    /// `"system"` or `"webpki"`. Default is `"system+webpki"`.
+    pub roots: crate::upstream::Roots,
+    /// PEM files of roots trusted for upstream certificates besides `roots`. Default is
+    /// empty.
     pub extra_roots: Vec<PathBuf>,
 }
 
@@ -245,6 +249,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             connect_timeout_ms: 5000,
             allow_internal: Vec::new(),
+            roots: crate::upstream::Roots::default(),
             extra_roots: Vec::new(),
         }
     }

@@ -20,6 +20,8 @@ pub struct Options {
     pub extra_toml: String,
     /// Static DNS answers (`name`, `address`).
     pub dns_hosts: Vec<(String, String)>,
+    /// Variables set in the daemon's environment (`SSL_CERT_FILE`…).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 /// A running daemon (or one that was killed and can be restarted).
@@ -35,6 +37,7 @@ pub struct Sluice {
     pub pin_dir: PathBuf,
     child: Option<Child>,
     starts: u32,
+    daemon_env: Vec<(String, String)>,
 }
 
 /// The `sluice` binary under test: `$SLUICE_BIN` (set by `cargo xtask test`), else the
@@ -95,6 +98,7 @@ impl Sluice {
             pin_dir,
             child: None,
             starts: 0,
+            daemon_env: options.daemon_env.clone(),
         };
         sluice.restart()?;
         Ok(sluice)
@@ -109,6 +113,7 @@ impl Sluice {
             .command()
             .arg("run")
             .env("RUST_LOG", "info")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

@@ -25,6 +25,7 @@ fn daemon(lab: &NetLab, extra: &str) -> Sluice {
         &Options {
             extra_toml: extra.to_owned(),
             dns_hosts: hosts,
+            ..Options::default()
         },
     )
     .unwrap()

@@ -54,6 +54,7 @@ fn world() -> World {
             ("internal.test".into(), "127.0.0.1".into()),
             ("pinned.test".into(), "198.51.100.11".into()),
         ],
+        ..Options::default()
     };
     let sluice = Sluice::start(&lab, &options).unwrap();
     World {

@@ -52,6 +52,7 @@ fn world() -> World {
             extra_toml,
             // The daemon binds a passthrough connection to the name's own addresses.
             dns_hosts: vec![("pinned.test".into(), "198.51.100.10".into())],
+            ..Options::default()
         },
     )
     .unwrap();
@@ -297,6 +298,7 @@ fn node_fetch_sse_and_websocket_stream_through_capture() {
         &Options {
             extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
             dns_hosts: vec![("api.test".into(), "203.0.113.10".into())],
+            ..Options::default()
         },
     )
     .unwrap();
@@ -579,5 +581,79 @@ fn a_large_download_and_upload_keep_the_daemon_memory_flat() {
         after - before < 32 * 1024,
         "peak RSS grew {} KiB moving 2 GiB: bodies are buffered",
         after - before
+    );
+}
+
+/// A daemon whose environment points `SSL_CERT_FILE` at a bundle holding only a private CA
+/// (as a node behind a TLS-inspecting corporate proxy has), with `api.test` at 203.0.113.10
+/// serving a certificate of that CA; no `extra_roots`.
+fn trust_store_world(roots: &str) -> (NetLab, Sluice, RunningUpstream, tempfile::TempPath) {
+    let lab = NetLab::new("trust").unwrap();
+    let corp = TestCa::new().unwrap();
+    let bundle = corp.pem_file().unwrap();
+    let api = upstream::https(&corp)
+        .hostname("api.test")
+        .echo()
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml: roots.to_owned(),
+            daemon_env: vec![("SSL_CERT_FILE".into(), bundle.display().to_string())],
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    (lab, sluice, api, bundle)
+}
+
+/// `curl https://api.test/` in a sandbox trusting the Sluice CA: (body, status).
+fn fetch_api(sluice: &Sluice) -> (String, String) {
+    let out = sluice.command().args(["ca", "export"]).output().unwrap();
+    let ca = sluice.public_file("trust-ca.pem", &out.stdout).unwrap();
+    let argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        "api.test:443:203.0.113.10",
+        "-w",
+        "\n%{http_code}",
+        "https://api.test/v1/echo",
+    ];
+    let out = sluice.exec(&[], &argv).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or_default();
+    (body.to_owned(), status.to_owned())
+}
+
+#[test]
+fn upstream_certificates_may_chain_to_the_nodes_trust_store_unless_roots_leave_it_out() {
+    let (_lab, sluice, api, _bundle) = trust_store_world("");
+    let (body, status) = fetch_api(&sluice);
+    assert_eq!(
+        status, "200",
+        "the node's store is trusted by default: {body}"
+    );
+    assert!(body.contains("/v1/echo"), "{body}");
+    assert_eq!(api.requests().len(), 1);
+    let log = sluice.log(1);
+    assert!(log.contains("upstream: trusted roots"), "{log}");
+    drop(sluice);
+
+    let (_lab, sluice, api, _bundle) = trust_store_world("[upstream]\nroots = \"webpki\"\n");
+    let (body, status) = fetch_api(&sluice);
+    assert_eq!(status, "502", "{body}");
+    assert!(
+        body.contains("certificate") && body.contains("api.test"),
+        "the 502 names the verification failure: {body}"
+    );
+    assert!(
+        api.requests().is_empty(),
+        "no request was sent to an unverified upstream"
     );
 }

@@ -58,6 +58,7 @@ fn world() -> World {
                 ("alt.test".into(), "198.51.100.12".into()),
                 ("db.test".into(), "198.51.100.11".into()),
             ],
+            ..Options::default()
         },
     )
     .unwrap();

@@ -61,6 +61,7 @@ fn world() -> World {
             ("api.test".into(), "203.0.113.10".into()),
             ("web.test".into(), "198.51.100.10".into()),
         ],
+        ..Options::default()
     };
     let sluice = Sluice::start(&lab, &options).unwrap();
     let base = std::fs::read_to_string(sluice.config_path()).unwrap();

@@ -45,6 +45,7 @@ impl World {
                     ("api.test".into(), addrs::FAR_HOST.to_string()),
                     ("other.test".into(), addrs::HOST_A.to_string()),
                 ],
+                ..Options::default()
             },
         )
         .unwrap()

@@ -58,6 +58,7 @@ impl World {
                     ("api.test".into(), "203.0.113.10".into()),
                     ("other.test".into(), "198.51.100.10".into()),
                 ],
+                ..Options::default()
             },
         )
         .unwrap()

@@ -226,11 +226,14 @@ fn intercept_context(
     tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
     crate::tls::bundle::write_bundle(&config.state_dir, ca.cert_pem())
         .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
+    let own_ca = ca.cert_der().clone();
     let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
     let upstream = UpstreamClient::new(
         UpstreamSettings {
             connect_timeout: config.connect_timeout(),
+            roots: config.upstream.roots,
             extra_roots: config.upstream.extra_roots.clone(),
+            own_ca: Some(own_ca),
             ..UpstreamSettings::default()
         },
         dialer.clone(),

@@ -5,8 +5,9 @@
 //!   transparent mode, the resolved CONNECT target in proxy mode), never to a resolution of
 //!   the sandbox-supplied name.
 //! - TLS: SNI is the request's host; the certificate must verify for that host against the
-//!   webpki roots plus the configured extra roots. ALPN offers `h2` and `http/1.1`, so h2 is
-//!   used when the upstream offers it (WebSocket upgrades offer only `http/1.1`).
+//!   configured roots (the node's trust store and webpki by default) plus `extra_roots`.
+//!   ALPN offers `h2` and `http/1.1`, so h2 is used when the upstream offers it (WebSocket
+//!   upgrades offer only `http/1.1`).
 //! - Connections are pooled per (destination address, host, scheme): one hyper-util client
 //!   per destination, whose pool is keyed by scheme and authority.
 
@@ -27,11 +28,12 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
 
 use connect::DestConnector;
 pub use connect::UpstreamStream;
 pub use dial::{DialError, Dialer, check_destination};
-pub use roots::client_configs;
+pub use roots::{RootCounts, Roots, client_configs};
 
 /// Error type of streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,8 +55,12 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// Idle pooled connections close after this. Default is 90 s.
     pub pool_idle_timeout: Duration,
-    /// PEM files of extra trusted roots (besides webpki-roots). Default is none.
+    /// The built-in root sets trusted. Default is the node's trust store plus webpki.
+    pub roots: Roots,
+    /// PEM files of extra trusted roots. Default is none.
     pub extra_roots: Vec<PathBuf>,
+    /// Sluice's own CA, never trusted as an upstream root. Default is none.
+    pub own_ca: Option<CertificateDer<'static>>,
 }
 
 impl Default for UpstreamSettings {
@@ -63,7 +69,9 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(300),
             pool_idle_timeout: Duration::from_secs(90),
+            roots: Roots::default(),
             extra_roots: Vec::new(),
+            own_ca: None,
         }
     }
 }
@@ -134,6 +142,16 @@ pub enum UpstreamError {
         /// What was wrong.
         reason: String,
     },
+    /// The configured root sets hold no certificate (an empty trust store and no
+    /// `extra_roots`): every upstream would fail.
+    #[error(
+        "upstream: roots = {roots:?} trusts no certificate; install the node's CA bundle, \
+         add extra_roots, or include webpki"
+    )]
+    NoRoots {
+        /// The configured sets.
+        roots: Roots,
+    },
     /// rustls refused the client configuration (gateway side).
     #[error("upstream: building the TLS client configuration failed: {0}")]
     Config(#[source] rustls::Error),
@@ -174,13 +192,24 @@ struct Inner {
 }
 
 impl UpstreamClient {
-    /// A client trusting webpki-roots plus `settings.extra_roots`, connecting through
+    /// A client trusting `settings.roots` plus `settings.extra_roots`, connecting through
     /// `dialer`. The TLS configurations are built once here.
     pub fn new(
         settings: UpstreamSettings,
         dialer: Dialer,
     ) -> Result<UpstreamClient, UpstreamError> {
-        let (tls, tls_h1) = client_configs(&settings.extra_roots)?;
+        let (tls, tls_h1, counts) = client_configs(
+            settings.roots,
+            &settings.extra_roots,
+            settings.own_ca.as_ref(),
+        )?;
+        tracing::info!(
+            system = counts.system,
+            skipped = counts.skipped,
+            webpki = counts.webpki,
+            extra = counts.extra,
+            "upstream: trusted roots"
+        );
         Ok(UpstreamClient {
             inner: Arc::new(Inner {
                 tls,

@@ -29,6 +29,7 @@ fn dns_options() -> Options {
             ("other.test".into(), "198.51.100.11".into()),
         ],
         extra_toml: "[policy]\npassthrough = [\"pinned.test\"]\n".into(),
+        ..Options::default()
     }
 }
 
