@@ -6,6 +6,7 @@
 //! - [`upstream`]: fake HTTP(S)/h2/SSE/gRPC-trailers/WebSocket/TCP servers that run inside the
 //!   net namespace, record what they receive, and stop on drop.
 //! - [`cgroup`]: test cgroups that kill their processes and disappear on drop.
+//! - [`squid`]: a real Squid in the net namespace (Basic auth, HTTPS listener) for proxy chaining.
 //!
 //! Everything cleans up on drop (also when a test panics) and uses unique names, so tests run
 //! in parallel. Test traffic only ever targets 198.51.100.0/24, 203.0.113.0/24 and
@@ -51,6 +52,7 @@ pub mod cgroup;
 pub mod netlab;
 pub mod sluice;
 pub mod sniffer;
+pub mod squid;
 pub mod upstream;
 
 pub use certs::TestCa;

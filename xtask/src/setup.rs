@@ -47,6 +47,8 @@ const TEST_PACKAGES: &[&str] = &[
     "nghttp2-client",
     "openssl",
     "dnsutils",
+    // `/usr/sbin/squid` with `https_port`, for upstream-proxy chaining tests.
+    "squid-openssl",
 ];
 
 /// The bpf-linker release known to work with LLVM 22 here.
