@@ -21,6 +21,11 @@ pub struct CreateSandbox {
     /// Enroll this existing cgroup (made by another runtime) instead of creating one.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// The sandbox's upstream proxy, overriding its session's: a proxy id of the node's
+    /// configuration, or `none` for direct. A URL is refused (give it to a session or to
+    /// `[[upstream.proxies]]`, where its password is sealed or stays in the node's file).
+    #[serde(default)]
+    pub upstream_proxy: Option<String>,
 }
 
 /// A sandbox as the API shows it.
@@ -38,6 +43,9 @@ pub struct SandboxView {
     pub session: Option<String>,
     /// Whether Sluice created (and will remove) the cgroup.
     pub owned: bool,
+    /// Its upstream proxy override (`none` or a proxy id), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy: Option<String>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -49,6 +57,7 @@ impl From<&Sandbox> for SandboxView {
             netns: s.netns.clone(),
             session: s.session.clone(),
             owned: s.owned,
+            upstream_proxy: s.upstream_proxy.clone(),
         }
     }
 }
@@ -162,4 +171,49 @@ impl CredentialInput {
             crate::credentials::Secret::new(self.value.into_bytes()),
         )
     }
+}
+
+/// One upstream proxy as `GET /v1/proxies` shows it (password masked).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ProxyView {
+    /// Its id (`env` for the daemon's environment's proxy).
+    pub id: String,
+    /// Its label.
+    pub label: String,
+    /// Its URL, the password shown as `***`.
+    pub url: String,
+    /// Whether it carries connections nothing else decides.
+    pub default: bool,
+    /// Destinations that go direct.
+    pub no_proxy: Vec<String>,
+    /// What the CONNECT names: `name` or `address`.
+    pub connect_to: String,
+    /// Where it is defined: `config` (read-only here) or `env`.
+    pub source: String,
+}
+
+/// `POST /v1/proxies/{id}/test` body (optional).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTest {
+    /// `host:port` to open a tunnel to. Default is `example.com:443`.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// What `POST /v1/proxies/{id}/test` found.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ProxyTestResult {
+    /// The proxy's id.
+    pub id: String,
+    /// Its label.
+    pub label: String,
+    /// The tunnel's target.
+    pub target: String,
+    /// Whether the proxy opened the tunnel.
+    pub ok: bool,
+    /// What happened (the proxy's answer when it refused).
+    pub message: String,
+    /// How long the attempt took, in milliseconds.
+    pub latency_ms: f64,
 }

@@ -206,6 +206,10 @@ pub struct UpstreamConfig {
     /// PEM files of roots trusted for upstream certificates besides `roots`. Default is
     /// empty.
     pub extra_roots: Vec<PathBuf>,
+    /// Named upstream (corporate) proxies; sessions and sandboxes name them by id, and the
+    /// one with `default = true` carries every connection nothing else decides. Default is
+    /// none (direct, or `SLUICE_PROXY_URL` from the daemon's environment).
+    pub proxies: Vec<crate::upstream::egress::ProxySpec>,
 }
 
 impl Default for Config {
@@ -251,6 +255,7 @@ impl Default for UpstreamConfig {
             allow_internal: Vec::new(),
             roots: crate::upstream::Roots::default(),
             extra_roots: Vec::new(),
+            proxies: Vec::new(),
         }
     }
 }
@@ -342,6 +347,8 @@ impl Config {
         }
         self.policy.compile().map_err(ConfigError::Invalid)?;
         Sessions::from_config(&self.sessions).map_err(ConfigError::Invalid)?;
+        crate::upstream::NodeProxies::build(&self.upstream.proxies, None)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for cidr in &self.upstream.allow_internal {
             Cidr::parse(cidr)
                 .map_err(|e| ConfigError::Invalid(format!("upstream.allow_internal: {e}")))?;

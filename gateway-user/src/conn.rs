@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::audit::{AuditLog, ConnAudit, Kind, Record, Who};
 use crate::live::Live;
 use crate::policy::CompiledPolicy;
+use crate::upstream::Egress;
 
 /// A connection's id: unique within this daemon's run, and across runs by its random run
 /// prefix. Written `run-n` (`5f0c2a91-17`).
@@ -57,6 +58,10 @@ pub struct Conn {
     pub policy: Arc<CompiledPolicy>,
     /// Why its session cannot be used, when that is so.
     pub unusable: Option<String>,
+    /// Its sandbox's upstream proxy override (`none`, an id), if any.
+    pub sandbox_proxy: Option<String>,
+    /// The path it leaves by (resolved with its session; direct until then).
+    pub egress: Egress,
     /// Its audit record, written when the connection ends.
     pub audit: ConnAudit,
     /// Its tracing span.
@@ -72,6 +77,8 @@ pub struct Peer {
     pub who: Option<Who>,
     /// Where requests are sent (the original, or resolved, destination).
     pub dest: SocketAddr,
+    /// The path requests leave by.
+    pub egress: Egress,
 }
 
 impl Conn {
@@ -96,6 +103,8 @@ impl Conn {
             policy: live.policy.clone(),
             live,
             unusable: None,
+            sandbox_proxy: None,
+            egress: Egress::Direct,
             audit: ConnAudit::start(audit, record),
             span,
         }
@@ -116,6 +125,7 @@ impl Conn {
             conn: self.id,
             who: Some(self.who.clone()),
             dest: self.dest,
+            egress: self.egress.clone(),
         }
     }
 }

@@ -349,9 +349,15 @@ fn revocation_on_one_node_is_pushed_to_another_and_redis_holds_no_secret() {
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(via_proxy_b(&b, &short), "407", "expired");
 
+    // An upstream proxy URL's password is sealed too.
+    let proxy_password = "Pr0xy-pw-in-redis";
+    let proxy = format!("http://agent:{proxy_password}@198.51.100.12:3128");
+    create(&a, &["--upstream-proxy", &proxy]);
+
     let snapshot = redis.snapshot().unwrap();
     assert!(snapshot.len() > 100, "the snapshot holds the keyspace");
     assert_nowhere(&snapshot, SECRET, "the Redis keyspace");
+    assert_nowhere(&snapshot, proxy_password, "the Redis keyspace");
     assert_nowhere(&snapshot, &token, "the Redis keyspace");
     for node in [&a, &b] {
         assert_nowhere(node.log(1).as_bytes(), SECRET, "a daemon log");
@@ -477,36 +483,42 @@ fn the_control_api_answers_bad_input_with_the_right_status() {
     assert_eq!(status, "400", "{body}");
     assert!(body.contains("credentials[0].hosts"), "{body}");
     assert!(!body.contains("\"v\""), "never echoes a value: {body}");
-    // An upstream proxy is refused, not stored and ignored (the data path does not chain
-    // through one yet), and the refusal does not quote its password.
+    // An upstream proxy id this node does not define is refused (never stored and then
+    // ignored); a URL is stored with its password sealed and shown masked; neither the
+    // refusal nor any listing quotes the password.
     let (status, body) = call(
         "POST",
         "/v1/sessions",
         Some(&token),
-        Some("{\"upstream_proxy\": \"http://agent:hunter2@proxy.test:3128\"}"),
+        Some("{\"upstream_proxy\": \"nosuch\"}"),
     );
     assert_eq!(status, "400", "{body}");
     assert!(
-        body.contains("upstream_proxy") && body.contains("issue 12"),
+        body.contains("upstream_proxy") && body.contains("nosuch"),
         "{body}"
     );
+    let (status, body) = call(
+        "POST",
+        "/v1/sessions",
+        Some(&token),
+        Some("{\"upstream_proxy\": \"ftp://agent:hunter2@proxy.test:3128\"}"),
+    );
+    assert_eq!(status, "400", "{body}");
     assert!(!body.contains("hunter2"), "{body}");
     let out = sluice
         .command()
-        .args(["session", "create", "--upstream-proxy"])
+        .args(["session", "create", "--json", "--upstream-proxy"])
         .arg("http://agent:hunter2@proxy.test:3128")
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && said.contains("not supported yet"),
-        "{out:?}"
-    );
-    assert!(!said.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("http://agent:***@proxy.test:3128"), "{said}");
+    assert!(!said.contains("hunter2") && !String::from_utf8_lossy(&out.stderr).contains("hunter2"));
     let (_, listed) = call("GET", "/v1/sessions", Some(&token), None);
     assert!(
-        !listed.contains("proxy.test"),
-        "nothing was stored: {listed}"
+        listed.contains("agent:***@proxy.test") && !listed.contains("hunter2"),
+        "{listed}"
     );
     assert_eq!(call("GET", "/v1/sessions", None, None).0, "401");
     assert_eq!(

@@ -37,6 +37,11 @@ impl ConnAudit {
         self.record.host = Some(host.into());
     }
 
+    /// Records the label of the upstream proxy the connection went through.
+    pub fn set_proxy(&mut self, label: impl Into<String>) {
+        self.record.proxy = Some(label.into());
+    }
+
     /// Adds transferred bytes.
     pub fn add_bytes(&mut self, up: u64, down: u64) {
         self.record.bytes_up += up;

@@ -100,6 +100,10 @@ pub struct Record {
     /// How the connection was handled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// The label of the upstream proxy the connection or request went through (absent:
+    /// direct).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// The outcome; `None` is written as an error "closed without result".
     pub decision: Decision,
     /// Which side failed or refused (`downstream`, `upstream`, `gateway`, `policy`).
@@ -160,6 +164,7 @@ impl Record {
             destination: None,
             host: None,
             mode: None,
+            proxy: None,
             decision: Decision::Error,
             side: None,
             reason: None,

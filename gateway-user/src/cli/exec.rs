@@ -19,6 +19,10 @@ pub struct ExecArgs {
     /// The session the sandbox runs under.
     #[arg(long)]
     session: Option<String>,
+    /// The sandbox's upstream proxy, overriding its session's: a proxy id of the node
+    /// (`sluice proxy list`) or `none` for direct.
+    #[arg(long, value_name = "ID|none")]
+    upstream_proxy: Option<String>,
     /// Give the sandbox its own network namespace, holding only loopback and Sluice's
     /// listeners. This is the default; the flag is kept for scripts that say so.
     #[arg(long, conflicts_with = "share_netns")]
@@ -68,6 +72,7 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
         netns: !args.share_netns,
         session: args.session,
         cgroup: None,
+        upstream_proxy: args.upstream_proxy,
     };
     let sandbox = match client.create_sandbox(&create).await {
         Ok(s) => s,

@@ -4,6 +4,7 @@ mod audit;
 mod ca;
 mod enter;
 mod exec;
+mod proxy;
 mod reload;
 mod run;
 mod sandboxes;
@@ -44,6 +45,10 @@ enum Command {
         /// The session the sandbox runs under.
         #[arg(long)]
         session: Option<String>,
+        /// The sandbox's upstream proxy, overriding its session's: a proxy id of the node
+        /// (`sluice proxy list`) or `none` for direct.
+        #[arg(long, value_name = "ID|none")]
+        upstream_proxy: Option<String>,
     },
     /// Remove a cgroup from capture (its processes keep running, uncaptured sockets stay refused).
     Unenroll {
@@ -56,6 +61,9 @@ enum Command {
     /// Sessions: what a sandbox runs under (credentials, policy).
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// The node's upstream (corporate) proxies: list them, test one.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
     /// Print the variables a sandbox needs (`eval "$(sluice env --session ID)"`).
     Env {
         /// The session.
@@ -143,12 +151,15 @@ impl Cli {
                     Err(e) => fail(&format!("{e:#}")),
                 },
                 Command::Exec(args) => exec::run(&config, self.config.as_deref(), args).await,
-                Command::Enroll { cgroup, session } => {
-                    sandboxes::enroll(&config, cgroup, session).await
-                }
+                Command::Enroll {
+                    cgroup,
+                    session,
+                    upstream_proxy,
+                } => sandboxes::enroll(&config, cgroup, session, upstream_proxy).await,
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes => sandboxes::list(&config).await,
                 Command::Session(command) => session::run(&config, command).await,
+                Command::Proxy(command) => proxy::run(&config, &command).await,
                 Command::Env { session, proxy } => audit::env(&config, &session, proxy).await,
                 Command::Audit(args) => audit::run(&config, args).await,
                 Command::Policy(command) => audit::policy(&config, command).await,
@@ -167,6 +178,17 @@ impl Cli {
 pub fn fail(message: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("sluice: {message}");
     ExitCode::from(EXIT_SLUICE_FAILED)
+}
+
+/// Prints `value` as pretty JSON; the success exit code.
+fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("render JSON: {e}")),
+    }
 }
 
 /// A control API client for the daemon named by `config`.

@@ -7,7 +7,12 @@ use crate::api::CreateSandbox;
 use crate::config::Config;
 
 /// Enrolls an existing cgroup.
-pub async fn enroll(config: &Config, cgroup: PathBuf, session: Option<String>) -> ExitCode {
+pub async fn enroll(
+    config: &Config,
+    cgroup: PathBuf,
+    session: Option<String>,
+    upstream_proxy: Option<String>,
+) -> ExitCode {
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
@@ -24,6 +29,7 @@ pub async fn enroll(config: &Config, cgroup: PathBuf, session: Option<String>) -
             netns: false,
             session,
             cgroup: Some(cgroup),
+            upstream_proxy,
         })
         .await
     {

@@ -73,9 +73,11 @@ pub struct CreateArgs {
     /// Record would-be refusals instead of enforcing them.
     #[arg(long)]
     audit_only: bool,
-    /// Not supported yet (tracker issue 12): refused, so that no session believes its
-    /// traffic takes a proxy while it goes direct.
-    #[arg(long)]
+    /// The upstream (corporate) proxy the session's traffic leaves through: a proxy id of
+    /// the node (`sluice proxy list`), an http:// or https:// URL (`user:password@` for
+    /// basic auth; the password is sealed and shown masked), or `none` for direct whatever
+    /// the node's default. A sandbox's own --upstream-proxy overrides it.
+    #[arg(long, value_name = "ID|URL|none")]
     upstream_proxy: Option<String>,
     /// Print the API's JSON answer.
     #[arg(long)]

@@ -13,7 +13,10 @@ use super::audit::AuditRecords;
 use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::sessions::CreatedSession;
-use crate::api::{ApiError, CreateSandbox, CreateSession, Health, ReloadReport, SandboxView};
+use crate::api::{
+    ApiError, CreateSandbox, CreateSession, Health, ProxyTest, ProxyTestResult, ProxyView,
+    ReloadReport, SandboxView,
+};
 use crate::policy::PolicySpec;
 use crate::session::SessionView;
 
@@ -115,6 +118,21 @@ impl ControlClient {
     pub async fn suggest_policy(&self, id: &str) -> Result<PolicySpec, ClientError> {
         let path = format!("/v1/sessions/{}/policy/suggest", encode(id));
         self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/proxies`.
+    pub async fn proxies(&self) -> Result<Vec<ProxyView>, ClientError> {
+        self.call(Method::GET, "/v1/proxies", None::<&()>).await
+    }
+
+    /// `POST /v1/proxies/{id}/test`.
+    pub async fn test_proxy(
+        &self,
+        id: &str,
+        request: &ProxyTest,
+    ) -> Result<ProxyTestResult, ClientError> {
+        let path = format!("/v1/proxies/{}/test", encode(id));
+        self.call(Method::POST, &path, Some(request)).await
     }
 
     /// `POST /v1/reload`: the daemon re-reads its configuration file.

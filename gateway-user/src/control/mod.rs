@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod env;
 mod metrics;
+pub mod proxies;
 mod server;
 pub mod sessions;
 

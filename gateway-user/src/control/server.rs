@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 
 use super::auth::AdminToken;
 use super::env::SandboxEnv;
+use super::proxies::{self, TestLimiter};
 use super::sessions;
-use crate::api::{ApiError, CreateSandbox, CreateSession, SandboxView};
+use crate::api::{ApiError, CreateSandbox, CreateSession, ProxyTest, SandboxView};
 use crate::daemon::{Node, NodeError, ReloadError, Trigger};
 use crate::drain::Drain;
 
@@ -31,27 +32,43 @@ pub async fn serve_control(
     drain: Drain,
 ) {
     let token = Arc::new(token);
-    crate::proxy::listener::serve(listener, "control", MAX_CONNECTIONS, drain, move |stream, _| {
-        let node = node.clone();
-        let token = token.clone();
-        async move {
-            let service = hyper::service::service_fn(move |req| {
-                let node = node.clone();
-                let token = token.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&node, &token, req).await) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "control: connection error");
+    let tests = Arc::new(TestLimiter::default());
+    crate::proxy::listener::serve(
+        listener,
+        "control",
+        MAX_CONNECTIONS,
+        drain,
+        move |stream, _| {
+            let node = node.clone();
+            let token = token.clone();
+            let tests = tests.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let node = node.clone();
+                    let token = token.clone();
+                    let tests = tests.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(route(&node, &token, &tests, req).await)
+                    }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "control: connection error");
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }
 
-async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply {
+async fn route(
+    node: &Node,
+    token: &AdminToken,
+    tests: &TestLimiter,
+    req: Request<Incoming>,
+) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
@@ -126,6 +143,18 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
                 .any(|kv| kv == "proxy=true" || kv == "proxy=1");
             reply(StatusCode::OK, session_env(node, id, proxy).await)
         }
+        (Method::GET, ["v1", "proxies"]) => json(StatusCode::OK, &proxies::list(node)),
+        (Method::POST, ["v1", "proxies", id, "test"]) => {
+            let id = (*id).to_owned();
+            let request = match read_optional_json::<ProxyTest>(req).await {
+                Ok(body) => body,
+                Err(reply) => return reply,
+            };
+            reply(
+                StatusCode::OK,
+                proxies::test(node, tests, &id, request).await,
+            )
+        }
         (Method::GET, ["v1", "audit"]) => match super::audit::parse(&query) {
             Ok((q, follow)) => reply(StatusCode::OK, super::audit::read(node, &q, follow).await),
             Err(failure) => failed(failure),
@@ -166,10 +195,11 @@ async fn route(node: &Node, token: &AdminToken, req: Request<Incoming>) -> Reply
             [
                 "v1",
                 "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"
-                | "reload",
+                | "reload" | "proxies",
             ]
             | ["metrics"],
         )
+        | (_, ["v1", "proxies", _, "test"])
         | (_, ["v1", "sandboxes" | "sessions", _])
         | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -241,25 +271,41 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Reply> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
+    parse_json(&read_body(req).await?).map_err(|reply| *reply)
+}
+
+/// Like [`read_json`], an empty body being the type's default.
+async fn read_optional_json<T: serde::de::DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, Reply> {
+    let body = read_body(req).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&body).map_err(|reply| *reply)
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Err(error(
+            Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body over {MAX_BODY} bytes"),
-            ));
+            ))
         }
-        Err(e) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                &format!("reading body: {e}"),
-            ));
-        }
-    };
-    let mut de = serde_json::Deserializer::from_slice(&body);
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("reading body: {e}"),
+        )),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Reply>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
         let message = if field == "." {
@@ -267,7 +313,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         } else {
             format!("invalid JSON body at `{field}`: {}", e.inner())
         };
-        error(StatusCode::BAD_REQUEST, &message)
+        Box::new(error(StatusCode::BAD_REQUEST, &message))
     })
 }
 

@@ -25,24 +25,18 @@ pub struct CreatedSession {
     pub placeholders: BTreeMap<String, String>,
 }
 
-/// Why `upstream_proxy` is refused (the request's URL, which may hold a password, is never
-/// quoted).
-pub const UPSTREAM_PROXY_REFUSED: &str = "upstream_proxy: upstream proxy chaining is not \
-    supported yet (tracker issue 12): this session's traffic would go direct, not through \
-    the proxy. Create the session without it";
-
 /// An API failure: status and a message naming the problem.
 pub type Failure = (StatusCode, String);
 
 /// Creates a session from a parsed request.
 ///
 /// # Security
-/// `upstream_proxy` is refused: the data path does not chain through upstream proxies yet
-/// (tracker issue 12), and a session that stored one would believe its traffic takes the
-/// mandated path while it goes direct.
+/// An `upstream_proxy` id must name a proxy this node defines (a node that does not know it
+/// refuses the session's connections rather than send them direct). A URL's password is
+/// sealed by the store and never shown again.
 pub async fn create(node: &Node, request: CreateSession) -> Result<CreatedSession, Failure> {
-    if request.upstream_proxy.is_some() {
-        return Err((StatusCode::BAD_REQUEST, UPSTREAM_PROXY_REFUSED.to_owned()));
+    if let Some(choice) = request.upstream_proxy.as_deref() {
+        check_proxy_choice(node, choice)?;
     }
     CompiledPolicy::compile(&request.policy)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("policy.{e}")))?;
@@ -70,6 +64,32 @@ pub async fn create(node: &Node, request: CreateSession) -> Result<CreatedSessio
         token: token.expose().to_owned(),
         placeholders,
     })
+}
+
+/// Refuses an `upstream_proxy` that is neither `none`, a URL, nor the id of a proxy this
+/// node defines (the message never quotes a URL's password).
+fn check_proxy_choice(node: &Node, choice: &str) -> Result<(), Failure> {
+    use crate::upstream::egress::ProxyChoice;
+    let bad = |why: String| (StatusCode::BAD_REQUEST, format!("upstream_proxy: {why}"));
+    match ProxyChoice::parse(choice).map_err(|e| bad(e.to_string()))? {
+        ProxyChoice::Id(id) => {
+            let proxies = node.proxy.dialer.proxies();
+            if proxies.by_id(&id).is_some() {
+                return Ok(());
+            }
+            let ids: Vec<&str> = proxies.list.iter().map(|p| p.id.as_str()).collect();
+            Err(bad(format!(
+                "this node defines no proxy {id:?} (it defines: {}); give an id from \
+                 `sluice proxy list`, an http(s):// URL, or none",
+                if ids.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            )))
+        }
+        ProxyChoice::Direct | ProxyChoice::Url(_) => Ok(()),
+    }
 }
 
 /// Every session (without tokens or values).

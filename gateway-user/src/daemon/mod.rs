@@ -34,7 +34,7 @@ use crate::live::Live;
 use crate::proxy::{ExplicitProxy, KernelIdentify, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
 use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
-use crate::upstream::{Dialer, UpstreamClient, UpstreamSettings};
+use crate::upstream::{Dialer, NodeProxies, UpstreamClient, UpstreamSettings};
 
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -107,9 +107,15 @@ impl Prepared {
         let resolver = crate::dns::Resolver::new(live.hosts.clone());
         let live = live.into_store();
         let services = Arc::new(Services::start(&config, live.clone()).await?);
-        let dialer = Dialer::new(config.connect_timeout(), live.clone());
+        let ca = load_ca(&config)?;
+        let tls = upstream_tls(&config, &ca)?;
+        let dialer = Dialer::new(config.connect_timeout(), live.clone()).with_proxies(
+            node_proxies(&config)?,
+            tls.1.clone(),
+            resolver.clone(),
+        );
         let gate = Arc::new(services.gate());
-        let intercept = Arc::new(intercept_context(&config, &audit, &dialer, gate)?);
+        let intercept = Arc::new(intercept_context(&config, &audit, &dialer, gate, ca, tls)?);
         let proxy = Arc::new(ProxyContext {
             identify: Arc::new(KernelIdentify {
                 capture: capture.clone(),
@@ -213,31 +219,70 @@ impl Daemon {
     }
 }
 
-/// The interception engine: the CA (created on first run), leaf cache, upstream client.
-fn intercept_context(
-    config: &Config,
-    audit: &AuditLog,
-    dialer: &Dialer,
-    gate: Arc<crate::gate::SessionGate>,
-) -> anyhow::Result<InterceptContext> {
+/// The CA (created on first run), and the bundle file sandboxes trust.
+fn load_ca(config: &Config) -> anyhow::Result<CertificateAuthority> {
     let ca =
         CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
             .context("daemon: load the CA")?;
     tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
     crate::tls::bundle::write_bundle(&config.state_dir, ca.cert_pem())
         .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
-    let own_ca = ca.cert_der().clone();
+    Ok(ca)
+}
+
+/// The upstream TLS client configurations (`h2`+`http/1.1`, and `http/1.1` only, also used
+/// toward `https://` proxies), trusting the configured roots and never the Sluice CA.
+fn upstream_tls(
+    config: &Config,
+    ca: &CertificateAuthority,
+) -> anyhow::Result<(Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>)> {
+    let (tls, tls_h1, counts) = crate::upstream::client_configs(
+        config.upstream.roots,
+        &config.upstream.extra_roots,
+        Some(ca.cert_der()),
+    )?;
+    tracing::info!(
+        system = counts.system,
+        skipped = counts.skipped,
+        webpki = counts.webpki,
+        extra = counts.extra,
+        "upstream: trusted roots"
+    );
+    Ok((tls, tls_h1))
+}
+
+/// The node's upstream proxies: `[[upstream.proxies]]`, and `SLUICE_PROXY_URL` (then
+/// `PROXY_URL`) from the daemon's environment. A value that does not parse stops the start.
+fn node_proxies(config: &Config) -> anyhow::Result<Arc<NodeProxies>> {
+    let env = NodeProxies::env_proxy(|name| std::env::var(name).ok())
+        .context("daemon: the environment's upstream proxy")?;
+    let proxies = NodeProxies::build(&config.upstream.proxies, env)?;
+    for proxy in proxies.list.iter().chain(&proxies.env) {
+        let default = proxies.default.as_deref() == Some(proxy.id.as_str());
+        tracing::info!(id = proxy.id, label = proxy.label, url = %proxy.url, default, "upstream: proxy");
+    }
+    Ok(Arc::new(proxies))
+}
+
+/// The interception engine: the CA, leaf cache, upstream client.
+fn intercept_context(
+    config: &Config,
+    audit: &AuditLog,
+    dialer: &Dialer,
+    gate: Arc<crate::gate::SessionGate>,
+    ca: CertificateAuthority,
+    (tls, tls_h1): (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>),
+) -> anyhow::Result<InterceptContext> {
     let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
-    let upstream = UpstreamClient::new(
+    let upstream = UpstreamClient::with_tls(
         UpstreamSettings {
             connect_timeout: config.connect_timeout(),
-            roots: config.upstream.roots,
-            extra_roots: config.upstream.extra_roots.clone(),
-            own_ca: Some(own_ca),
             ..UpstreamSettings::default()
         },
         dialer.clone(),
-    )?;
+        tls,
+        tls_h1,
+    );
     Ok(InterceptContext {
         tls: Arc::new(ServerConfigCache::new(minter)?),
         upstream,

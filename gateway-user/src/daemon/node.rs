@@ -201,7 +201,41 @@ impl Node {
         )))
     }
 
+    /// Checks a sandbox's upstream proxy override: `none` or an id this node defines.
+    fn sandbox_proxy(&self, choice: Option<String>) -> Result<Option<String>, NodeError> {
+        use crate::upstream::egress::ProxyChoice;
+        let Some(text) = choice else {
+            return Ok(None);
+        };
+        let ids = || {
+            let proxies = self.proxy.dialer.proxies();
+            let ids: Vec<&str> = proxies.list.iter().map(|p| p.id.as_str()).collect();
+            if ids.is_empty() {
+                "this node defines none ([[upstream.proxies]])".to_owned()
+            } else {
+                format!("this node defines {}", ids.join(", "))
+            }
+        };
+        match ProxyChoice::parse(&text) {
+            Ok(ProxyChoice::Direct) => Ok(Some("none".into())),
+            Ok(ProxyChoice::Id(id)) if self.proxy.dialer.proxies().by_id(&id).is_some() => {
+                Ok(Some(id))
+            }
+            Ok(ProxyChoice::Id(id)) => Err(NodeError::BadRequest(format!(
+                "upstream_proxy: no proxy {id:?}; {}, or use none",
+                ids()
+            ))),
+            Ok(ProxyChoice::Url(_)) => Err(NodeError::BadRequest(
+                "upstream_proxy: a sandbox names a proxy id of the node or none, not a URL; \
+                 define the proxy in [[upstream.proxies]] or give the URL to its session"
+                    .into(),
+            )),
+            Err(e) => Err(NodeError::BadRequest(format!("upstream_proxy: {e}"))),
+        }
+    }
+
     fn create_owned(&self, req: CreateSandbox) -> Result<Arc<Sandbox>, NodeError> {
+        let upstream_proxy = self.sandbox_proxy(req.upstream_proxy)?;
         let (id, path) = self.new_cgroup()?;
         let mut sandbox = Sandbox {
             id,
@@ -211,6 +245,7 @@ impl Node {
             session: req.session,
             owned: true,
             extra_attach: false,
+            upstream_proxy,
         };
         let built = (|| {
             sandbox.cgroup_id =
@@ -249,6 +284,7 @@ impl Node {
             )));
         }
         let extra_attach = !path.starts_with(&self.parent_cgroup);
+        let upstream_proxy = self.sandbox_proxy(req.upstream_proxy)?;
         let sandbox = Sandbox {
             id: self.registry.allocate_id(),
             cgroup: path.to_path_buf(),
@@ -257,6 +293,7 @@ impl Node {
             session: req.session,
             owned: false,
             extra_attach,
+            upstream_proxy,
         };
         if extra_attach {
             self.capture

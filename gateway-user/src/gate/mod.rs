@@ -9,6 +9,7 @@
 
 mod compiled;
 mod filters;
+mod proxy;
 
 use std::sync::Arc;
 
@@ -58,6 +59,14 @@ impl RequestPolicy for SessionGate {
         node: &'a Arc<CompiledPolicy>,
     ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
         Box::pin(self.connection_policy(who, node))
+    }
+
+    fn session_proxy<'a>(
+        &'a self,
+        who: &'a Who,
+    ) -> HookFuture<'a, Result<crate::upstream::egress::Level, crate::upstream::egress::EgressError>>
+    {
+        Box::pin(self.session_level(who))
     }
 }
 

@@ -52,6 +52,11 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     };
     audit.record_mut().host = Some(target.host.to_string());
     audit.record_mut().url = Some(target.url.clone());
+    audit.record_mut().proxy = state
+        .peer
+        .egress
+        .proxy_for(Some(&target.host), state.peer.dest)
+        .map(|p| p.label.clone());
     checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
     checks::join_cookies(&mut parts.headers);
 
@@ -91,7 +96,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     match state
         .ctx
         .upstream
-        .send(state.peer.dest, request, false)
+        .send(state.peer.dest, &state.peer.egress, request, false)
         .await
     {
         Ok(upstream) => respond(upstream, &target, &state, audit, plan.response).await,

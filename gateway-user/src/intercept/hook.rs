@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::audit::{Record, Who};
 use crate::policy::CompiledPolicy;
+use crate::upstream::egress::{EgressError, Level};
 
 /// A boxed future, so the hook stays object safe.
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,6 +49,16 @@ pub trait RequestPolicy: Send + Sync + Debug {
     ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
         let _ = who;
         Box::pin(async move { Ok(node.clone()) })
+    }
+
+    /// What the session of `who` says about its upstream proxy (its URL's password
+    /// opened). The default says nothing.
+    ///
+    /// # Security
+    /// An error refuses the connection: a proxy that was asked for is never skipped.
+    fn session_proxy<'a>(&'a self, who: &'a Who) -> HookFuture<'a, Result<Level, EgressError>> {
+        let _ = who;
+        Box::pin(async { Ok(Level::Inherit) })
     }
 }
 

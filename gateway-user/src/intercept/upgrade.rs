@@ -46,7 +46,7 @@ pub(super) async fn forward(
     let mut upstream = match state
         .ctx
         .upstream
-        .send(state.peer.dest, request, true)
+        .send(state.peer.dest, &state.peer.egress, request, true)
         .await
     {
         Ok(upstream) => upstream,

@@ -157,10 +157,12 @@ async fn handle(
             audit.end(Outcome::refused(&refusal));
             return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
         }
+        let egress = super::egress_of(&proxy.ctx, &who, None).await;
         let peer = Peer {
             conn: id,
             who: Some(who),
             dest,
+            egress,
         };
         return forward_absolute(req, peer, proxy.ctx.intercept.clone()).await;
     }

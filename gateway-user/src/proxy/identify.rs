@@ -20,6 +20,8 @@ pub struct Identity {
     pub who: Who,
     /// The destination the application asked for.
     pub destination: SocketAddr,
+    /// The sandbox's upstream proxy override (`none`, an id), if it has one.
+    pub proxy: Option<String>,
 }
 
 /// Why a connection is closed before anything is read from it.
@@ -78,6 +80,7 @@ impl Identify for KernelIdentify {
         Ok(Identity {
             who: who_of(&sandbox, &record),
             destination: capture::original_destination(&record),
+            proxy: sandbox.upstream_proxy.clone(),
         })
     }
 }

@@ -17,11 +17,12 @@ mod transparent;
 
 use std::sync::Arc;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Who};
 use crate::detect::Limits;
 use crate::intercept::InterceptContext;
 use crate::live::LiveStore;
-use crate::upstream::Dialer;
+use crate::upstream::egress::{EgressError, Level, ProxyChoice, resolve};
+use crate::upstream::{Dialer, Egress};
 
 pub use explicit::{ExplicitProxy, serve_explicit};
 pub use identify::{Identify, Identity, KernelIdentify, Refusal, TableIdentify};
@@ -50,4 +51,34 @@ pub struct ProxyContext {
     /// The daemon's resolver (the one sandboxes' DNS uses): binds passthrough names and
     /// `tcp_allow` host entries to addresses.
     pub resolver: crate::dns::Resolver,
+}
+
+/// The path a connection of `who` leaves by: its sandbox's override (`sandbox`), its
+/// session's proxy, the node's default, the daemon's environment, or direct.
+///
+/// # Security
+/// A level that names what cannot be used gives [`Egress::Refused`]: every dial of the
+/// connection then fails with the reason, and nothing goes direct instead.
+pub(crate) async fn egress_of(ctx: &ProxyContext, who: &Who, sandbox: Option<&str>) -> Egress {
+    let resolved = async {
+        let sandbox = match sandbox {
+            None => Level::Inherit,
+            Some(text) => {
+                let choice = ProxyChoice::parse(text).map_err(|e| EgressError::Unusable {
+                    level: "sandbox",
+                    reason: e.to_string(),
+                })?;
+                Level::Chose(choice, None)
+            }
+        };
+        let session = ctx.intercept.policy.session_proxy(who).await?;
+        resolve(&sandbox, &session, ctx.dialer.proxies())
+    };
+    match resolved.await {
+        Ok(egress) => egress,
+        Err(error) => {
+            tracing::warn!(%error, "egress: refused");
+            Egress::Refused(error.to_string().into())
+        }
+    }
 }

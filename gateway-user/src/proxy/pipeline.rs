@@ -32,6 +32,7 @@ where
         .connection(&conn.who, &conn.live.policy)
         .await;
     conn.with_session(session);
+    conn.egress = super::egress_of(ctx, &conn.who, conn.sandbox_proxy.as_deref()).await;
     // Opaque TCP carries no name: a `tcp_allow` host entry matches when the destination is
     // one of the addresses the daemon's resolver returns for it.
     let dest_names = binding::names_resolving_to(&ctx.resolver, &conn.policy, conn.dest).await;
@@ -58,15 +59,18 @@ where
                 return refuse(ctx, conn, client, &detection.outcome, &reason).await;
             }
             conn.audit.set_mode(Mode::Passthrough);
-            relay_to(ctx, conn, client).await;
+            relay_to(ctx, conn, Some(&host), client).await;
         }
         Route::Relay => {
             conn.audit.set_mode(Mode::Relay);
-            relay_to(ctx, conn, client).await;
+            relay_to(ctx, conn, None, client).await;
         }
         Route::Intercept { host } => {
             conn.audit.set_mode(Mode::Intercept);
             conn.audit.set_host(host.to_string());
+            if let Some(proxy) = conn.egress.proxy_for(Some(&host), conn.dest) {
+                conn.audit.set_proxy(proxy.label.clone());
+            }
             let engine = ctx.intercept.clone();
             let served = match &detection.outcome {
                 Outcome::Tls(hello) => {
@@ -127,9 +131,18 @@ async fn refuse<IO: RelayStream>(
     }
 }
 
-/// Dials the connection's destination (checked again by the dialer) and relays.
-async fn relay_to<IO: RelayStream>(ctx: &ProxyContext, conn: &mut Conn, client: Prefixed<IO>) {
-    let upstream = match ctx.dialer.dial(conn.dest).await {
+/// Dials the connection's destination (checked again by the dialer) along its egress, and
+/// relays. `name` is the host the client named (SNI), when it named one.
+async fn relay_to<IO: RelayStream>(
+    ctx: &ProxyContext,
+    conn: &mut Conn,
+    name: Option<&Host>,
+    client: Prefixed<IO>,
+) {
+    if let Some(proxy) = conn.egress.proxy_for(name, conn.dest) {
+        conn.audit.set_proxy(proxy.label.clone());
+    }
+    let upstream = match ctx.dialer.dial(conn.dest, name, &conn.egress).await {
         Ok(upstream) => upstream,
         Err(e) if e.is_refusal() => {
             conn.audit.set_mode(Mode::Refused);

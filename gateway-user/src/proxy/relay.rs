@@ -8,6 +8,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::audit::{Side, Sided};
 use crate::detect::Prefixed;
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
+
+use crate::upstream::EgressStream;
 
 /// Why a relay ended badly (bytes already moved are still counted).
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,15 @@ impl RelayStream for TcpStream {
 
 impl RelayStream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 
+impl RelayStream for EgressStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Either::Left(tcp) => Some(tcp),
+            Either::Right(_) => None,
+        }
+    }
+}
+
 /// A socket with bytes still to replay is spliced only once they are all replayed.
 impl RelayStream for Prefixed<TcpStream> {
     fn tcp(&self) -> Option<&TcpStream> {
@@ -55,11 +67,11 @@ impl RelayStream for Prefixed<TcpStream> {
 
 /// Relays `client` (whose peeked bytes are replayed first) and `upstream` until both sides
 /// are done; returns (bytes up, bytes down). A bare TCP client is spliced in the kernel;
-/// anything else is copied through userspace buffers. On error the bytes moved so far are in
-/// the error.
+/// anything else (or a tunnel through an upstream proxy) is copied through userspace
+/// buffers. On error the bytes moved so far are in the error.
 pub async fn relay<IO: RelayStream>(
     client: Prefixed<IO>,
-    mut upstream: TcpStream,
+    mut upstream: EgressStream,
 ) -> Result<(u64, u64), RelayError> {
     let (prefix, mut client) = client.into_parts();
     let sent = prefix.len() as u64;
@@ -71,7 +83,7 @@ pub async fn relay<IO: RelayStream>(
             detail: format!("upstream: write: {e}"),
         });
     }
-    let Some(tcp) = client.tcp() else {
+    let (Some(tcp), Some(upstream_tcp)) = (client.tcp(), upstream.tcp()) else {
         return copy(&mut client, &mut upstream)
             .await
             .map(|(up, down)| (up + sent, down))
@@ -80,7 +92,7 @@ pub async fn relay<IO: RelayStream>(
                 ..e
             });
     };
-    match super::splice::relay(tcp, &upstream).await {
+    match super::splice::relay(tcp, upstream_tcp).await {
         (moved, None) => Ok((moved.a_to_b + sent, moved.b_to_a)),
         (moved, Some(e)) => Err(RelayError {
             side: Side::Gateway,

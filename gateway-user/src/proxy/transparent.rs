@@ -42,6 +42,7 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
         identity.destination,
         ctx.live.load_full(),
     );
+    conn.sandbox_proxy = identity.proxy;
     if let Err(refusal) = check_destination(conn.dest, &conn.live.allow_internal) {
         conn.audit.set_mode(Mode::Refused);
         conn.audit.end(Outcome::refused(&refusal));

@@ -37,4 +37,8 @@ pub struct Sandbox {
     pub owned: bool,
     /// Whether the cgroup lies outside the sandbox parent, so programs were attached to it.
     pub extra_attach: bool,
+    /// The sandbox's upstream proxy: `none` (direct) or a proxy id of the node's
+    /// configuration, overriding its session's. Default is none set (the session decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy: Option<String>,
 }

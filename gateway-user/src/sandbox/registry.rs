@@ -148,6 +148,7 @@ mod tests {
             session: Some("s1".into()),
             owned: true,
             extra_attach: false,
+            upstream_proxy: None,
         }
     }
 

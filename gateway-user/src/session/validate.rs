@@ -91,8 +91,10 @@ impl NewSession {
                 return fail(&at("value"), "must not contain CR, LF or NUL".into());
             }
         }
-        if let Some(problem) = self.upstream_proxy.as_deref().and_then(proxy_url_problem) {
-            return fail("upstream_proxy", problem.into());
+        if let Some(choice) = self.upstream_proxy.as_deref()
+            && let Err(e) = crate::upstream::egress::ProxyChoice::parse(choice)
+        {
+            return fail("upstream_proxy", e.to_string());
         }
         if self.labels.len() > MAX_LABELS {
             return fail("labels", format!("at most {MAX_LABELS}"));
@@ -167,20 +169,6 @@ fn is_label_key(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
-}
-
-/// The proxy URL must be `http(s)://[user[:password]@]host[:port][/]`.
-fn proxy_url_problem(url: &str) -> Option<&'static str> {
-    const SHAPE: &str = "must be an http:// or https:// URL with a host and no path";
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return Some(SHAPE);
-    };
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Some(SHAPE);
-    }
-    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
-    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
-    (!(host_ok && path_ok)).then_some(SHAPE)
 }
 
 #[cfg(test)]
@@ -298,19 +286,19 @@ mod tests {
             ),
             (
                 |s| s.upstream_proxy = Some("socks5://proxy:1080".into()),
-                "upstream_proxy: must be an http",
+                "upstream_proxy: upstream proxy socks5://proxy:1080: must be an http",
             ),
             (
                 |s| s.upstream_proxy = Some("proxy:3128".into()),
-                "upstream_proxy: must be an http",
+                "upstream_proxy: upstream proxy id",
             ),
             (
                 |s| s.upstream_proxy = Some("http://proxy:3128/path".into()),
-                "upstream_proxy: must be an http",
+                "upstream_proxy: upstream proxy http://proxy:3128/path: must be an http",
             ),
             (
                 |s| s.upstream_proxy = Some("not a url".into()),
-                "upstream_proxy: must be an http",
+                "upstream_proxy: upstream proxy id",
             ),
             (
                 |s| {

@@ -1,5 +1,5 @@
-//! The connector under the pooled client: dials one fixed address, then (for `https`) does
-//! TLS with SNI and verification for the request's host.
+//! The connector under the pooled client: dials one fixed address along the connection's
+//! egress, then (for `https`) does TLS with SNI and verification for the request's host.
 
 use std::future::Future;
 use std::io;
@@ -15,11 +15,11 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::ConnectError;
+use super::{ConnectError, Egress, EgressStream};
+use crate::host::Host;
 
 /// Dials `dest` whatever host the URI names; the URI only gives the scheme and TLS name.
 ///
@@ -29,6 +29,7 @@ use super::ConnectError;
 #[derive(Clone, Debug)]
 pub(super) struct DestConnector {
     pub(super) dest: SocketAddr,
+    pub(super) egress: Egress,
     pub(super) dialer: super::Dialer,
     pub(super) tls: Arc<ClientConfig>,
     pub(super) handshake_timeout: Duration,
@@ -52,15 +53,16 @@ impl tower_service::Service<Uri> for DestConnector {
 impl DestConnector {
     async fn connect(self, uri: Uri) -> Result<UpstreamStream, ConnectError> {
         let dest = self.dest;
-        let tcp = self.dialer.dial(dest).await?;
-        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
-            return Ok(UpstreamStream::Plain(tcp));
-        }
         let host = uri
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             .unwrap_or_default()
             .to_owned();
+        let name = Host::parse(&host).ok();
+        let tcp = self.dialer.dial(dest, name.as_ref(), &self.egress).await?;
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return Ok(UpstreamStream::Plain(tcp));
+        }
         let name = ServerName::try_from(host.clone())
             .map_err(|_| ConnectError::BadName { host: host.clone() })?;
         let handshake = TlsConnector::from(self.tls).connect(name, tcp);
@@ -97,9 +99,9 @@ fn tls_error(host: &str, dest: SocketAddr, source: io::Error) -> ConnectError {
 #[derive(Debug)]
 pub enum UpstreamStream {
     /// `http`.
-    Plain(TcpStream),
+    Plain(EgressStream),
     /// `https`.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<EgressStream>>),
 }
 
 impl Connection for UpstreamStream {

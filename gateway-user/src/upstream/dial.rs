@@ -1,16 +1,21 @@
 //! The one dialer: every TCP connection Sluice opens toward an upstream (intercepted
 //! requests, passthrough and `tcp_allow` relays, `CONNECT` tunnels) goes through
-//! [`Dialer::dial`], which refuses internal destinations, bounds the connect and turns Nagle
-//! off. Upstream proxies plug in here.
+//! [`Dialer::dial`], which refuses internal destinations, bounds the connect, turns Nagle
+//! off, and goes through the connection's upstream proxy when it has one.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
+use super::egress::{ConnectTo, Egress, NodeProxies, UpstreamProxy};
+use super::tunnel::{self, EgressStream};
 use crate::audit::{Side, Sided};
+use crate::host::Host;
 use crate::live::LiveStore;
 use crate::net::{Cidr, classify_dialled};
 
@@ -48,19 +53,42 @@ pub enum DialError {
         /// The OS error.
         source: Arc<io::Error>,
     },
+    /// The upstream proxy could not be reached or refused the tunnel; nothing went direct.
+    #[error("upstream proxy {label}: {what}; nothing was sent direct")]
+    Proxy {
+        /// The proxy's label.
+        label: String,
+        /// What happened, or what it answered.
+        what: String,
+    },
+    /// The connection's egress could not be resolved (a proxy named but not defined).
+    #[error("{0}")]
+    NoEgress(Arc<str>),
+    /// The name a `CONNECT` would carry is internal (the proxy would resolve it itself).
+    #[error("policy: {name} is a {what}; internal destinations are refused")]
+    InternalName {
+        /// The name.
+        name: String,
+        /// What kind of internal name.
+        what: &'static str,
+    },
 }
 
 impl DialError {
     /// Whether the policy refused the destination (nothing was dialled).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, DialError::Internal { .. })
+        matches!(
+            self,
+            DialError::Internal { .. } | DialError::InternalName { .. }
+        )
     }
 }
 
 impl Sided for DialError {
     fn side(&self) -> Side {
         match self {
-            DialError::Internal { .. } => Side::Policy,
+            DialError::Internal { .. } | DialError::InternalName { .. } => Side::Policy,
+            DialError::NoEgress(_) => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -71,6 +99,10 @@ impl Sided for DialError {
 pub struct Dialer {
     connect_timeout: Duration,
     live: LiveStore,
+    proxies: Arc<NodeProxies>,
+    proxy_tls: Option<Arc<ClientConfig>>,
+    /// Checks the names a `CONNECT` would carry (the sandboxes' resolver).
+    resolver: Option<crate::dns::Resolver>,
 }
 
 impl Dialer {
@@ -80,7 +112,32 @@ impl Dialer {
         Dialer {
             connect_timeout,
             live,
+            proxies: Arc::default(),
+            proxy_tls: None,
+            resolver: None,
         }
+    }
+
+    /// The dialer with the node's upstream proxies, the TLS client configuration
+    /// `https://` proxies are verified with, and the resolver a `CONNECT`'s name is checked
+    /// with (the one sandboxes' DNS uses).
+    pub fn with_proxies(
+        self,
+        proxies: Arc<NodeProxies>,
+        tls: Arc<ClientConfig>,
+        resolver: crate::dns::Resolver,
+    ) -> Dialer {
+        Dialer {
+            proxies,
+            proxy_tls: Some(tls),
+            resolver: Some(resolver),
+            ..self
+        }
+    }
+
+    /// The node's upstream proxies.
+    pub fn proxies(&self) -> &Arc<NodeProxies> {
+        &self.proxies
     }
 
     /// The limit on one connect.
@@ -88,14 +145,91 @@ impl Dialer {
         self.connect_timeout
     }
 
-    /// Connects to `dest`, with Nagle off (SSE, gRPC and WebSocket frames must leave at
-    /// once).
+    /// Connects to `dest` (for `name`, the host the sandbox asked for, when known) along
+    /// `egress`: directly, with Nagle off (SSE, gRPC and WebSocket frames must leave at
+    /// once), or through a tunnel of the egress's proxy unless its `no_proxy` covers `dest`.
     ///
     /// # Security
-    /// The address checked is the address dialled: an internal destination is refused here
-    /// whatever the caller checked before.
-    pub async fn dial(&self, dest: SocketAddr) -> Result<TcpStream, DialError> {
+    /// The address checked is the address dialled, or the one the `CONNECT` names: an
+    /// internal destination is refused here, before anything is sent, whatever the caller
+    /// checked before. A proxy that fails is an error, never a direct fallback.
+    pub async fn dial(
+        &self,
+        dest: SocketAddr,
+        name: Option<&Host>,
+        egress: &Egress,
+    ) -> Result<EgressStream, DialError> {
         check_destination(dest, &self.live.load().allow_internal)?;
+        if let Egress::Refused(why) = egress {
+            return Err(DialError::NoEgress(why.clone()));
+        }
+        let Some(proxy) = egress.proxy_for(name, dest) else {
+            return self.dial_direct(dest).await.map(Either::Left);
+        };
+        let target = match (proxy.connect_to, name) {
+            (ConnectTo::Name, Some(name)) if !name.is_ip() => {
+                check_name(name)?;
+                if self.name_binds(name, dest).await {
+                    format!("{name}:{}", dest.port())
+                } else {
+                    dest.to_string()
+                }
+            }
+            _ => dest.to_string(),
+        };
+        let tls = self.proxy_tls.as_ref();
+        tunnel::open(proxy, tls, &target, self.connect_timeout)
+            .await
+            .map(Either::Right)
+    }
+
+    /// Opens (and closes) a tunnel through `proxy` to `target` (`host:port`): what
+    /// `sluice proxy test` does. The target is checked like a dial's.
+    pub async fn probe(&self, proxy: &UpstreamProxy, target: &str) -> Result<(), DialError> {
+        let (host, port) = target
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((Host::parse(h).ok()?, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| DialError::Proxy {
+                label: proxy.label.clone(),
+                what: format!("test target {target:?} is not HOST:PORT"),
+            })?;
+        match host.ip() {
+            Some(ip) => {
+                check_destination(SocketAddr::new(ip, port), &self.live.load().allow_internal)?
+            }
+            None => check_name(&host)?,
+        }
+        let target = format!("{}:{port}", host_authority(&host));
+        tunnel::open(
+            proxy,
+            self.proxy_tls.as_ref(),
+            &target,
+            self.connect_timeout,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether the `CONNECT` may name `name` rather than `dest`: the name resolves (with
+    /// the sandboxes' resolver) to `dest` among addresses none of which is internal.
+    /// Otherwise the proxy would resolve the name to somewhere else than the address that
+    /// was checked (a sandbox may pair any SNI with any allowed address), so the checked
+    /// address is named instead.
+    async fn name_binds(&self, name: &Host, dest: SocketAddr) -> bool {
+        let Some(resolver) = &self.resolver else {
+            return false;
+        };
+        let Ok(addrs) = resolver.lookup(name.as_str()).await else {
+            return false;
+        };
+        let allow = &self.live.load().allow_internal;
+        addrs.contains(&dest.ip())
+            && addrs
+                .iter()
+                .all(|ip| check_destination(SocketAddr::new(*ip, dest.port()), allow).is_ok())
+    }
+
+    async fn dial_direct(&self, dest: SocketAddr) -> Result<TcpStream, DialError> {
         let after = self.connect_timeout;
         let tcp = tokio::time::timeout(after, TcpStream::connect(dest))
             .await
@@ -110,6 +244,27 @@ impl Dialer {
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
     }
+}
+
+/// `host`, IPv6 in brackets.
+fn host_authority(host: &Host) -> String {
+    match host.ip() {
+        Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => host.to_string(),
+    }
+}
+
+/// Refuses names a proxy would resolve to the proxy's own host or network: `localhost` and
+/// names under it.
+fn check_name(name: &Host) -> Result<(), DialError> {
+    let text = name.as_str();
+    if text == "localhost" || text.ends_with(".localhost") {
+        return Err(DialError::InternalName {
+            name: text.to_owned(),
+            what: "loopback name",
+        });
+    }
+    Ok(())
 }
 
 /// Refuses destinations internal to the node or its network (including the node's own
@@ -165,14 +320,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dest = listener.local_addr().unwrap();
         let closed = Dialer::new(Duration::from_secs(5), Live::default().into_store());
-        let error = closed.dial(dest).await.unwrap_err();
+        let error = closed.dial(dest, None, &Egress::Direct).await.unwrap_err();
         assert!(error.is_refusal(), "{error}");
         let live = Live {
             allow_internal: vec![Cidr::parse("127.0.0.0/8").unwrap()],
             ..Live::default()
         };
         let open = Dialer::new(Duration::from_secs(5), live.into_store());
-        let stream = open.dial(dest).await.unwrap();
-        assert!(stream.nodelay().unwrap());
+        let stream = open.dial(dest, None, &Egress::Direct).await.unwrap();
+        assert!(matches!(stream, Either::Left(ref tcp) if tcp.nodelay().unwrap()));
     }
 }

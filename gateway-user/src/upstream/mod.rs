@@ -8,12 +8,16 @@
 //!   configured roots (the node's trust store and webpki by default) plus `extra_roots`.
 //!   ALPN offers `h2` and `http/1.1`, so h2 is used when the upstream offers it (WebSocket
 //!   upgrades offer only `http/1.1`).
-//! - Connections are pooled per (destination address, host, scheme): one hyper-util client
-//!   per destination, whose pool is keyed by scheme and authority.
+//! - Connections are pooled per (destination address, egress, upgrade): one hyper-util
+//!   client each, whose pool is keyed by scheme and authority.
+//! - Egress: directly, or through the connection's upstream proxy (a `CONNECT` tunnel, for
+//!   `http` too); see [`egress`].
 
 mod connect;
 mod dial;
+pub mod egress;
 mod roots;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,7 +37,9 @@ use rustls_pki_types::CertificateDer;
 use connect::DestConnector;
 pub use connect::UpstreamStream;
 pub use dial::{DialError, Dialer, check_destination};
+pub use egress::{Egress, NodeProxies, UpstreamProxy};
 pub use roots::{RootCounts, Roots, client_configs};
+pub use tunnel::EgressStream;
 
 /// Error type of streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,9 +168,9 @@ impl UpstreamError {
     /// timeouts, 502 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::Connect(ConnectError::Dial(DialError::Internal { .. })) => {
-                StatusCode::FORBIDDEN
-            }
+            UpstreamError::Connect(ConnectError::Dial(
+                DialError::Internal { .. } | DialError::InternalName { .. },
+            )) => StatusCode::FORBIDDEN,
             UpstreamError::ResponseTimeout { .. }
             | UpstreamError::Connect(
                 ConnectError::Dial(DialError::Timeout { .. }) | ConnectError::TlsTimeout { .. },
@@ -173,6 +179,9 @@ impl UpstreamError {
         }
     }
 }
+
+/// One pooled client per destination, egress (proxy id or `direct`) and upgrade flag.
+type PoolKey = (SocketAddr, String, bool);
 
 /// The shared upstream client; cheap to clone.
 #[derive(Clone, Debug)]
@@ -188,7 +197,7 @@ struct Inner {
     tls_h1: Arc<ClientConfig>,
     settings: UpstreamSettings,
     dialer: Dialer,
-    clients: Mutex<HashMap<(SocketAddr, bool), Client<DestConnector, Body>>>,
+    clients: Mutex<HashMap<PoolKey, Client<DestConnector, Body>>>,
 }
 
 impl UpstreamClient {
@@ -198,19 +207,23 @@ impl UpstreamClient {
         settings: UpstreamSettings,
         dialer: Dialer,
     ) -> Result<UpstreamClient, UpstreamError> {
-        let (tls, tls_h1, counts) = client_configs(
+        let (tls, tls_h1, _) = client_configs(
             settings.roots,
             &settings.extra_roots,
             settings.own_ca.as_ref(),
         )?;
-        tracing::info!(
-            system = counts.system,
-            skipped = counts.skipped,
-            webpki = counts.webpki,
-            extra = counts.extra,
-            "upstream: trusted roots"
-        );
-        Ok(UpstreamClient {
+        Ok(UpstreamClient::with_tls(settings, dialer, tls, tls_h1))
+    }
+
+    /// A client using the TLS configurations [`client_configs`] built (`tls` offering `h2`
+    /// and `http/1.1`, `tls_h1` only `http/1.1`); `settings`' root fields are not read.
+    pub fn with_tls(
+        settings: UpstreamSettings,
+        dialer: Dialer,
+        tls: Arc<ClientConfig>,
+        tls_h1: Arc<ClientConfig>,
+    ) -> UpstreamClient {
+        UpstreamClient {
             inner: Arc::new(Inner {
                 tls,
                 tls_h1,
@@ -218,19 +231,21 @@ impl UpstreamClient {
                 dialer,
                 clients: Mutex::new(HashMap::new()),
             }),
-        })
+        }
     }
 
     /// Sends `request` (absolute URI: scheme and authority name the upstream; the TLS name
-    /// is its host) over a pooled connection to `dest`, and returns the response head with
-    /// its body streaming. `upgrade` selects an HTTP/1.1-only connection (for WebSocket).
+    /// is its host) over a pooled connection to `dest` along `egress`, and returns the
+    /// response head with its body streaming. `upgrade` selects an HTTP/1.1-only
+    /// connection (for WebSocket).
     pub async fn send(
         &self,
         dest: SocketAddr,
+        egress: &Egress,
         request: Request<Body>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let client = self.client_for(dest, upgrade);
+        let client = self.client_for(dest, egress, upgrade);
         let after = self.inner.settings.response_timeout;
         match tokio::time::timeout(after, client.request(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout { after }),
@@ -244,13 +259,19 @@ impl UpstreamClient {
         &self.inner.settings
     }
 
-    fn client_for(&self, dest: SocketAddr, upgrade: bool) -> Client<DestConnector, Body> {
+    fn client_for(
+        &self,
+        dest: SocketAddr,
+        egress: &Egress,
+        upgrade: bool,
+    ) -> Client<DestConnector, Body> {
+        let key = (dest, egress.key().to_owned(), upgrade);
         let mut clients = self
             .inner
             .clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = clients.get(&(dest, upgrade)) {
+        if let Some(client) = clients.get(&key) {
             return client.clone();
         }
         if clients.len() >= CLIENT_CAPACITY {
@@ -259,6 +280,7 @@ impl UpstreamClient {
         let settings = &self.inner.settings;
         let connector = DestConnector {
             dest,
+            egress: egress.clone(),
             dialer: self.inner.dialer.clone(),
             tls: Arc::clone(if upgrade {
                 &self.inner.tls_h1
@@ -274,7 +296,7 @@ impl UpstreamClient {
             .timer(TokioTimer::new())
             .http2_adaptive_window(true)
             .build(connector);
-        clients.insert((dest, upgrade), client.clone());
+        clients.insert(key, client.clone());
         client
     }
 }

@@ -138,6 +138,7 @@ impl Gateway {
                 ..Who::default()
             },
             destination: dest,
+            proxy: None,
         };
         self.identities
             .insert(socket.local_addr().unwrap(), identity);

@@ -114,6 +114,7 @@ impl Engine {
                                     ..Who::default()
                                 },
                                 destination: dest,
+                                proxy: None,
                             };
                             let proxy = Arc::new(ProxyContext {
                                 identify: Arc::new(TableIdentify::every(identity)),

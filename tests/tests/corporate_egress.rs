@@ -1,0 +1,625 @@
+//! Corporate egress: every upstream connection leaves through the upstream proxy the
+//! cascade picks (sandbox → session → node default → the daemon's environment → direct), a
+//! real Squid in the test network. Each Squid dials out from its own address, so the test
+//! host's peer address says which path a request took (Squid logs a tunnel only when it
+//! closes, and Sluice keeps intercepted tunnels pooled). Intercepted requests (with the
+//! session's credential injected), passthrough and `tcp_allow` relays all go through it; a
+//! proxy that is down or refuses gives a 502 naming it, and nothing goes direct; the
+//! proxy's password shows nowhere.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::sluice::{Options, Sluice};
+use tests::squid::{self, Squid};
+use tests::upstream::{self, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+
+/// The real credential, bound to api.test.
+const SECRET: &str = "sk-corp-4b1d9e7a2c";
+/// The corporate proxy's password (never shown anywhere).
+const PROXY_PASSWORD: &str = "Sq-pw-8e2f71c3d9";
+const USER: &str = "agent";
+/// How long Squid may take to write a log line.
+const LOG_WAIT: Duration = Duration::from_secs(5);
+/// The corporate proxy's address (it dials out from it too).
+const CORP: Ipv4Addr = addrs::HOST_C;
+/// A second proxy's address.
+const TENANT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 13);
+
+struct World {
+    lab: NetLab,
+    ca: TestCa,
+    ca_file: tempfile::TempPath,
+    api: RunningUpstream,
+    pinned: RunningUpstream,
+    echo: tests::upstream::RunningTcp,
+}
+
+/// The test network: api.test (HTTPS, echoes) on FAR_HOST, pinned.test (HTTPS, passed
+/// through) on HOST_A, a TCP echo on HOST_B:7.
+fn world(name: &str) -> World {
+    let lab = NetLab::new(name).unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let api = upstream::https(&ca)
+        .hostname("api.test")
+        .echo()
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let pinned = upstream::https(&ca)
+        .hostname("pinned.test")
+        .route("/", "pinned-ok")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 443))
+        .unwrap();
+    let echo = upstream::tcp_echo()
+        .start(&lab, SocketAddr::new(addrs::HOST_B.into(), 7))
+        .unwrap();
+    World {
+        lab,
+        ca,
+        ca_file,
+        api,
+        pinned,
+        echo,
+    }
+}
+
+impl World {
+    /// A Squid on `ip`:3128 that dials out from `ip` and resolves the test names; with
+    /// basic auth when `auth`.
+    fn squid(&self, ip: Ipv4Addr, auth: bool) -> Squid {
+        let mut builder = squid::squid()
+            .host("api.test", addrs::FAR_HOST.into())
+            .host("pinned.test", addrs::HOST_A.into())
+            .config_line(&format!("tcp_outgoing_address {ip}"));
+        if auth {
+            builder = builder.basic_auth(USER, PROXY_PASSWORD);
+        }
+        builder
+            .start(&self.lab, SocketAddr::new(ip.into(), 3128))
+            .unwrap()
+    }
+
+    /// The daemon, with `proxies` (TOML `[[upstream.proxies]]` tables) and `env`.
+    fn sluice(&self, proxies: &str, env: &[(&str, &str)]) -> Sluice {
+        let ca_file = self.ca_file.to_path_buf();
+        Sluice::start(
+            &self.lab,
+            &Options {
+                extra_toml: format!(
+                    "[upstream]\nextra_roots = [{ca_file:?}]\n{proxies}\
+                     [policy]\npassthrough = [\"pinned.test\"]\ntcp_allow = [\"198.51.100.11:7\"]\n"
+                ),
+                dns_hosts: vec![
+                    ("api.test".into(), addrs::FAR_HOST.to_string()),
+                    ("pinned.test".into(), addrs::HOST_A.to_string()),
+                ],
+                daemon_env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// A `[[upstream.proxies]]` table.
+fn proxy_toml(id: &str, label: &str, url: &str, default: bool, extra: &str) -> String {
+    format!(
+        "[[upstream.proxies]]\nid = {id:?}\nlabel = {label:?}\nurl = {url:?}\ndefault = {default}\n{extra}"
+    )
+}
+
+fn authed_url(squid: &Squid, password: &str) -> String {
+    format!("http://{USER}:{password}@{}", squid.addr())
+}
+
+/// A session holding `API_KEY` for api.test, plus `args`; returns (id, token).
+fn session(sluice: &Sluice, args: &[&str]) -> (String, String) {
+    let mut all = vec!["--cred", "API_KEY=env:SECRET@api.test"];
+    all.extend_from_slice(args);
+    sluice.create_session(&all, &[("SECRET", SECRET)]).unwrap()
+}
+
+/// curl in a new sandbox (`flags` for `sluice exec`), trusting the Sluice CA and the test
+/// CA; stdout then stderr.
+fn curl(sluice: &Sluice, world: &World, flags: &[&str], args: &[&str]) -> String {
+    let bundle = sluice
+        .public_file(
+            "trust.pem",
+            &[
+                std::fs::read(sluice.state_dir().join("ca.pem")).unwrap(),
+                std::fs::read(&world.ca_file).unwrap(),
+            ]
+            .concat(),
+        )
+        .unwrap();
+    let bundle = bundle.to_string_lossy().into_owned();
+    let mut argv = vec![
+        "curl",
+        "-sS",
+        "--max-time",
+        "15",
+        "--cacert",
+        bundle.as_str(),
+    ];
+    argv.extend_from_slice(args);
+    let out = sluice.exec(flags, &argv).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A request to api.test carrying the credential's placeholder.
+fn api_call(sluice: &Sluice, world: &World, flags: &[&str]) -> String {
+    curl(
+        sluice,
+        world,
+        flags,
+        &[
+            "-H",
+            "Authorization: Bearer sluice_cred:API_KEY",
+            "https://api.test/echo",
+        ],
+    )
+}
+
+fn log_has(squid: &Squid, needle: &str) -> bool {
+    squid.wait_for_log(needle, LOG_WAIT)
+}
+
+/// The address the last request to `fake` came from: a proxy's, or the node's (direct).
+fn last_peer(fake: &RunningUpstream) -> Option<IpAddr> {
+    fake.requests().last().map(|r| r.peer.ip())
+}
+
+#[test]
+fn intercepted_passthrough_and_relayed_traffic_leave_through_squid() {
+    let w = world("egr1");
+    let corp = w.squid(CORP, true);
+    let sluice = w.sluice(
+        &proxy_toml(
+            "corp",
+            "Corp Squid",
+            &authed_url(&corp, PROXY_PASSWORD),
+            true,
+            "",
+        ),
+        &[],
+    );
+    let (id, token) = session(&sluice, &[]);
+
+    // Intercepted, with the credential swapped in on the way out.
+    let out = api_call(&sluice, &w, &["--session", &id]);
+    assert!(out.contains("\"method\""), "{out}");
+    let got = w.api.requests();
+    let last = got.last().unwrap();
+    assert_eq!(
+        last.headers["authorization"],
+        format!("Bearer {SECRET}"),
+        "credential injected"
+    );
+    assert_eq!(last.peer.ip(), IpAddr::from(CORP), "through the proxy");
+
+    // Passthrough: the real certificate, through a tunnel named by the SNI.
+    let out = curl(&sluice, &w, &["--session", &id], &["https://pinned.test/"]);
+    assert_eq!(out, "pinned-ok");
+    assert_eq!(last_peer(&w.pinned), Some(CORP.into()));
+    assert!(
+        log_has(&corp, &format!("CONNECT pinned.test:443 {USER}")),
+        "the tunnel named the SNI and authenticated: {:?}",
+        corp.access_log()
+    );
+
+    // tcp_allow relay: no name, so the tunnel names the address.
+    let script = "import socket; s = socket.create_connection(('198.51.100.11', 7), 5); \
+                  s.sendall(b'ping-through-squid'); print(s.recv(100).decode())";
+    let out = sluice
+        .exec(&["--session", &id], &["python3", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ping-through-squid",
+        "{out:?}"
+    );
+    assert!(
+        log_has(&corp, "CONNECT 198.51.100.11:7"),
+        "{:?}",
+        corp.access_log()
+    );
+    let peers: Vec<_> = w.echo.connections().iter().map(|c| c.peer.ip()).collect();
+    assert_eq!(peers, vec![IpAddr::from(CORP)], "through the proxy only");
+
+    // A name paired with an address it does not resolve to: the tunnel names the checked
+    // address, never the name (the proxy would resolve the name somewhere else).
+    let _ = curl(
+        &sluice,
+        &w,
+        &["--session", &id],
+        &[
+            "--resolve",
+            "internal.test:443:203.0.113.10",
+            "https://internal.test/",
+        ],
+    );
+    assert!(
+        log_has(&corp, "CONNECT 203.0.113.10:443"),
+        "{:?}",
+        corp.access_log()
+    );
+    assert!(
+        !corp
+            .access_log()
+            .iter()
+            .any(|l| l.contains("internal.test")),
+        "{:?}",
+        corp.access_log()
+    );
+
+    // The explicit proxy takes the same path.
+    let seen = w.api.requests().len();
+    let out = sluice
+        .node_command("curl")
+        .args(["-sS", "--max-time", "15", "--cacert"])
+        .arg(sluice.state_dir().join("ca.pem"))
+        .args(["-x", &format!("http://sluice:{token}@127.0.0.1:3128")])
+        .args(["-H", "Authorization: Bearer sluice_cred:API_KEY"])
+        .arg("https://api.test/echo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = w.api.requests();
+    assert_eq!(got.len(), seen + 1);
+    assert_eq!(got[seen].peer.ip(), IpAddr::from(CORP));
+    assert_eq!(
+        got[seen].headers["authorization"],
+        format!("Bearer {SECRET}")
+    );
+
+    // Audit records name the path.
+    let request = sluice
+        .wait_audit(|r| r["kind"] == "request" && r["host"] == "api.test")
+        .unwrap();
+    eprintln!("request record: {request}");
+    assert_eq!(request["proxy"], "Corp Squid", "{request}");
+    let relay = sluice
+        .wait_audit(|r| r["mode"] == "relay" && r["destination"] == "198.51.100.11:7")
+        .unwrap();
+    assert_eq!(relay["proxy"], "Corp Squid", "{relay}");
+    let pass = sluice
+        .wait_audit(|r| r["mode"] == "passthrough" && r["host"] == "pinned.test")
+        .unwrap();
+    assert_eq!(pass["proxy"], "Corp Squid", "{pass}");
+
+    assert_password_nowhere(&sluice, &[&id]);
+}
+
+/// The password is in no log, audit record, API answer or CLI output.
+fn assert_password_nowhere(sluice: &Sluice, sessions: &[&str]) {
+    let mut seen = vec![
+        ("daemon log", sluice.log(1)),
+        (
+            "audit",
+            sluice
+                .audit()
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    ];
+    let cli = |args: &[&str]| {
+        let out = sluice.command().args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    seen.push(("proxy list", cli(&["proxy", "list"])));
+    seen.push(("proxy list --json", cli(&["proxy", "list", "--json"])));
+    seen.push(("session list", cli(&["session", "list", "--json"])));
+    for id in sessions {
+        seen.push(("session show", cli(&["session", "show", id, "--json"])));
+    }
+    seen.push(("sandboxes", cli(&["sandboxes"])));
+    for (what, text) in seen {
+        assert!(
+            !text.contains(PROXY_PASSWORD),
+            "{what} shows the proxy password: {text}"
+        );
+    }
+    let listed = cli(&["proxy", "list", "--json"]);
+    if listed.contains("@") {
+        assert!(listed.contains(":***@"), "masked: {listed}");
+    }
+}
+
+#[test]
+fn each_level_of_the_cascade_overrides_the_one_below_and_none_goes_direct() {
+    let w = world("egr2");
+    let corp = w.squid(CORP, false);
+    let tenant = w.squid(TENANT, false);
+    let proxies = proxy_toml("corp", "Corp", &corp.url(), true, "")
+        + &proxy_toml("tenant", "Tenant", &tenant.url(), false, "");
+    let sluice = w.sluice(&proxies, &[]);
+    let (plain, _) = session(&sluice, &[]);
+    let (via_tenant, _) = session(&sluice, &["--upstream-proxy", "tenant"]);
+    let (direct, _) = session(&sluice, &["--upstream-proxy", "none"]);
+    let tenant_url = tenant.url();
+    let (by_url, _) = session(&sluice, &["--upstream-proxy", &tenant_url]);
+
+    // (sandbox flags, the address the request must arrive from).
+    let node = addrs::NODE_V4;
+    let cases: Vec<(Vec<&str>, Ipv4Addr)> = vec![
+        (vec!["--session", &plain], CORP),
+        (vec!["--session", &via_tenant], TENANT),
+        (vec!["--session", &by_url], TENANT),
+        (vec!["--session", &direct], node),
+        (
+            vec!["--session", &via_tenant, "--upstream-proxy", "corp"],
+            CORP,
+        ),
+        (
+            vec!["--session", &via_tenant, "--upstream-proxy", "none"],
+            node,
+        ),
+        (
+            vec!["--session", &direct, "--upstream-proxy", "tenant"],
+            TENANT,
+        ),
+        (vec![], CORP),
+    ];
+    for (flags, want) in cases {
+        let out = api_call(&sluice, &w, &flags);
+        assert!(out.contains("\"method\""), "{flags:?}: {out}");
+        assert_eq!(last_peer(&w.api), Some(want.into()), "{flags:?}");
+    }
+
+    // The sandbox's own environment picks nothing: with HTTPS_PROXY (and Sluice's own
+    // variable names) pointing at the tenant proxy, whatever Sluice makes of the captured
+    // connection, the tenant proxy never hears from the node directly.
+    let ca = sluice
+        .state_dir()
+        .join("ca.pem")
+        .to_string_lossy()
+        .into_owned();
+    let https_proxy = format!("HTTPS_PROXY={tenant_url}");
+    let sluice_proxy = format!("SLUICE_PROXY_URL={tenant_url}");
+    let proxy_url = format!("PROXY_URL={tenant_url}");
+    let _ = sluice
+        .exec(
+            &["--session", &plain],
+            &[
+                "env",
+                &https_proxy,
+                &sluice_proxy,
+                &proxy_url,
+                "curl",
+                "-sS",
+                "--max-time",
+                "15",
+                "--cacert",
+                &ca,
+                "https://api.test/echo",
+            ],
+        )
+        .output()
+        .unwrap();
+    let from_node = format!(" {node} ");
+    assert!(
+        !tenant.access_log().iter().any(|l| l.contains(&from_node)),
+        "the node never reached the sandbox's chosen proxy directly: {:?}",
+        tenant.access_log()
+    );
+
+    // An unknown id is refused where it is given.
+    let refused = sluice
+        .command()
+        .args(["session", "create", "--upstream-proxy", "nosuch"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("nosuch") && said.contains("corp"),
+        "{said}"
+    );
+    let refused = sluice
+        .exec(
+            &["--upstream-proxy", "http://u:p@198.51.100.12:3128"],
+            &["true"],
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("not a URL"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_daemons_environment_names_the_proxy_below_the_node_file() {
+    let w = world("egr3");
+    let envy = w.squid(CORP, false);
+    let sluice = w.sluice("", &[("SLUICE_PROXY_URL", &envy.url())]);
+    let (plain, _) = session(&sluice, &[]);
+    let out = api_call(&sluice, &w, &["--session", &plain]);
+    assert!(out.contains("\"method\""), "{out}");
+    assert_eq!(last_peer(&w.api), Some(CORP.into()));
+    let (direct, _) = session(&sluice, &["--upstream-proxy", "none"]);
+    let out = api_call(&sluice, &w, &["--session", &direct]);
+    assert!(out.contains("\"method\""), "{out}");
+    assert_eq!(last_peer(&w.api), Some(addrs::NODE_V4.into()));
+    let listed = String::from_utf8_lossy(
+        &sluice
+            .command()
+            .args(["proxy", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        listed.contains("env") && listed.contains(&envy.url()),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
+    let w = world("egr4");
+    let mut corp = w.squid(CORP, true);
+    let proxies = proxy_toml(
+        "corp",
+        "Corp Squid",
+        &authed_url(&corp, PROXY_PASSWORD),
+        true,
+        "no_proxy = [\"pinned.test:443\"]\n",
+    ) + &proxy_toml(
+        "wrong",
+        "Wrong Password",
+        &authed_url(&corp, "not-the-password"),
+        false,
+        "",
+    );
+    let sluice = w.sluice(&proxies, &[]);
+    let (plain, _) = session(&sluice, &[]);
+
+    // Wrong password: Squid answers 407; the sandbox gets a 502 saying so.
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &plain, "--upstream-proxy", "wrong"],
+        &["-w", "\n%{http_code}", "https://api.test/echo"],
+    );
+    assert!(out.ends_with("502"), "{out}");
+    assert!(
+        out.contains("Wrong Password") && out.contains("407"),
+        "{out}"
+    );
+    eprintln!("wrong password answer: {out}");
+    assert!(w.api.requests().is_empty(), "nothing reached the host");
+
+    // no_proxy: pinned.test goes direct even with the proxy as default.
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &plain],
+        &["https://pinned.test/"],
+    );
+    assert_eq!(out, "pinned-ok");
+    assert_eq!(last_peer(&w.pinned), Some(addrs::NODE_V4.into()));
+
+    // Squid stopped: 502 naming it, and the host hears nothing.
+    corp.stop();
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &plain],
+        &["-w", "\n%{http_code}", "https://api.test/echo"],
+    );
+    assert!(out.ends_with("502"), "{out}");
+    assert!(
+        out.contains("Corp Squid") && out.contains("refused"),
+        "{out}"
+    );
+    eprintln!("down proxy answer: {out}");
+    assert!(w.api.requests().is_empty(), "nothing went direct");
+    let record = sluice
+        .wait_audit(|r| r["kind"] == "request" && r["status"] == 502 && r["proxy"] == "Corp Squid")
+        .unwrap_or_else(|| panic!("no 502 audited: {:?}", sluice.audit()));
+    assert!(
+        record["reason"].as_str().unwrap().contains("Corp Squid"),
+        "{record}"
+    );
+    // A relay through the down proxy fails closed too.
+    let script = "import socket; s = socket.create_connection(('198.51.100.11', 7), 5); \
+                  s.sendall(b'x'); print(repr(s.recv(10)))";
+    let _ = sluice
+        .exec(&["--session", &plain], &["python3", "-c", script])
+        .output();
+    assert!(w.echo.connections().is_empty(), "nothing direct");
+
+    // `sluice proxy test` says what a proxy answers.
+    let test = |id: &str| {
+        let out = sluice
+            .command()
+            .args(["proxy", "test", id, "--target", "api.test:443"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = test("corp");
+    assert!(!ok && said.contains("refused"), "{said}");
+    assert_password_nowhere(&sluice, &[&plain]);
+}
+
+#[test]
+fn a_proxy_test_reports_success_and_is_rate_limited() {
+    let w = world("egr5");
+    let corp = w.squid(CORP, true);
+    let sluice = w.sluice(
+        &proxy_toml(
+            "corp",
+            "Corp Squid",
+            &authed_url(&corp, PROXY_PASSWORD),
+            false,
+            "",
+        ),
+        &[],
+    );
+    let run = || {
+        let out = sluice
+            .command()
+            .args(["proxy", "test", "corp", "--target", "api.test:443"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = run();
+    assert!(
+        ok && said.contains("ok") && said.contains("Corp Squid"),
+        "{said}"
+    );
+    eprintln!("sluice proxy test: {said}");
+    assert!(log_has(&corp, "CONNECT api.test:443"));
+    for _ in 0..4 {
+        let _ = run();
+    }
+    let (ok, said) = run();
+    assert!(!ok && said.contains("5 tests a minute"), "{said}");
+    // Not a default: a session without a choice goes direct.
+    let (plain, _) = session(&sluice, &[]);
+    let out = api_call(&sluice, &w, &["--session", &plain]);
+    assert!(out.contains("\"method\""), "{out}");
+    assert_eq!(last_peer(&w.api), Some(addrs::NODE_V4.into()));
+}
+
+#[test]
+fn an_https_proxy_is_reached_over_verified_tls() {
+    let w = world("egr6");
+    let secure = squid::squid()
+        .host("api.test", addrs::FAR_HOST.into())
+        .config_line(&format!("tcp_outgoing_address {CORP}"))
+        .https(&w.ca, &["198.51.100.12"])
+        .start(&w.lab, SocketAddr::new(CORP.into(), 3130))
+        .unwrap();
+    let sluice = w.sluice(
+        &proxy_toml("tls", "TLS Squid", &secure.url(), true, ""),
+        &[],
+    );
+    let (plain, _) = session(&sluice, &[]);
+    let out = api_call(&sluice, &w, &["--session", &plain]);
+    assert!(out.contains("\"method\""), "{out}");
+    assert_eq!(last_peer(&w.api), Some(CORP.into()));
+    assert!(secure.url().starts_with("https://"));
+}
