@@ -424,6 +424,9 @@ impl Config {
             .redis_url
             .as_deref()
             .map(crate::session::model::mask_password);
+        for proxy in &mut shown.upstream.proxies {
+            proxy.url = crate::upstream::egress::mask(&proxy.url);
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
@@ -435,6 +438,58 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse(""), Ok(Config::default()));
+    }
+
+    #[test]
+    fn dump_masks_proxy_passwords() {
+        let config = Config::parse(
+            "[[upstream.proxies]]\nid = \"corp\"\nurl = \"http://agent:hunter2@proxy.example:3128\"\n",
+        )
+        .unwrap();
+        let shown = config.dump();
+        assert!(
+            shown.contains("http://agent:***@proxy.example:3128"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn proxies_are_validated_at_load() {
+        for (bad, says) in [
+            (
+                "[[upstream.proxies]]\nid = \"Corp\"\nurl = \"http://p:1\"\n",
+                "id",
+            ),
+            (
+                "[[upstream.proxies]]\nid = \"a\"\nurl = \"socks5://p:1\"\n",
+                "http://",
+            ),
+            (
+                "[[upstream.proxies]]\nid = \"a\"\nurl = \"http://p:1\"\ndefault = true\n\
+                 [[upstream.proxies]]\nid = \"b\"\nurl = \"http://p:2\"\ndefault = true\n",
+                "at most one",
+            ),
+            (
+                "[[upstream.proxies]]\nid = \"a\"\nurl = \"http://p:1\"\n\
+                 [[upstream.proxies]]\nid = \"a\"\nurl = \"http://p:2\"\n",
+                "twice",
+            ),
+            (
+                "[[upstream.proxies]]\nid = \"a\"\nurl = \"http://p:1\"\nno_proxy = [\"a b\"]\n",
+                "no_proxy",
+            ),
+            (
+                "[[upstream.proxies]]\nid = \"a\"\nurl = \"http://p:1\"\nsecret = 1\n",
+                "secret",
+            ),
+        ] {
+            let err = Config::parse(bad)
+                .and_then(|c| c.validate().map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -279,6 +279,38 @@ fn intercepted_passthrough_and_relayed_traffic_leave_through_squid() {
         got[seen].headers["authorization"],
         format!("Bearer {SECRET}")
     );
+    // ... and so do a passthrough tunnel and a tcp_allow relay asked of the explicit proxy.
+    let out = sluice
+        .node_command("curl")
+        .args(["-sS", "--max-time", "15", "--cacert"])
+        .arg(&*w.ca_file)
+        .args(["-x", &format!("http://sluice:{token}@127.0.0.1:3128")])
+        .arg("https://pinned.test/")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pinned-ok", "{out:?}");
+    assert_eq!(w.pinned.requests().len(), 2);
+    assert_eq!(last_peer(&w.pinned), Some(CORP.into()));
+    let tunnel = format!(
+        "import base64, socket; s = socket.create_connection(('127.0.0.1', 3128), 5); \
+         auth = base64.b64encode(b'sluice:{token}').decode(); \
+         s.sendall(('CONNECT 198.51.100.11:7 HTTP/1.1\\r\\nHost: 198.51.100.11:7\\r\\n' \
+         'Proxy-Authorization: Basic ' + auth + '\\r\\n\\r\\n').encode()); \
+         head = s.recv(200); s.sendall(b'explicit-relay'); \
+         print(head.split(b' ')[1].decode(), s.recv(100).decode())"
+    );
+    let out = sluice
+        .node_command("python3")
+        .args(["-c", &tunnel])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200 explicit-relay",
+        "{out:?}"
+    );
+    let peers: Vec<_> = w.echo.connections().iter().map(|c| c.peer.ip()).collect();
+    assert_eq!(peers, vec![IpAddr::from(CORP); 2], "through the proxy only");
 
     // Audit records name the path.
     let request = sluice
