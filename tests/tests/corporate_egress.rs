@@ -186,11 +186,26 @@ fn intercepted_passthrough_and_relayed_traffic_leave_through_squid() {
             "Corp Squid",
             &authed_url(&corp, PROXY_PASSWORD),
             true,
-            "",
+            "no_proxy = [\"direct.test\"]\n",
         ),
         &[],
     );
     let (id, token) = session(&sluice, &[]);
+    let plain_web = upstream::http()
+        .echo()
+        .start(&w.lab, SocketAddr::new(addrs::FAR_HOST.into(), 80))
+        .unwrap();
+
+    // A name under no_proxy counts only where it resolves: a sandbox that names it toward
+    // an address of its choosing still goes through the proxy.
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &id],
+        &["-H", "Host: direct.test", "http://203.0.113.10/leak"],
+    );
+    assert!(out.contains("\"method\""), "{out}");
+    assert_eq!(last_peer(&plain_web), Some(CORP.into()), "not direct");
 
     // Intercepted, with the credential swapped in on the way out.
     let out = api_call(&sluice, &w, &["--session", &id]);

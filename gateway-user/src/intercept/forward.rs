@@ -17,6 +17,7 @@ use super::respond::{Target, answer, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
 use crate::audit::{Decision, Kind, Mode, Record};
+use crate::upstream::ViaProxy;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
 const WHOLE_BODY_LIMIT: usize = 256 * 1024;
@@ -52,11 +53,6 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     };
     audit.record_mut().host = Some(target.host.to_string());
     audit.record_mut().url = Some(target.url.clone());
-    audit.record_mut().proxy = state
-        .peer
-        .egress
-        .proxy_for(Some(&target.host), state.peer.dest)
-        .map(|p| p.label.clone());
     checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
     checks::join_cookies(&mut parts.headers);
 
@@ -99,10 +95,19 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         .send(state.peer.dest, &state.peer.egress, request, false)
         .await
     {
-        Ok(upstream) => respond(upstream, &target, &state, audit, plan.response).await,
+        Ok(upstream) => {
+            audit.record_mut().proxy = upstream
+                .extensions()
+                .get::<ViaProxy>()
+                .map(|via| via.0.to_string());
+            respond(upstream, &target, &state, audit, plan.response).await
+        }
         Err(error) => match filtered::take_refusal(&slot) {
             Some(refusal) => refuse(audit, refusal),
-            None => answer(audit, error.status(), Decision::Error, error.to_string()),
+            None => {
+                audit.record_mut().proxy = error.proxy_label().map(str::to_owned);
+                answer(audit, error.status(), Decision::Error, error.to_string())
+            }
         },
     }
 }

@@ -68,9 +68,6 @@ where
         Route::Intercept { host } => {
             conn.audit.set_mode(Mode::Intercept);
             conn.audit.set_host(host.to_string());
-            if let Some(proxy) = conn.egress.proxy_for(Some(&host), conn.dest) {
-                conn.audit.set_proxy(proxy.label.clone());
-            }
             let engine = ctx.intercept.clone();
             let served = match &detection.outcome {
                 Outcome::Tls(hello) => {
@@ -139,16 +136,23 @@ async fn relay_to<IO: RelayStream>(
     name: Option<&Host>,
     client: Prefixed<IO>,
 ) {
-    if let Some(proxy) = conn.egress.proxy_for(name, conn.dest) {
-        conn.audit.set_proxy(proxy.label.clone());
-    }
     let upstream = match ctx.dialer.dial(conn.dest, name, &conn.egress).await {
-        Ok(upstream) => upstream,
+        Ok(dialed) => {
+            if let Some(proxy) = &dialed.via {
+                conn.audit.set_proxy(proxy.label.clone());
+            }
+            dialed.stream
+        }
         Err(e) if e.is_refusal() => {
             conn.audit.set_mode(Mode::Refused);
             return conn.audit.end(Ended::refused(&e));
         }
-        Err(e) => return conn.audit.end(Ended::failed(&e)),
+        Err(e) => {
+            if let Some(label) = e.proxy_label() {
+                conn.audit.set_proxy(label);
+            }
+            return conn.audit.end(Ended::failed(&e));
+        }
     };
     match relay::relay(client, upstream).await {
         Ok((up, down)) => {

@@ -10,8 +10,7 @@ use tokio::sync::broadcast;
 
 use super::crypto::{CryptoError, MasterKey, credential_aad};
 use super::model::{
-    NewSession, Session, SessionState, StoredCredential, split_password, unix_now,
-    upstream_proxy_aad,
+    NewSession, Session, SessionState, StoredCredential, unix_now, upstream_proxy_aad,
 };
 use super::token::{Token, TokenDigest, TokenError, new_session_id};
 use super::validate::ValidationError;
@@ -124,7 +123,7 @@ pub fn seal_new_session(new: NewSession, key: &MasterKey) -> Result<(Session, To
         .collect::<Result<Vec<_>, CryptoError>>()?;
     let (upstream_proxy, upstream_proxy_password) = match new.upstream_proxy {
         Some(url) => {
-            let (bare, password) = split_password(&url);
+            let (bare, password) = crate::upstream::egress::split_password(&url);
             let password = zeroize::Zeroizing::new(password);
             let sealed = password
                 .as_deref()
@@ -191,7 +190,7 @@ pub(crate) mod tests {
         assert_eq!(session.token_sha256, token.digest());
         assert_eq!(
             session.upstream_proxy.as_deref(),
-            Some("http://agent@proxy.internal:3128")
+            Some("http://agent@proxy.internal:3128/")
         );
         let json = serde_json::to_string(&session).unwrap();
         assert!(!json.contains("TopSecret") && !json.contains(PROXY_PASSWORD));

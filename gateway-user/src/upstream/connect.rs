@@ -59,9 +59,13 @@ impl DestConnector {
             .unwrap_or_default()
             .to_owned();
         let name = Host::parse(&host).ok();
-        let tcp = self.dialer.dial(dest, name.as_ref(), &self.egress).await?;
+        let dialed = self.dialer.dial(dest, name.as_ref(), &self.egress).await?;
+        let via = dialed
+            .via
+            .map(|proxy| ViaProxy(proxy.label.as_str().into()));
+        let tcp = dialed.stream;
         if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
-            return Ok(UpstreamStream::Plain(tcp));
+            return Ok(UpstreamStream::Plain(tcp, via));
         }
         let name = ServerName::try_from(host.clone())
             .map_err(|_| ConnectError::BadName { host: host.clone() })?;
@@ -73,7 +77,7 @@ impl DestConnector {
                 dest,
             })?
             .map_err(|source| tls_error(&host, dest, source))?;
-        Ok(UpstreamStream::Tls(Box::new(tls)))
+        Ok(UpstreamStream::Tls(Box::new(tls), via))
     }
 }
 
@@ -95,26 +99,35 @@ fn tls_error(host: &str, dest: SocketAddr, source: io::Error) -> ConnectError {
     }
 }
 
-/// A connection to an upstream: plain TCP or TLS over TCP.
+/// The label of the upstream proxy a response came through, in its extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViaProxy(pub Arc<str>);
+
+/// A connection to an upstream: plain TCP or TLS over TCP, directly or through a proxy
+/// (its label).
 #[derive(Debug)]
 pub enum UpstreamStream {
     /// `http`.
-    Plain(EgressStream),
+    Plain(EgressStream, Option<ViaProxy>),
     /// `https`.
-    Tls(Box<TlsStream<EgressStream>>),
+    Tls(Box<TlsStream<EgressStream>>, Option<ViaProxy>),
 }
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        match self {
-            UpstreamStream::Plain(_) => Connected::new(),
-            UpstreamStream::Tls(tls) => {
+        let (connected, via) = match self {
+            UpstreamStream::Plain(_, via) => (Connected::new(), via),
+            UpstreamStream::Tls(tls, via) => {
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    Connected::new().negotiated_h2()
+                    (Connected::new().negotiated_h2(), via)
                 } else {
-                    Connected::new()
+                    (Connected::new(), via)
                 }
             }
+        };
+        match via {
+            Some(via) => connected.extra(via.clone()),
+            None => connected,
         }
     }
 }
@@ -126,8 +139,8 @@ impl AsyncRead for UpstreamStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpstreamStream::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -139,8 +152,8 @@ impl AsyncWrite for UpstreamStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            UpstreamStream::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -150,29 +163,29 @@ impl AsyncWrite for UpstreamStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            UpstreamStream::Plain(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamStream::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            UpstreamStream::Plain(s) => s.is_write_vectored(),
-            UpstreamStream::Tls(s) => s.is_write_vectored(),
+            UpstreamStream::Plain(s, _) => s.is_write_vectored(),
+            UpstreamStream::Tls(s, _) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            UpstreamStream::Plain(s, _) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            UpstreamStream::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -94,6 +94,25 @@ impl Sided for DialError {
     }
 }
 
+/// An open upstream connection, and the proxy it goes through (`None`: direct).
+#[derive(Debug)]
+pub struct Dialed {
+    /// The connection.
+    pub stream: EgressStream,
+    /// The proxy it tunnels through.
+    pub via: Option<Arc<UpstreamProxy>>,
+}
+
+impl DialError {
+    /// The label of the upstream proxy that failed, when one did.
+    pub fn proxy_label(&self) -> Option<&str> {
+        match self {
+            DialError::Proxy { label, .. } => Some(label),
+            _ => None,
+        }
+    }
+}
+
 /// Opens upstream TCP connections; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Dialer {
@@ -152,35 +171,52 @@ impl Dialer {
     /// # Security
     /// The address checked is the address dialled, or the one the `CONNECT` names: an
     /// internal destination is refused here, before anything is sent, whatever the caller
-    /// checked before. A proxy that fails is an error, never a direct fallback.
+    /// checked before. A proxy that fails is an error, never a direct fallback. `name` is
+    /// the sandbox's word: it counts (for `no_proxy` host entries and the `CONNECT` target)
+    /// only when the resolver maps it to `dest`, so pairing a `no_proxy` name with an
+    /// address of its choosing cannot send a sandbox's traffic around the proxy.
     pub async fn dial(
         &self,
         dest: SocketAddr,
         name: Option<&Host>,
         egress: &Egress,
-    ) -> Result<EgressStream, DialError> {
+    ) -> Result<Dialed, DialError> {
         check_destination(dest, &self.live.load().allow_internal)?;
-        if let Egress::Refused(why) = egress {
-            return Err(DialError::NoEgress(why.clone()));
-        }
-        let Some(proxy) = egress.proxy_for(name, dest) else {
-            return self.dial_direct(dest).await.map(Either::Left);
+        let proxy = match egress {
+            Egress::Refused(why) => return Err(DialError::NoEgress(why.clone())),
+            Egress::Direct => None,
+            Egress::Proxy(proxy) => Some(proxy),
         };
-        let target = match (proxy.connect_to, name) {
-            (ConnectTo::Name, Some(name)) if !name.is_ip() => {
+        let Some(proxy) = proxy else {
+            return self.direct(dest).await;
+        };
+        let bound = match name {
+            Some(name) if !name.is_ip() && self.name_binds(name, dest).await => Some(name),
+            _ => None,
+        };
+        if proxy.bypassed(bound, dest) {
+            return self.direct(dest).await;
+        }
+        let target = match (proxy.connect_to, bound) {
+            (ConnectTo::Name, Some(name)) => {
                 check_name(name)?;
-                if self.name_binds(name, dest).await {
-                    format!("{name}:{}", dest.port())
-                } else {
-                    dest.to_string()
-                }
+                format!("{name}:{}", dest.port())
             }
             _ => dest.to_string(),
         };
         let tls = self.proxy_tls.as_ref();
-        tunnel::open(proxy, tls, &target, self.connect_timeout)
-            .await
-            .map(Either::Right)
+        let tunnel = tunnel::open(proxy, tls, &target, self.connect_timeout).await?;
+        Ok(Dialed {
+            stream: Either::Right(tunnel),
+            via: Some(proxy.clone()),
+        })
+    }
+
+    async fn direct(&self, dest: SocketAddr) -> Result<Dialed, DialError> {
+        Ok(Dialed {
+            stream: Either::Left(self.dial_direct(dest).await?),
+            via: None,
+        })
     }
 
     /// Opens (and closes) a tunnel through `proxy` to `target` (`host:port`): what
@@ -320,14 +356,19 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dest = listener.local_addr().unwrap();
         let closed = Dialer::new(Duration::from_secs(5), Live::default().into_store());
-        let error = closed.dial(dest, None, &Egress::Direct).await.unwrap_err();
+        let error = closed
+            .dial(dest, None, &Egress::Direct)
+            .await
+            .map(|d| d.via.is_none())
+            .unwrap_err();
         assert!(error.is_refusal(), "{error}");
         let live = Live {
             allow_internal: vec![Cidr::parse("127.0.0.0/8").unwrap()],
             ..Live::default()
         };
         let open = Dialer::new(Duration::from_secs(5), live.into_store());
-        let stream = open.dial(dest, None, &Egress::Direct).await.unwrap();
-        assert!(matches!(stream, Either::Left(ref tcp) if tcp.nodelay().unwrap()));
+        let dialed = open.dial(dest, None, &Egress::Direct).await.unwrap();
+        assert!(dialed.via.is_none());
+        assert!(matches!(dialed.stream, Either::Left(ref tcp) if tcp.nodelay().unwrap()));
     }
 }

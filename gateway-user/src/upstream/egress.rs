@@ -51,7 +51,10 @@ pub enum ProxyConfigError {
     )]
     Url(String),
     /// An id that is not lowercase letters, digits, `-`, `_` or `.`.
-    #[error("upstream proxy id {0:?}: use lowercase letters, digits, '-', '_' or '.', at most 64")]
+    #[error(
+        "upstream proxy id {0:?}: use lowercase letters, digits, '-', '_' or '.', at most 64, \
+         and not none, direct, refused or env"
+    )]
     Id(String),
     /// A `no_proxy` entry that does not parse.
     #[error(
@@ -77,7 +80,16 @@ impl ProxyUrl {
     /// percent-encoded.
     pub fn parse(text: &str) -> Result<ProxyUrl, ProxyConfigError> {
         let bad = || ProxyConfigError::Url(mask(text));
-        let url = url::Url::parse(text.trim()).map_err(|_| bad())?;
+        let text = text.trim();
+        let canonical = ["http://", "https://"].iter().any(|scheme| {
+            text.get(..scheme.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+                && !text[scheme.len()..].starts_with('/')
+        });
+        if !canonical || text.contains('\\') {
+            return Err(bad());
+        }
+        let url = url::Url::parse(text).map_err(|_| bad())?;
         let tls = match url.scheme() {
             "http" => false,
             "https" => true,
@@ -149,26 +161,51 @@ impl fmt::Debug for ProxyUrl {
     }
 }
 
-/// `text` with any password between `://user:` and `@` masked (for messages about text
-/// that did not parse).
+/// `text` with everything that could be a password masked, whatever its shape (for
+/// messages about text that may not parse): all of it before the last `@` but the scheme
+/// and a plain user name.
 pub fn mask(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
+    let Some(at) = text.rfind('@') else {
         return text.to_owned();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:{MASK}")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
+    let (head, host) = (&text[..at], &text[at + 1..]);
+    let (scheme, userinfo) = match head.split_once("://") {
+        Some((scheme, rest)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            (format!("{scheme}://"), rest)
         }
-        None => text.to_owned(),
+        _ => (String::new(), ""),
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let plain = user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'%'));
+    let user = if plain { user } else { "" };
+    format!("{scheme}{user}:{MASK}@{host}")
+}
+
+/// Splits a stored proxy choice into the text kept in the clear and the URL's password
+/// (percent-encoding kept), parsing it as [`ProxyUrl::parse`] does. `none`, ids, and URLs
+/// without a password come back whole; a URL that does not parse comes back masked, with
+/// no password (it never reaches a store in the clear).
+pub fn split_password(text: &str) -> (String, Option<String>) {
+    if !text.contains("://") || ProxyUrl::parse(text).is_err() {
+        return (
+            if text.contains('@') {
+                mask(text)
+            } else {
+                text.to_owned()
+            },
+            None,
+        );
     }
+    let Ok(mut url) = url::Url::parse(text.trim()) else {
+        return (mask(text), None);
+    };
+    let password = url.password().map(str::to_owned);
+    if password.is_some() && url.set_password(None).is_err() {
+        return (mask(text), None);
+    }
+    (url.to_string(), password)
 }
 
 fn authority(host: &Host, port: u16) -> String {
@@ -284,12 +321,20 @@ pub struct UpstreamProxy {
 }
 
 impl UpstreamProxy {
+    /// Whether a connection to `dest` goes direct instead: a `no_proxy` entry covers it.
+    /// `name` must be one the caller bound to `dest` (a sandbox's unbound word never
+    /// matches a host entry).
+    pub fn bypassed(&self, name: Option<&Host>, dest: SocketAddr) -> bool {
+        self.no_proxy.iter().any(|n| n.matches(name, dest))
+    }
+
     /// A proxy given only by URL (a session's, or the daemon's environment), labelled
-    /// with its masked URL.
+    /// with its scheme and address (not its user: the label reaches sandboxes in errors).
     pub fn from_url(id: &str, url: ProxyUrl) -> UpstreamProxy {
+        let scheme = if url.tls { "https" } else { "http" };
         UpstreamProxy {
             id: id.to_owned(),
-            label: url.to_string(),
+            label: format!("{scheme}://{}", url.authority()),
             url,
             no_proxy: Vec::new(),
             connect_to: ConnectTo::default(),
@@ -310,18 +355,8 @@ pub enum Egress {
 }
 
 impl Egress {
-    /// The proxy a connection to `dest` (for `name`) goes through, `None` for direct.
-    pub fn proxy_for(&self, name: Option<&Host>, dest: SocketAddr) -> Option<&Arc<UpstreamProxy>> {
-        match self {
-            Egress::Direct | Egress::Refused(_) => None,
-            Egress::Proxy(proxy) => {
-                let bypass = proxy.no_proxy.iter().any(|n| n.matches(name, dest));
-                (!bypass).then_some(proxy)
-            }
-        }
-    }
-
-    /// A short name for pools and records: `direct` or the proxy's id.
+    /// A short name for pools: `direct`, `refused` or the proxy's id (ids of the node's
+    /// file cannot be these, nor `env`, nor contain the `:` of `session:ID`).
     pub fn key(&self) -> &str {
         match self {
             Egress::Direct => "direct",
@@ -358,11 +393,15 @@ impl ProxyChoice {
     }
 }
 
-/// Checks a proxy id: 1..=64 of lowercase letters, digits, `-`, `_`, `.`.
+/// Ids a proxy of the node's file cannot take: they name other things.
+const RESERVED_IDS: &[&str] = &["none", "direct", "refused", "env"];
+
+/// Checks a proxy id: 1..=64 of lowercase letters, digits, `-`, `_`, `.`, not one of
+/// [`RESERVED_IDS`].
 pub fn check_id(id: &str) -> Result<(), ProxyConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id != "none"
+        && !RESERVED_IDS.contains(&id)
         && id.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
         });

@@ -179,14 +179,12 @@ fn no_proxy_is_port_aware() {
     for bad in ["", "a b", "host:0", "host:x", "[::1", "*"] {
         assert!(NoProxy::parse(bad).is_none(), "{bad}");
     }
-    let via = Egress::Proxy(proxy("corp", "http://c:1", &["api.test"]));
+    let corp = proxy("corp", "http://c:1", &["api.test"]);
+    assert!(corp.bypassed(Some(&host("api.test")), dest("198.51.100.10:443")));
+    assert!(!corp.bypassed(Some(&host("b.test")), dest("198.51.100.10:443")));
     assert!(
-        via.proxy_for(Some(&host("api.test")), dest("198.51.100.10:443"))
-            .is_none()
-    );
-    assert!(
-        via.proxy_for(Some(&host("b.test")), dest("198.51.100.10:443"))
-            .is_some()
+        !corp.bypassed(None, dest("198.51.100.10:443")),
+        "no name, no host match"
     );
 }
 
@@ -211,4 +209,56 @@ fn the_environment_names_a_proxy_and_a_bad_value_is_an_error() {
     assert_eq!(got.unwrap().url.authority(), "b:2");
     assert!(NodeProxies::env_proxy(vars(&[])).unwrap().is_none());
     assert!(NodeProxies::env_proxy(vars(&[("PROXY_URL", "socks5://x:1")])).is_err());
+}
+
+#[test]
+fn odd_url_shapes_never_show_a_password() {
+    for text in [
+        "http:/agent:pw-secret@p:3128",
+        "http:agent:pw-secret@p",
+        "http:\\\\agent:pw-secret@p",
+        "http:///agent:pw-secret@p:3128",
+        "http://agent:pw#secret@p:3128",
+        "http://agent:pw/secret@p:3128",
+        "http://agent:pw?secret@p:3128",
+    ] {
+        let shown = mask(text);
+        assert!(!shown.contains("secret"), "{text} -> {shown}");
+        if let Err(e) = ProxyUrl::parse(text) {
+            assert!(!e.to_string().contains("secret"), "{text}: {e}");
+        }
+        let (kept, _) = split_password(text);
+        assert!(!kept.contains("secret"), "{text} stored as {kept}");
+    }
+    for text in [
+        "http:/agent:pw@p:3128",
+        "http:///agent:pw@p:3128",
+        "HTTP:agent:pw@p",
+    ] {
+        assert!(
+            ProxyUrl::parse(text).is_err(),
+            "{text} is not written as http://"
+        );
+    }
+    let (kept, password) = split_password("http://agent:p%40ss@proxy.example:3128");
+    assert_eq!(kept, "http://agent@proxy.example:3128/");
+    assert_eq!(password.as_deref(), Some("p%40ss"));
+    assert_eq!(split_password("corp"), ("corp".to_owned(), None));
+    assert_eq!(split_password("none"), ("none".to_owned(), None));
+}
+
+#[test]
+fn reserved_words_are_not_ids() {
+    for id in ["none", "direct", "refused", "env"] {
+        assert!(check_id(id).is_err(), "{id}");
+    }
+    let spec = ProxySpec {
+        id: "env".into(),
+        label: None,
+        url: "http://p:1".into(),
+        default: false,
+        no_proxy: Vec::new(),
+        connect_to: ConnectTo::Name,
+    };
+    assert!(NodeProxies::build(&[spec], None).is_err());
 }

@@ -35,8 +35,8 @@ use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 
 use connect::DestConnector;
-pub use connect::UpstreamStream;
-pub use dial::{DialError, Dialer, check_destination};
+pub use connect::{UpstreamStream, ViaProxy};
+pub use dial::{DialError, Dialed, Dialer, check_destination};
 pub use egress::{Egress, NodeProxies, UpstreamProxy};
 pub use roots::{RootCounts, Roots, client_configs};
 pub use tunnel::EgressStream;
@@ -164,6 +164,14 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The label of the upstream proxy that failed, when one did.
+    pub fn proxy_label(&self) -> Option<&str> {
+        match self {
+            UpstreamError::Connect(ConnectError::Dial(dial)) => dial.proxy_label(),
+            _ => None,
+        }
+    }
+
     /// The status to answer the sandbox with: 403 for a refused destination, 504 for
     /// timeouts, 502 otherwise.
     pub fn status(&self) -> StatusCode {
