@@ -548,6 +548,29 @@ fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
     eprintln!("wrong password answer: {out}");
     assert!(w.api.requests().is_empty(), "nothing reached the host");
 
+    // The same through a session's own URL, given from the environment (out of `ps`): its
+    // label names the proxy's address, never its user.
+    let wrong_url = authed_url(&corp, "also-wrong");
+    let (by_url, _) = sluice
+        .create_session(
+            &["--upstream-proxy", "env:SESSION_PROXY"],
+            &[("SESSION_PROXY", wrong_url.as_str())],
+        )
+        .unwrap();
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &by_url],
+        &["-w", "\n%{http_code}", "https://api.test/echo"],
+    );
+    assert!(out.ends_with("502"), "{out}");
+    assert!(
+        out.contains("http://198.51.100.12:3128") && out.contains("407"),
+        "{out}"
+    );
+    assert!(!out.contains(USER) && !out.contains("also-wrong"), "{out}");
+    assert!(w.api.requests().is_empty(), "nothing reached the host");
+
     // no_proxy: pinned.test goes direct even with the proxy as default.
     let out = curl(
         &sluice,

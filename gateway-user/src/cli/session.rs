@@ -76,7 +76,8 @@ pub struct CreateArgs {
     /// The upstream (corporate) proxy the session's traffic leaves through: a proxy id of
     /// the node (`sluice proxy list`), an http:// or https:// URL (`user:password@` for
     /// basic auth; the password is sealed and shown masked), or `none` for direct whatever
-    /// the node's default. A sandbox's own --upstream-proxy overrides it.
+    /// the node's default. A URL with a password may be given as `env:VAR`, `file:PATH` or
+    /// `-` (stdin) so it stays out of `ps`. A sandbox's own --upstream-proxy overrides it.
     #[arg(long, value_name = "ID|URL|none")]
     upstream_proxy: Option<String>,
     /// Print the API's JSON answer.
@@ -170,9 +171,38 @@ fn build(args: &CreateArgs) -> Result<CreateSession, String> {
                 Enforcement::Enforce
             },
         },
-        upstream_proxy: args.upstream_proxy.clone(),
+        upstream_proxy: args
+            .upstream_proxy
+            .as_deref()
+            .map(|v| read_value("--upstream-proxy", v, &mut std::io::stdin()))
+            .transpose()?,
         labels: Default::default(),
     })
+}
+
+/// `value` as given, or read from `env:VAR`, `file:PATH` or `-` (stdin) so a secret stays
+/// out of `ps` and shell history; `what` names the flag in errors. Never empty.
+fn read_value(what: &str, value: &str, stdin: &mut dyn Read) -> Result<String, String> {
+    let value = if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))?
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: read {path}: {e}"))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()
+    } else if value == "-" {
+        let mut buf = String::new();
+        stdin
+            .read_to_string(&mut buf)
+            .map_err(|e| format!("{what}: read stdin: {e}"))?;
+        buf.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        value.to_owned()
+    };
+    if value.is_empty() {
+        return Err(format!("{what}: the value is empty"));
+    }
+    Ok(value)
 }
 
 /// `NAME=VALUE@HOST[,HOST]`, VALUE literal or `env:VAR`, `file:PATH`, `-`.
@@ -188,26 +218,7 @@ fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, Strin
     if name.is_empty() || hosts.is_empty() {
         return Err(bad("empty name or host list"));
     }
-    let value = if let Some(var) = value.strip_prefix("env:") {
-        std::env::var(var)
-            .map_err(|_| format!("--cred {name}: environment variable {var} is not set"))?
-    } else if let Some(path) = value.strip_prefix("file:") {
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("--cred {name}: read {path}: {e}"))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned()
-    } else if value == "-" {
-        let mut buf = String::new();
-        stdin
-            .read_to_string(&mut buf)
-            .map_err(|e| format!("--cred {name}: read stdin: {e}"))?;
-        buf.trim_end_matches(['\r', '\n']).to_owned()
-    } else {
-        value.to_owned()
-    };
-    if value.is_empty() {
-        return Err(format!("--cred {name}: the value is empty"));
-    }
+    let value = read_value(&format!("--cred {name}"), value, stdin)?;
     Ok(CredentialInput {
         name: name.to_owned(),
         value,
