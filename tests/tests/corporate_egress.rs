@@ -667,6 +667,35 @@ fn a_proxy_test_reports_success_and_is_rate_limited() {
     }
     let (ok, said) = run();
     assert!(!ok && said.contains("5 tests a minute"), "{said}");
+    // Through the API: listed masked; read-only, said so.
+    let token = std::fs::read_to_string(sluice.state_dir().join("admin.token")).unwrap();
+    let api = |method: &str, path: &str| {
+        let out = sluice
+            .node_command("curl")
+            .args(["-sS", "-X", method, "-w", "\n%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .arg(format!("http://127.0.0.1:3000{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = api("GET", "/v1/proxies");
+    assert!(
+        listed.ends_with("200")
+            && listed.contains("\"Corp Squid\"")
+            && listed.contains(&format!("http://{USER}:***@{}", corp.addr()))
+            && !listed.contains(PROXY_PASSWORD),
+        "{listed}"
+    );
+    for (method, path) in [("POST", "/v1/proxies"), ("DELETE", "/v1/proxies/corp")] {
+        let said = api(method, path);
+        assert!(
+            said.ends_with("405") && said.contains("[[upstream.proxies]]"),
+            "{said}"
+        );
+    }
+    let said = api("POST", "/v1/proxies/nosuch/test");
+    assert!(said.ends_with("404") && said.contains("nosuch"), "{said}");
     // Not a default: a session without a choice goes direct.
     let (plain, _) = session(&sluice, &[]);
     let out = api_call(&sluice, &w, &["--session", &plain]);

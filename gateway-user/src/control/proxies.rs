@@ -14,6 +14,12 @@ use crate::upstream::egress::ConnectTo;
 
 /// Tests allowed per proxy per minute.
 pub const TESTS_PER_MINUTE: usize = 5;
+/// Why proxies cannot be created, changed or removed through the API.
+pub const READ_ONLY: &str = "upstream proxies are defined in the node's configuration \
+    ([[upstream.proxies]]) or by SLUICE_PROXY_URL in the daemon's environment; creating, \
+    changing or removing them through the API is not supported yet. Edit the file and \
+    restart the daemon";
+
 /// The tunnel a test opens when the request names none.
 pub const DEFAULT_TARGET: &str = "example.com:443";
 

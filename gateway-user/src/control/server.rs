@@ -144,6 +144,11 @@ async fn route(
             reply(StatusCode::OK, session_env(node, id, proxy).await)
         }
         (Method::GET, ["v1", "proxies"]) => json(StatusCode::OK, &proxies::list(node)),
+        (Method::POST | Method::PUT | Method::PATCH | Method::DELETE, ["v1", "proxies", ..])
+            if !matches!(segments.as_slice(), ["v1", "proxies", _, "test"]) =>
+        {
+            error(StatusCode::METHOD_NOT_ALLOWED, proxies::READ_ONLY)
+        }
         (Method::POST, ["v1", "proxies", id, "test"]) => {
             let id = (*id).to_owned();
             let request = match read_optional_json::<ProxyTest>(req).await {
