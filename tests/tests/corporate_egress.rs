@@ -167,6 +167,25 @@ fn api_call(sluice: &Sluice, world: &World, flags: &[&str]) -> String {
     )
 }
 
+/// An api.test request that should fail: the body, then the status on the last line.
+fn api_status(sluice: &Sluice, world: &World, flags: &[&str]) -> String {
+    curl(
+        sluice,
+        world,
+        flags,
+        &["-w", "\n%{http_code}", "https://api.test/echo"],
+    )
+}
+
+/// `sluice ARGS`: (success, stdout then stderr).
+fn cli(sluice: &Sluice, args: &[&str]) -> (bool, String) {
+    let out = sluice.command().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn log_has(squid: &Squid, needle: &str) -> bool {
     squid.wait_for_log(needle, LOG_WAIT)
 }
@@ -359,10 +378,7 @@ fn assert_password_nowhere(sluice: &Sluice, sessions: &[&str]) {
                 .join("\n"),
         ),
     ];
-    let cli = |args: &[&str]| {
-        let out = sluice.command().args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    };
+    let cli = |args: &[&str]| cli(sluice, args).1;
     seen.push(("proxy list", cli(&["proxy", "list"])));
     seen.push(("proxy list --json", cli(&["proxy", "list", "--json"])));
     seen.push(("session list", cli(&["session", "list", "--json"])));
@@ -534,11 +550,10 @@ fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
     let (plain, _) = session(&sluice, &[]);
 
     // Wrong password: Squid answers 407; the sandbox gets a 502 saying so.
-    let out = curl(
+    let out = api_status(
         &sluice,
         &w,
         &["--session", &plain, "--upstream-proxy", "wrong"],
-        &["-w", "\n%{http_code}", "https://api.test/echo"],
     );
     assert!(out.ends_with("502"), "{out}");
     assert!(
@@ -557,12 +572,7 @@ fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
             &[("SESSION_PROXY", wrong_url.as_str())],
         )
         .unwrap();
-    let out = curl(
-        &sluice,
-        &w,
-        &["--session", &by_url],
-        &["-w", "\n%{http_code}", "https://api.test/echo"],
-    );
+    let out = api_status(&sluice, &w, &["--session", &by_url]);
     assert!(out.ends_with("502"), "{out}");
     assert!(
         out.contains("http://198.51.100.12:3128") && out.contains("407"),
@@ -583,12 +593,7 @@ fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
 
     // Squid stopped: 502 naming it, and the host hears nothing.
     corp.stop();
-    let out = curl(
-        &sluice,
-        &w,
-        &["--session", &plain],
-        &["-w", "\n%{http_code}", "https://api.test/echo"],
-    );
+    let out = api_status(&sluice, &w, &["--session", &plain]);
     assert!(out.ends_with("502"), "{out}");
     assert!(
         out.contains("Corp Squid") && out.contains("refused"),
@@ -612,19 +617,10 @@ fn a_down_or_refusing_proxy_gives_a_502_naming_it_and_nothing_goes_direct() {
     assert!(w.echo.connections().is_empty(), "nothing direct");
 
     // `sluice proxy test` says what a proxy answers.
-    let test = |id: &str| {
-        let out = sluice
-            .command()
-            .args(["proxy", "test", id, "--target", "api.test:443"])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let (ok, said) = test("corp");
+    let (ok, said) = cli(
+        &sluice,
+        &["proxy", "test", "corp", "--target", "api.test:443"],
+    );
     assert!(!ok && said.contains("refused"), "{said}");
     assert_password_nowhere(&sluice, &[&plain]);
 }
@@ -644,15 +640,9 @@ fn a_proxy_test_reports_success_and_is_rate_limited() {
         &[],
     );
     let run = || {
-        let out = sluice
-            .command()
-            .args(["proxy", "test", "corp", "--target", "api.test:443"])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
+        cli(
+            &sluice,
+            &["proxy", "test", "corp", "--target", "api.test:443"],
         )
     };
     let (ok, said) = run();
