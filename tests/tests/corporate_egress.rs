@@ -475,6 +475,23 @@ fn each_level_of_the_cascade_overrides_the_one_below_and_none_goes_direct() {
         "the node never reached the sandbox's chosen proxy directly: {:?}",
         tenant.access_log()
     );
+    // Nor may a sandbox speak to a proxy itself (it would borrow the node's standing there).
+    let out = curl(
+        &sluice,
+        &w,
+        &["--session", &plain],
+        &["-w", "\n%{http_code}", "http://198.51.100.12:3128/"],
+    );
+    assert!(
+        out.ends_with("403") && out.contains("upstream proxy of this node"),
+        "{out}"
+    );
+    let reached = |l: &String| l.contains("198.51.100.12:3128") || l.contains(&from_node);
+    assert!(
+        !corp.access_log().iter().any(reached),
+        "{:?}",
+        corp.access_log()
+    );
 
     // An unknown id is refused where it is given.
     let refused = sluice

@@ -182,6 +182,7 @@ impl Dialer {
         egress: &Egress,
     ) -> Result<Dialed, DialError> {
         check_destination(dest, &self.live.load().allow_internal)?;
+        self.check_not_a_proxy(dest)?;
         let proxy = match egress {
             Egress::Refused(why) => return Err(DialError::NoEgress(why.clone())),
             Egress::Direct => None,
@@ -210,6 +211,26 @@ impl Dialer {
             stream: Either::Right(tunnel),
             via: Some(proxy.clone()),
         })
+    }
+
+    /// Refuses a destination that is one of the node's upstream proxies (given by address):
+    /// a sandbox speaking to the proxy itself would borrow the node's identity there (a
+    /// proxy that trusts its clients by address), even where `allow_internal` lets it reach
+    /// the proxy's network.
+    fn check_not_a_proxy(&self, dest: SocketAddr) -> Result<(), DialError> {
+        let proxies = &self.proxies;
+        let is_proxy = proxies
+            .list
+            .iter()
+            .chain(&proxies.env)
+            .any(|p| p.url.host.ip() == Some(dest.ip()) && p.url.port == dest.port());
+        if is_proxy {
+            return Err(DialError::Internal {
+                destination: dest,
+                what: "upstream proxy of this node".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     async fn direct(&self, dest: SocketAddr) -> Result<Dialed, DialError> {
