@@ -188,8 +188,12 @@ pub struct ProxyView {
     pub no_proxy: Vec<String>,
     /// What the CONNECT names: `name` or `address`.
     pub connect_to: String,
-    /// Where it is defined: `config` (read-only here) or `env`.
+    /// Where it is defined: `config` (the node's file, read-only here), `api` (created
+    /// through the API, kept in the session store) or `env` (the daemon's environment).
     pub source: String,
+    /// Why this node cannot use it (its connections are refused), if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// `POST /v1/proxies/{id}/test` body (optional).

@@ -402,3 +402,36 @@ pub fn netns_prefix(parent: &Path) -> String {
     let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     format!("sluice-{tag}-sb-")
 }
+
+/// The `[listen]` table of a second daemon in the same node namespace: ports and a
+/// control address of its own.
+pub const SECOND_NODE_LISTEN: &str = "[listen]\ntransparent_port = 15011\ndns_port = 15063\n\
+    control = \"127.0.0.1:3001\"\nproxy = \"127.0.0.1:3129\"\n";
+
+/// The `[store]` table of daemons sharing one Redis and one master key, written once (0600)
+/// into `dir` (the Redis server's directory, say). `url` is the Redis URL this daemon uses
+/// (another user's, say).
+pub fn shared_store_toml(dir: &Path, url: &str) -> std::io::Result<String> {
+    use base64::Engine;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key_file = dir.join("master.key");
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(13));
+    match std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+    {
+        Ok(mut file) => std::io::Write::write_all(
+            &mut file,
+            base64::engine::general_purpose::STANDARD
+                .encode(key)
+                .as_bytes(),
+        )?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    Ok(format!(
+        "[store]\nredis_url = {url:?}\nmaster_key_file = {key_file:?}\n"
+    ))
+}

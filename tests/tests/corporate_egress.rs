@@ -13,7 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::sluice::{Options, Sluice};
+use sluice::testing::RedisServer;
+use tests::sluice::{Options, SECOND_NODE_LISTEN, Sluice, shared_store_toml};
 use tests::squid::{self, Squid};
 use tests::upstream::{self, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
@@ -379,6 +380,7 @@ fn assert_password_nowhere(sluice: &Sluice, sessions: &[&str]) {
         ),
     ];
     let cli = |args: &[&str]| cli(sluice, args).1;
+    seen.push(("audit API", cli(&["audit", "--json", "--limit", "500"])));
     seen.push(("proxy list", cli(&["proxy", "list"])));
     seen.push(("proxy list --json", cli(&["proxy", "list", "--json"])));
     seen.push(("session list", cli(&["session", "list", "--json"])));
@@ -694,7 +696,10 @@ fn a_proxy_test_reports_success_and_is_rate_limited() {
             && !listed.contains(PROXY_PASSWORD),
         "{listed}"
     );
-    for (method, path) in [("POST", "/v1/proxies"), ("DELETE", "/v1/proxies/corp")] {
+    for (method, path) in [
+        ("DELETE", "/v1/proxies/corp"),
+        ("PUT", "/v1/proxies/corp/default"),
+    ] {
         let said = api(method, path);
         assert!(
             said.ends_with("405") && said.contains("[[upstream.proxies]]"),
@@ -728,4 +733,186 @@ fn an_https_proxy_is_reached_over_verified_tls() {
     assert!(out.contains("\"method\""), "{out}");
     assert_eq!(last_peer(&w.api), Some(CORP.into()));
     assert!(secure.url().starts_with("https://"));
+}
+
+/// A request to api.test through `node`'s explicit proxy (at `proxy`) under session
+/// `token`: the final status, or the proxy's answer to CONNECT when there was none.
+fn via_explicit(node: &Sluice, proxy: &str, token: &str) -> String {
+    let out = node
+        .node_command("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "15"])
+        .args(["-w", "%{http_code} %{http_connect}", "-x", proxy])
+        .args(["--proxy-user", &format!("sluice:{token}")])
+        .args([
+            "--cacert",
+            node.state_dir().join("ca.pem").to_str().unwrap(),
+        ])
+        .arg("https://api.test/explicit")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.split_once(' ') {
+        Some(("000", connect)) => connect.to_owned(),
+        Some((status, _)) => status.to_owned(),
+        None => text,
+    }
+}
+
+/// Waits (bounded) until `node` lists proxy `id` as its default (`true`) or not.
+fn wait_default(node: &Sluice, id: &str, default: bool) {
+    let guard = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let listed: Value =
+            serde_json::from_str(&cli(node, &["proxy", "list", "--json"]).1).unwrap_or(Value::Null);
+        let is_default = listed.as_array().is_some_and(|all| {
+            all.iter()
+                .any(|p| p["id"] == id && p["default"] == true && p["problem"].is_null())
+        });
+        if is_default == default {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < guard,
+            "{id} default={default} never reached the other node: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_proxy_created_through_the_api_reaches_every_node_sharing_redis() {
+    let w = world("egr7");
+    let corp = w.squid(CORP, false);
+    let tenant = w.squid(TENANT, true);
+    let redis = RedisServer::start().unwrap();
+    let file = proxy_toml("corp", "Corp Squid", &corp.url(), true, "");
+    let a = w.sluice(
+        &format!(
+            "{file}{}",
+            shared_store_toml(redis.dir(), &redis.url()).unwrap()
+        ),
+        &[],
+    );
+    let b = w.sluice(
+        &format!(
+            "{file}{}{SECOND_NODE_LISTEN}",
+            shared_store_toml(redis.dir(), &redis.url()).unwrap()
+        ),
+        &[],
+    );
+    let b_proxy = "http://127.0.0.1:3129";
+    let (_, token) = session(&a, &[]);
+    assert_eq!(via_explicit(&b, b_proxy, &token), "200");
+    assert_eq!(last_peer(&w.api), Some(CORP.into()), "the file's default");
+
+    // Node A creates a proxy (password from the environment, never in argv) and makes it
+    // the default; node B, told through Redis, sends its traffic through it.
+    let url = authed_url(&tenant, PROXY_PASSWORD);
+    let out = a
+        .command()
+        .args([
+            "proxy",
+            "add",
+            "tenant",
+            "env:TENANT_PROXY",
+            "--label",
+            "Tenant NAT",
+        ])
+        .arg("--default")
+        .env("TENANT_PROXY", &url)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("default") && said.contains(":***@"), "{said}");
+    eprintln!("sluice proxy add: {said}");
+    wait_default(&b, "tenant", true);
+    assert_eq!(via_explicit(&b, b_proxy, &token), "200");
+    assert_eq!(
+        last_peer(&w.api),
+        Some(TENANT.into()),
+        "the API's default wins"
+    );
+    // The audit stream is in Redis: read through node B's API.
+    let guard = std::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let listed = cli(
+            &b,
+            &["audit", "--kind", "request", "--json", "--limit", "100"],
+        )
+        .1;
+        let found = listed
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["proxy"] == "Tenant NAT" && r["host"] == "api.test");
+        if let Some(record) = found {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < guard,
+            "no record through Tenant NAT: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("audit on node B: {record}");
+
+    // A taken id, a file proxy, the default: refused, each saying why.
+    let (ok, said) = cli(&a, &["proxy", "add", "tenant", "http://other.test:1"]);
+    assert!(!ok && said.contains("--replace"), "{said}");
+    let (ok, said) = cli(&a, &["proxy", "add", "corp", "http://other.test:1"]);
+    assert!(!ok && said.contains("[[upstream.proxies]]"), "{said}");
+    let (ok, said) = cli(&b, &["proxy", "remove", "tenant"]);
+    assert!(!ok && said.contains("default --unset"), "{said}");
+    let (ok, said) = cli(&a, &["proxy", "add", "bad", "socks5://u:pw@x:1"]);
+    assert!(
+        !ok && said.contains("http://") && !said.contains("pw@"),
+        "{said}"
+    );
+
+    // Unset on node B: node A falls back to the file's default.
+    let (ok, said) = cli(&b, &["proxy", "default", "--unset", "tenant"]);
+    assert!(ok, "{said}");
+    wait_default(&a, "tenant", false);
+    let (_, token_a) = session(&a, &[]);
+    assert_eq!(via_explicit(&a, "http://127.0.0.1:3128", &token_a), "200");
+    assert_eq!(last_peer(&w.api), Some(CORP.into()));
+
+    // A session may name it by id on any node.
+    let (_, named) = session(&a, &["--upstream-proxy", "tenant"]);
+    assert_eq!(via_explicit(&b, b_proxy, &named), "200");
+    assert_eq!(last_peer(&w.api), Some(TENANT.into()));
+
+    // Nowhere in Redis, logs, audit, API answers or CLI output.
+    let snapshot = redis.snapshot().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&snapshot).contains(PROXY_PASSWORD),
+        "the Redis keyspace holds the password"
+    );
+    assert_password_nowhere(&a, &[]);
+    assert_password_nowhere(&b, &[]);
+
+    // Removed: a session that names it is refused, never sent direct.
+    let (ok, said) = cli(&a, &["proxy", "remove", "tenant"]);
+    assert!(ok, "{said}");
+    let served = w.api.requests().len();
+    let guard = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let status = via_explicit(&b, b_proxy, &named);
+        if status != "200" {
+            assert_eq!(status, "502", "refused with a reason");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < guard,
+            "node B still uses a removed proxy"
+        );
+        assert_eq!(last_peer(&w.api), Some(TENANT.into()), "never direct");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = &w.api.requests()[served..];
+    assert!(
+        sent.iter().all(|r| r.peer.ip() == IpAddr::from(TENANT)),
+        "nothing went direct or elsewhere while it was removed"
+    );
 }

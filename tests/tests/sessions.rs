@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice::testing::RedisServer;
-use tests::sluice::{Options, Sluice};
+use tests::sluice::{Options, SECOND_NODE_LISTEN, Sluice, shared_store_toml};
 use tests::upstream::{self, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
 
@@ -226,25 +226,6 @@ const NODE_B_USER: &str = "node-b";
 /// Two daemons sharing one Redis and one master key: "node B" uses other ports, cgroups and
 /// pins, and connects as [`NODE_B_USER`].
 fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
-    use base64::Engine;
-    use std::os::unix::fs::OpenOptionsExt;
-    let key_file = redis.dir().join("master.key");
-    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(13));
-    let mut file = std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(&key_file)
-        .unwrap();
-    std::io::Write::write_all(
-        &mut file,
-        base64::engine::general_purpose::STANDARD
-            .encode(key)
-            .as_bytes(),
-    )
-    .unwrap();
-    let store =
-        |url: String| format!("[store]\nredis_url = {url:?}\nmaster_key_file = {key_file:?}\n");
     redis
         .cli(&[
             "ACL",
@@ -257,10 +238,11 @@ fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
             "+@all",
         ])
         .unwrap();
-    let a = w.sluice(&store(redis.url()));
+    let a = w.sluice(&shared_store_toml(redis.dir(), &redis.url()).unwrap());
+    let b_url = format!("{}?user={NODE_B_USER}&pass=node-b-pw", redis.url());
     let b = w.sluice(&format!(
-        "{}[listen]\ntransparent_port = 15011\ndns_port = 15063\ncontrol = \"127.0.0.1:3001\"\nproxy = \"127.0.0.1:3129\"\n",
-        store(format!("{}?user={NODE_B_USER}&pass=node-b-pw", redis.url()))
+        "{}{SECOND_NODE_LISTEN}",
+        shared_store_toml(redis.dir(), &b_url).unwrap()
     ));
     (a, b)
 }

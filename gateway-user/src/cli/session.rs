@@ -182,7 +182,7 @@ fn build(args: &CreateArgs) -> Result<CreateSession, String> {
 
 /// `value` as given, or read from `env:VAR`, `file:PATH` or `-` (stdin) so a secret stays
 /// out of `ps` and shell history; `what` names the flag in errors. Never empty.
-fn read_value(what: &str, value: &str, stdin: &mut dyn Read) -> Result<String, String> {
+pub(super) fn read_value(what: &str, value: &str, stdin: &mut dyn Read) -> Result<String, String> {
     let value = if let Some(var) = value.strip_prefix("env:") {
         std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))?
     } else if let Some(path) = value.strip_prefix("file:") {

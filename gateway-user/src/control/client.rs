@@ -19,6 +19,7 @@ use crate::api::{
 };
 use crate::policy::PolicySpec;
 use crate::session::SessionView;
+use crate::upstream::egress::ProxySpec;
 
 /// Why a control API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,33 @@ impl ControlClient {
     /// `GET /v1/proxies`.
     pub async fn proxies(&self) -> Result<Vec<ProxyView>, ClientError> {
         self.call(Method::GET, "/v1/proxies", None::<&()>).await
+    }
+
+    /// `POST /v1/proxies` (`replace`: `PUT /v1/proxies/{id}`).
+    pub async fn put_proxy(
+        &self,
+        spec: &ProxySpec,
+        replace: bool,
+    ) -> Result<ProxyView, ClientError> {
+        if replace {
+            let path = format!("/v1/proxies/{}", encode(&spec.id));
+            self.call(Method::PUT, &path, Some(spec)).await
+        } else {
+            self.call(Method::POST, "/v1/proxies", Some(spec)).await
+        }
+    }
+
+    /// `DELETE /v1/proxies/{id}`.
+    pub async fn remove_proxy(&self, id: &str) -> Result<ProxyView, ClientError> {
+        let path = format!("/v1/proxies/{}", encode(id));
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `PUT` (`on`) or `DELETE /v1/proxies/{id}/default`.
+    pub async fn default_proxy(&self, id: &str, on: bool) -> Result<ProxyView, ClientError> {
+        let path = format!("/v1/proxies/{}/default", encode(id));
+        let method = if on { Method::PUT } else { Method::DELETE };
+        self.call(method, &path, None::<&()>).await
     }
 
     /// `POST /v1/proxies/{id}/test`.

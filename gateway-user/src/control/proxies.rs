@@ -1,5 +1,7 @@
-//! Upstream proxy endpoints of the control API: list them, and test one (open a tunnel
-//! through it), at most [`TESTS_PER_MINUTE`] times a minute per proxy.
+//! Upstream proxy endpoints of the control API: list them; create, replace and remove
+//! those kept in the session store (every node sharing it sees them) and make one the
+//! default; test one (open a tunnel through it), at most [`TESTS_PER_MINUTE`] times a
+//! minute per proxy. Proxies of the node's file and environment are read-only here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -7,50 +9,211 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::sessions::Failure;
+use super::sessions::{Failure, store_failure};
 use crate::api::{ProxyTest, ProxyTestResult, ProxyView};
 use crate::daemon::Node;
-use crate::upstream::egress::ConnectTo;
+use crate::session::proxies::SealError;
+use crate::session::{Put, Removed, StoredProxy};
+use crate::upstream::UpstreamProxy;
+use crate::upstream::egress::{ConnectTo, ProxySpec};
 
 /// Tests allowed per proxy per minute.
 pub const TESTS_PER_MINUTE: usize = 5;
-/// Why proxies cannot be created, changed or removed through the API.
-pub const READ_ONLY: &str = "upstream proxies are defined in the node's configuration \
-    ([[upstream.proxies]]) or by SLUICE_PROXY_URL in the daemon's environment; creating, \
-    changing or removing them through the API is not supported yet. Edit the file and \
-    restart the daemon";
 
 /// The tunnel a test opens when the request names none.
 pub const DEFAULT_TARGET: &str = "example.com:443";
 
-/// The node's upstream proxies, passwords masked.
+/// The node's upstream proxies, passwords masked: the file's, the API's (with those this
+/// node cannot use), the environment's.
 pub fn list(node: &Node) -> Vec<ProxyView> {
     let proxies = node.proxy.dialer.proxies();
-    let config = proxies.list.iter().map(|p| (p, "config"));
-    let env = proxies.env.iter().map(|p| (p, "env"));
-    config
-        .chain(env)
-        .map(|(p, source)| ProxyView {
-            id: p.id.clone(),
-            label: p.label.clone(),
-            url: p.url.to_string(),
-            default: proxies.default.as_deref() == Some(p.id.as_str())
-                || (source == "env" && proxies.default.is_none()),
-            no_proxy: node
-                .config
-                .upstream
-                .proxies
-                .iter()
-                .find(|spec| spec.id == p.id && source == "config")
-                .map(|spec| spec.no_proxy.clone())
-                .unwrap_or_default(),
-            connect_to: match p.connect_to {
-                ConnectTo::Name => "name".into(),
-                ConnectTo::Address => "address".into(),
-            },
-            source: source.into(),
-        })
-        .collect()
+    let default = proxies.default_id();
+    let view = |p: &UpstreamProxy, source: &str| ProxyView {
+        id: p.id.clone(),
+        label: p.label.clone(),
+        url: p.url.to_string(),
+        default: default == Some(p.id.as_str()) || (source == "env" && default.is_none()),
+        no_proxy: p.no_proxy.iter().map(ToString::to_string).collect(),
+        connect_to: match p.connect_to {
+            ConnectTo::Name => "name".into(),
+            ConnectTo::Address => "address".into(),
+        },
+        source: source.into(),
+        problem: None,
+    };
+    let config = proxies.list.iter().map(|p| view(p, "config"));
+    let api = proxies.stored.iter().map(|p| view(p, "api"));
+    let broken = proxies.broken.iter().map(|(id, problem)| ProxyView {
+        id: id.clone(),
+        label: id.clone(),
+        url: String::new(),
+        default: default == Some(id.as_str()),
+        no_proxy: Vec::new(),
+        connect_to: String::new(),
+        source: "api".into(),
+        problem: Some(problem.clone()),
+    });
+    let env = proxies.env.iter().map(|p| view(p, "env"));
+    config.chain(api).chain(broken).chain(env).collect()
+}
+
+/// `POST /v1/proxies` (`put` = [`Put::Create`]) and `PUT /v1/proxies/{id}`
+/// ([`Put::Replace`], `path_id` the id in the path): stores `spec` with its password
+/// sealed, makes it the default if it says so, and answers its view.
+pub async fn put(
+    node: &Node,
+    spec: ProxySpec,
+    put: Put,
+    path_id: Option<&str>,
+) -> Result<ProxyView, Failure> {
+    if let Some(path_id) = path_id
+        && path_id != spec.id
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("id: the body says {:?}, the path {path_id:?}", spec.id),
+        ));
+    }
+    read_only(node, &spec.id)?;
+    let services = &node.services;
+    let stored = StoredProxy::seal(&spec, &services.master).map_err(|e| match e {
+        SealError::Invalid(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+        SealError::Crypto(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
+    let written = services
+        .store
+        .put_proxy(stored, put)
+        .await
+        .map_err(store_failure)?;
+    if !written {
+        return Err((
+            StatusCode::CONFLICT,
+            format!(
+                "upstream proxy {:?} exists; `sluice proxy add --replace` (PUT /v1/proxies/{}) \
+                 replaces it",
+                spec.id, spec.id
+            ),
+        ));
+    }
+    if spec.default {
+        services
+            .store
+            .set_default_proxy(Some(&spec.id))
+            .await
+            .map_err(store_failure)?;
+    }
+    tracing::info!(
+        id = spec.id,
+        replaced = (put == Put::Replace),
+        default = spec.default,
+        "upstream: proxy stored"
+    );
+    shown(node, &spec.id).await
+}
+
+/// `DELETE /v1/proxies/{id}`: removes a stored proxy (not the default); answers its view
+/// as it was.
+pub async fn remove(node: &Node, id: &str) -> Result<ProxyView, Failure> {
+    read_only(node, id)?;
+    let before = shown(node, id).await;
+    match node
+        .services
+        .store
+        .remove_proxy(id)
+        .await
+        .map_err(store_failure)?
+    {
+        Removed::Yes => {}
+        Removed::Absent => return Err(not_found(id)),
+        Removed::IsDefault => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "upstream proxy {id:?} is the default; `sluice proxy default --unset {id}` \
+                     first (connections that use it would otherwise change path unseen)"
+                ),
+            ));
+        }
+    }
+    tracing::info!(id, "upstream: stored proxy removed");
+    refresh(node).await?;
+    before
+}
+
+/// `PUT /v1/proxies/{id}/default` (`on`) and `DELETE /v1/proxies/{id}/default`: makes a
+/// stored proxy the node default (over the file's), or stops it being the default.
+pub async fn set_default(node: &Node, id: &str, on: bool) -> Result<ProxyView, Failure> {
+    read_only(node, id)?;
+    let store = &node.services.store;
+    if on {
+        if !store
+            .set_default_proxy(Some(id))
+            .await
+            .map_err(store_failure)?
+        {
+            return Err(not_found(id));
+        }
+    } else {
+        let table = store.proxies().await.map_err(store_failure)?;
+        if table.get(id).is_none() {
+            return Err(not_found(id));
+        }
+        if table.default.as_deref() != Some(id) {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("upstream proxy {id:?} is not the default"),
+            ));
+        }
+        store.set_default_proxy(None).await.map_err(store_failure)?;
+    }
+    tracing::info!(id, default = on, "upstream: default proxy changed");
+    shown(node, id).await
+}
+
+/// Refuses a change to a proxy of the node's file or environment.
+fn read_only(node: &Node, id: &str) -> Result<(), Failure> {
+    let proxies = node.proxy.dialer.proxies();
+    let source = if proxies.list.iter().any(|p| p.id == id) {
+        "the node's configuration ([[upstream.proxies]])"
+    } else if proxies.env.as_ref().is_some_and(|p| p.id == id) {
+        "the daemon's environment (SLUICE_PROXY_URL or PROXY_URL)"
+    } else {
+        return Ok(());
+    };
+    Err((
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "upstream proxy {id:?} is defined in {source}, which the API cannot change; \
+             edit it there and restart the daemon, or give an API proxy another id"
+        ),
+    ))
+}
+
+/// Puts the store's proxies in effect on this node at once (other nodes follow on the
+/// store's announcement).
+async fn refresh(node: &Node) -> Result<(), Failure> {
+    node.refresh_proxies().await.map_err(|e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the change is stored but could not be read back: {e}"),
+        )
+    })
+}
+
+/// Refreshes, then the view of proxy `id`.
+async fn shown(node: &Node, id: &str) -> Result<ProxyView, Failure> {
+    refresh(node).await?;
+    list(node)
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> Failure {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no upstream proxy {id:?}; `sluice proxy list` shows the ids"),
+    )
 }
 
 /// Opens a tunnel through proxy `id` to the request's target and reports how it went.
@@ -64,12 +227,7 @@ pub async fn test(
     let proxy = proxies
         .by_id(id)
         .or(proxies.env.as_ref().filter(|p| p.id == id))
-        .ok_or_else(|| {
-            (
-                StatusCode::NOT_FOUND,
-                format!("no upstream proxy {id:?}; `sluice proxy list` shows the ids"),
-            )
-        })?;
+        .ok_or_else(|| not_found(id))?;
     let target = request.target.unwrap_or_else(|| DEFAULT_TARGET.to_owned());
     if !limiter.allow(id, Instant::now()) {
         return Err((

@@ -16,6 +16,8 @@ use super::sessions;
 use crate::api::{ApiError, CreateSandbox, CreateSession, ProxyTest, SandboxView};
 use crate::daemon::{Node, NodeError, ReloadError, Trigger};
 use crate::drain::Drain;
+use crate::session::Put;
+use crate::upstream::egress::ProxySpec;
 
 /// Largest request body accepted; more is a 413.
 const MAX_BODY: usize = 64 * 1024;
@@ -144,10 +146,31 @@ async fn route(
             reply(StatusCode::OK, session_env(node, id, proxy).await)
         }
         (Method::GET, ["v1", "proxies"]) => json(StatusCode::OK, &proxies::list(node)),
-        (Method::POST | Method::PUT | Method::PATCH | Method::DELETE, ["v1", "proxies", ..])
-            if !matches!(segments.as_slice(), ["v1", "proxies", _, "test"]) =>
-        {
-            error(StatusCode::METHOD_NOT_ALLOWED, proxies::READ_ONLY)
+        (Method::POST, ["v1", "proxies"]) => match read_json::<ProxySpec>(req).await {
+            Ok(spec) => reply(
+                StatusCode::CREATED,
+                proxies::put(node, spec, Put::Create, None).await,
+            ),
+            Err(reply) => reply,
+        },
+        (Method::PUT, ["v1", "proxies", id]) => {
+            let id = (*id).to_owned();
+            match read_json::<ProxySpec>(req).await {
+                Ok(spec) => reply(
+                    StatusCode::OK,
+                    proxies::put(node, spec, Put::Replace, Some(&id)).await,
+                ),
+                Err(reply) => reply,
+            }
+        }
+        (Method::DELETE, ["v1", "proxies", id]) => {
+            reply(StatusCode::OK, proxies::remove(node, id).await)
+        }
+        (Method::PUT, ["v1", "proxies", id, "default"]) => {
+            reply(StatusCode::OK, proxies::set_default(node, id, true).await)
+        }
+        (Method::DELETE, ["v1", "proxies", id, "default"]) => {
+            reply(StatusCode::OK, proxies::set_default(node, id, false).await)
         }
         (Method::POST, ["v1", "proxies", id, "test"]) => {
             let id = (*id).to_owned();
@@ -204,7 +227,8 @@ async fn route(
             ]
             | ["metrics"],
         )
-        | (_, ["v1", "proxies", _, "test"])
+        | (_, ["v1", "proxies", _, "test" | "default"])
+        | (_, ["v1", "proxies", _])
         | (_, ["v1", "sandboxes" | "sessions", _])
         | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -77,7 +77,7 @@ fn check_proxy_choice(node: &Node, choice: &str) -> Result<(), Failure> {
             if proxies.by_id(&id).is_some() {
                 return Ok(());
             }
-            let ids: Vec<&str> = proxies.list.iter().map(|p| p.id.as_str()).collect();
+            let ids = proxies.ids();
             Err(bad(format!(
                 "this node defines no proxy {id:?} (it defines: {}); give an id from \
                  `sluice proxy list`, an http(s):// URL, or none",
@@ -144,7 +144,8 @@ fn not_found(id: &str) -> Failure {
     (StatusCode::NOT_FOUND, format!("no session {id}"))
 }
 
-fn store_failure(error: StoreError) -> Failure {
+/// The answer to a store error: 400 for invalid input, 503 when unreachable.
+pub fn store_failure(error: StoreError) -> Failure {
     let status = match error {
         StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
         StoreError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,

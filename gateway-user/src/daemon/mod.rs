@@ -10,6 +10,7 @@ mod lock;
 mod node;
 mod reload;
 mod services;
+mod stored_proxies;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -142,6 +143,11 @@ impl Prepared {
             )
             .config_source(path),
         );
+
+        node.refresh_proxies()
+            .await
+            .context("daemon: read the upstream proxies created through the API")?;
+        drain.spawn(stored_proxies::watch(node.clone()));
 
         let listen = &config.listen;
         let set = listeners::bind_here(listen.transparent_port, listen.dns_port)

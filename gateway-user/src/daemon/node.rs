@@ -58,6 +58,8 @@ pub struct Node {
     /// Distinct DNS names per sandbox per minute, shared by every DNS socket.
     pub dns_budget: Arc<crate::dns::NameBudget>,
     pub(super) reloader: super::reload::Reloader,
+    /// One reread of the stored upstream proxies at a time.
+    pub(super) proxy_refresh: tokio::sync::Mutex<()>,
     sandbox_drains: Mutex<HashMap<u64, Drain>>,
 }
 
@@ -80,6 +82,7 @@ impl Node {
             resolver,
             dns_budget: Arc::new(crate::dns::NameBudget::new(config.dns.max_names_per_minute)),
             reloader: super::reload::Reloader::new(None, config.clone()),
+            proxy_refresh: tokio::sync::Mutex::new(()),
             config,
             capture,
             registry,
@@ -209,9 +212,9 @@ impl Node {
         };
         let ids = || {
             let proxies = self.proxy.dialer.proxies();
-            let ids: Vec<&str> = proxies.list.iter().map(|p| p.id.as_str()).collect();
+            let ids = proxies.ids();
             if ids.is_empty() {
-                "this node defines none ([[upstream.proxies]])".to_owned()
+                "this node defines none ([[upstream.proxies]] or `sluice proxy add`)".to_owned()
             } else {
                 format!("this node defines {}", ids.join(", "))
             }

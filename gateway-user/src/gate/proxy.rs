@@ -3,11 +3,8 @@
 
 use std::sync::Arc;
 
-use percent_encoding::percent_decode_str;
-
 use super::SessionGate;
 use crate::audit::Who;
-use crate::credentials::Secret;
 use crate::upstream::egress::{EgressError, Level, ProxyChoice, ProxyUrl, UpstreamProxy};
 
 impl SessionGate {
@@ -41,9 +38,8 @@ impl SessionGate {
             unusable("its sealed password cannot be opened with this node's master key".into())
         })?;
         if let Some(encoded) = password {
-            let text = std::str::from_utf8(encoded.expose())
-                .map_err(|_| unusable("its password is not UTF-8".into()))?;
-            url.password = Some(Secret::new(percent_decode_str(text).collect()));
+            url.set_encoded_password(encoded.expose())
+                .map_err(|e| unusable(e.into()))?;
         }
         let id = format!("session:{}", session.id);
         let proxy = UpstreamProxy::from_url(&id, url);

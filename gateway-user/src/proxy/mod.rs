@@ -72,7 +72,7 @@ pub(crate) async fn egress_of(ctx: &ProxyContext, who: &Who, sandbox: Option<&st
             }
         };
         let session = ctx.intercept.policy.session_proxy(who).await?;
-        resolve(&sandbox, &session, ctx.dialer.proxies())
+        resolve(&sandbox, &session, &ctx.dialer.proxies())
     };
     match resolved.await {
         Ok(egress) => egress,

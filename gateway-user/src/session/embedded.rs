@@ -3,7 +3,8 @@
 //!
 //! Every write rewrites the file atomically (temporary file, `fsync`, `rename`), mode 0600.
 //! Expiry is by timestamp: a session past `expires_at` reads as `expired`, and the next write
-//! drops it (lazy pruning). Revocations are broadcast in-process.
+//! drops it (lazy pruning). Revocations are broadcast in-process. Upstream proxies created
+//! through the API live beside them in `<state_dir>/proxies.json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -11,16 +12,20 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast};
 
 use super::crypto::MasterKey;
 use super::model::{NewSession, Session, SessionState, unix_now};
+use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
 use super::store::{SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
 
 /// The file name under the state directory.
 pub const SESSIONS_FILE: &str = "sessions.json";
+/// The file of API-created upstream proxies, under the state directory.
+pub const PROXIES_FILE: &str = "proxies.json";
 
 const FILE_VERSION: u32 = 1;
 const REVOCATION_BACKLOG: usize = 1024;
@@ -35,6 +40,9 @@ pub struct EmbeddedStore {
     file: Option<PathBuf>,
     table: Mutex<Table>,
     revoked: broadcast::Sender<String>,
+    proxies_file: Option<PathBuf>,
+    proxies: Mutex<ProxyTable>,
+    proxy_changes: broadcast::Sender<()>,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +58,32 @@ struct FileFormat {
     sessions: Vec<Session>,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxiesFile {
+    version: u32,
+    proxies: Vec<StoredProxy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default: Option<String>,
+}
+
+/// A file with a format version.
+trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for FileFormat {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Versioned for ProxiesFile {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 impl EmbeddedStore {
     /// Opens the store in `state_dir` (created 0700 if missing), loading `sessions.json` if
     /// it exists.
@@ -60,12 +94,23 @@ impl EmbeddedStore {
             .create(state_dir)
             .map_err(|source| io_error("create directory", state_dir, source))?;
         let path = state_dir.join(SESSIONS_FILE);
-        let table = match File::open(&path) {
-            Ok(file) => load(file, &path)?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Table::default(),
-            Err(source) => return Err(io_error("read", &path, source)),
-        };
-        Ok(EmbeddedStore::with(Some(path), table))
+        let mut table = Table::default();
+        if let Some(file) = read_private::<FileFormat>(&path)? {
+            for session in file.sessions {
+                table.insert(session);
+            }
+        }
+        let proxies_path = state_dir.join(PROXIES_FILE);
+        let proxies = read_private::<ProxiesFile>(&proxies_path)?
+            .map(|file| ProxyTable {
+                proxies: file.proxies,
+                default: file.default,
+            })
+            .unwrap_or_default();
+        let mut store = EmbeddedStore::with(Some(path), table);
+        store.proxies_file = Some(proxies_path);
+        store.proxies = Mutex::new(proxies);
+        Ok(store)
     }
 
     /// A store that lives only in memory (tests, and `--ephemeral` style runs).
@@ -80,10 +125,14 @@ impl EmbeddedStore {
 
     fn with(file: Option<PathBuf>, table: Table) -> EmbeddedStore {
         let (revoked, _) = broadcast::channel(REVOCATION_BACKLOG);
+        let (proxy_changes, _) = broadcast::channel(REVOCATION_BACKLOG);
         EmbeddedStore {
             file,
             table: Mutex::new(table),
             revoked,
+            proxies_file: None,
+            proxies: Mutex::new(ProxyTable::default()),
+            proxy_changes,
         }
     }
 
@@ -132,20 +181,37 @@ impl EmbeddedStore {
     }
 
     async fn persist(&self, table: &Table) -> Result<(), StoreError> {
-        let Some(path) = self.file.clone() else {
-            return Ok(());
-        };
         let file = FileFormat {
             version: FILE_VERSION,
             sessions: table.by_id.values().cloned().collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|err| StoreError::Corrupt {
-            id: path.display().to_string(),
-            reason: err.to_string(),
-        })?;
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|err| StoreError::Unreachable(format!("embedded store writer: {err}")))?
+        write_json(self.file.clone(), &file).await
+    }
+
+    async fn persist_proxies(&self, table: &ProxyTable) -> Result<(), StoreError> {
+        let file = ProxiesFile {
+            version: FILE_VERSION,
+            proxies: table.proxies.clone(),
+            default: table.default.clone(),
+        };
+        write_json(self.proxies_file.clone(), &file).await
+    }
+
+    /// Applies `change` to the proxy table and persists it; the table is left as it was
+    /// when `change` says no (`false`) or the file cannot be written.
+    async fn change_proxies<T>(
+        &self,
+        change: impl FnOnce(&mut ProxyTable) -> (bool, T),
+    ) -> Result<T, StoreError> {
+        let mut table = self.proxies.lock().await;
+        let mut next = table.clone();
+        let (changed, answer) = change(&mut next);
+        if changed {
+            self.persist_proxies(&next).await?;
+            *table = next;
+            let _ = self.proxy_changes.send(());
+        }
+        Ok(answer)
     }
 
     async fn read<F>(&self, find: F) -> Option<Session>
@@ -203,6 +269,49 @@ impl SessionStore for EmbeddedStore {
     fn revocations(&self) -> broadcast::Receiver<String> {
         self.revoked.subscribe()
     }
+
+    fn proxies(&self) -> StoreFuture<'_, ProxyTable> {
+        Box::pin(async move { Ok(self.proxies.lock().await.clone()) })
+    }
+
+    fn put_proxy(&self, proxy: StoredProxy, put: Put) -> StoreFuture<'_, bool> {
+        Box::pin(self.change_proxies(move |table| {
+            match table.proxies.iter_mut().find(|p| p.id == proxy.id) {
+                Some(_) if put == Put::Create => return (false, false),
+                Some(old) => *old = proxy,
+                None => table.proxies.push(proxy),
+            }
+            (true, true)
+        }))
+    }
+
+    fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed> {
+        Box::pin(self.change_proxies(move |table| {
+            if table.default.as_deref() == Some(id) {
+                return (false, Removed::IsDefault);
+            }
+            let before = table.proxies.len();
+            table.proxies.retain(|p| p.id != id);
+            if table.proxies.len() == before {
+                return (false, Removed::Absent);
+            }
+            (true, Removed::Yes)
+        }))
+    }
+
+    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool> {
+        Box::pin(self.change_proxies(move |table| {
+            if id.is_some_and(|id| table.get(id).is_none()) {
+                return (false, false);
+            }
+            table.default = id.map(str::to_owned);
+            (true, true)
+        }))
+    }
+
+    fn proxy_changes(&self) -> broadcast::Receiver<()> {
+        self.proxy_changes.subscribe()
+    }
 }
 
 impl Table {
@@ -238,7 +347,14 @@ fn with_effective_state(mut session: Session) -> Session {
     session
 }
 
-fn load(file: File, path: &Path) -> Result<Table, StoreError> {
+/// Reads the JSON file at `path` (`None` if there is none), refusing one readable by
+/// others or of another format version.
+fn read_private<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io_error("read", path, source)),
+    };
     let mode = file
         .metadata()
         .map_err(|source| io_error("inspect", path, source))?
@@ -250,27 +366,33 @@ fn load(file: File, path: &Path) -> Result<Table, StoreError> {
             mode: mode & 0o7777,
         });
     }
-    let parsed: FileFormat =
-        serde_json::from_reader(std::io::BufReader::new(file)).map_err(|err| {
-            StoreError::Corrupt {
-                id: path.display().to_string(),
-                reason: err.to_string(),
-            }
-        })?;
-    if parsed.version != FILE_VERSION {
-        return Err(StoreError::Corrupt {
-            id: path.display().to_string(),
-            reason: format!(
-                "version {} (this build reads {FILE_VERSION})",
-                parsed.version
-            ),
-        });
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: path.display().to_string(),
+        reason,
+    };
+    let parsed: T = serde_json::from_reader(std::io::BufReader::new(file))
+        .map_err(|err| corrupt(err.to_string()))?;
+    if parsed.version() != FILE_VERSION {
+        return Err(corrupt(format!(
+            "version {} (this build reads {FILE_VERSION})",
+            parsed.version()
+        )));
     }
-    let mut table = Table::default();
-    for session in parsed.sessions {
-        table.insert(session);
-    }
-    Ok(table)
+    Ok(Some(parsed))
+}
+
+/// Writes `value` as JSON to `path` atomically (nothing when the store has no file).
+async fn write_json(path: Option<PathBuf>, value: &impl Serialize) -> Result<(), StoreError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|err| StoreError::Corrupt {
+        id: path.display().to_string(),
+        reason: err.to_string(),
+    })?;
+    tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+        .await
+        .map_err(|err| StoreError::Unreachable(format!("embedded store writer: {err}")))?
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new file, never a mix.

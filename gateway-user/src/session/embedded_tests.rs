@@ -173,3 +173,36 @@ async fn persists_across_reopen_without_plaintext() {
     let err = EmbeddedStore::open(&state).unwrap_err();
     assert!(err.to_string().contains("unreadable"), "{err}");
 }
+
+#[tokio::test]
+async fn stored_proxies_follow_the_store_contract_and_survive_reopen() {
+    use crate::session::proxies::tests::{STORED_PASSWORD, proxies_contract};
+    proxies_contract(&EmbeddedStore::in_memory()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    proxies_contract(&store).await;
+    let key = MasterKey::generate().unwrap();
+    let spec = crate::upstream::egress::ProxySpec {
+        id: "kept".into(),
+        label: None,
+        url: format!("http://u:{STORED_PASSWORD}@kept.test:3128"),
+        default: false,
+        no_proxy: vec!["10.0.0.0/8".into()],
+        connect_to: Default::default(),
+    };
+    let stored = StoredProxy::seal(&spec, &key).unwrap();
+    assert!(store.put_proxy(stored.clone(), Put::Create).await.unwrap());
+    assert!(store.set_default_proxy(Some("kept")).await.unwrap());
+    drop(store);
+
+    let path = dir.path().join(PROXIES_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(STORED_PASSWORD), "{text}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let table = reopened.proxies().await.unwrap();
+    assert_eq!(table.proxies, [stored]);
+    assert_eq!(table.default.as_deref(), Some("kept"));
+}

@@ -6,6 +6,7 @@
 //!   API view.
 //! - [`store`]: the [`SessionStore`] trait; [`EmbeddedStore`] (one node, a JSON file) and
 //!   [`RedisStore`] (shared by many nodes, revocations over pub/sub) implement it.
+//! - [`proxies`]: upstream proxies created through the API, kept in the store.
 //! - [`cache`]: [`SessionCache`], the node-local front the data path authenticates against.
 //! - [`static_config`]: sessions declared in the configuration file (token digests only).
 
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod crypto;
 pub mod embedded;
 pub mod model;
+pub mod proxies;
 pub mod redis;
 pub mod static_config;
 pub mod store;
@@ -23,6 +25,7 @@ pub use cache::{AuthError, CacheConfig, SessionCache};
 pub use crypto::{CryptoError, KeySource, MASTER_KEY_ENV, MasterKey, Sealed};
 pub use embedded::EmbeddedStore;
 pub use model::{NewSession, Session, SessionState, SessionView, StoredCredential};
+pub use proxies::{ProxyTable, Put, Removed, StoredProxy};
 pub use redis::RedisStore;
 pub use static_config::{SessionConfig, Sessions};
 pub use store::{RESYNC, SessionStore, StoreError, StoreFuture};

@@ -8,10 +8,14 @@
 //! - `P sessions` — the set of ids, for listing; ids whose hash has expired are removed when
 //!   listing.
 //! - channel `P revoked` — ids of revoked sessions.
+//! - `P proxies` — a hash: upstream proxy id → the [`StoredProxy`] JSON (password sealed);
+//!   `P proxy-default` — the id of the default one; channel `P proxies-changed` — the id of
+//!   each proxy written, removed or made the default.
 //!
 //! Revoking keeps the hash (state `revoked`) until its expiry so it reads as "revoked", not
-//! "unknown". A background task subscribes to the channel, reconnecting with backoff; after a
-//! reconnect it sends [`RESYNC`] because revocations published during the gap were missed.
+//! "unknown". A background task subscribes to both channels, reconnecting with backoff; after
+//! a reconnect it sends [`RESYNC`] and a proxy change because messages published during the
+//! gap were missed.
 //!
 //! Commands go through a `ConnectionManager` with short timeouts (connect 1 s, response 2 s,
 //! whole operation 3 s): the data path would rather fail closed than wait.
@@ -27,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::crypto::MasterKey;
 use super::model::{NewSession, Session, SessionState, mask_password, unix_now};
+use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
 use super::store::{RESYNC, SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
 
@@ -54,6 +59,34 @@ if redis.call('HGET', KEYS[1], 'state') == 'pending' then
 end
 return 0";
 
+/// Stores a proxy, unless ARGV[3] is `1` and the id is taken. KEYS[1] = proxies hash;
+/// ARGV[1] = id, ARGV[2] = JSON, ARGV[3] = create only, ARGV[4] = channel.
+const PUT_PROXY: &str = r"
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1";
+
+/// Removes a proxy unless it is the default (2); 0 if absent. KEYS[1] = proxies hash,
+/// KEYS[2] = default key; ARGV[1] = id, ARGV[2] = channel.
+const REMOVE_PROXY: &str = r"
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 2 end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1";
+
+/// Sets (ARGV[1] an id of the hash) or clears (ARGV[1] empty) the default; 0 if the id is
+/// absent. KEYS[1] = proxies hash, KEYS[2] = default key; ARGV[2] = channel.
+const SET_DEFAULT_PROXY: &str = r"
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1";
+
 /// Sessions in Redis.
 ///
 /// # Security
@@ -63,6 +96,7 @@ pub struct RedisStore {
     prefix: String,
     shown_url: String,
     revoked: broadcast::Sender<String>,
+    proxy_changes: broadcast::Sender<()>,
     subscriber: JoinHandle<()>,
 }
 
@@ -85,24 +119,69 @@ impl RedisStore {
         let commands = bounded(ConnectionManager::new_with_config(client.clone(), config))
             .await
             .map_err(|err| StoreError::Unreachable(format!("{shown_url}: {err}")))?;
-        let channel = format!("{key_prefix}revoked");
-        let pubsub = bounded(subscribe(&client, &channel))
+        let channels = Channels {
+            revoked: format!("{key_prefix}revoked"),
+            proxies: format!("{key_prefix}proxies-changed"),
+        };
+        let pubsub = bounded(subscribe(&client, &channels))
             .await
             .map_err(|err| StoreError::Unreachable(format!("{shown_url}: subscribe: {err}")))?;
         let (revoked, _) = broadcast::channel(REVOCATION_BACKLOG);
-        let subscriber = tokio::spawn(forward_revocations(
-            client,
-            channel,
-            revoked.clone(),
-            pubsub,
-        ));
+        let (proxy_changes, _) = broadcast::channel(REVOCATION_BACKLOG);
+        let outlets = Outlets {
+            revoked: revoked.clone(),
+            proxies: proxy_changes.clone(),
+        };
+        let subscriber = tokio::spawn(forward_messages(client, channels, outlets, pubsub));
         Ok(RedisStore {
             commands,
             prefix: key_prefix.to_owned(),
             shown_url,
             revoked,
+            proxy_changes,
             subscriber,
         })
+    }
+
+    fn proxies_key(&self) -> String {
+        format!("{}proxies", self.prefix)
+    }
+
+    fn default_proxy_key(&self) -> String {
+        format!("{}proxy-default", self.prefix)
+    }
+
+    fn proxies_channel(&self) -> String {
+        format!("{}proxies-changed", self.prefix)
+    }
+
+    async fn proxies_inner(&self) -> Result<ProxyTable, StoreError> {
+        let mut conn = self.commands.clone();
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("HGETALL")
+            .arg(self.proxies_key())
+            .cmd("GET")
+            .arg(self.default_proxy_key());
+        let (entries, default): (Vec<(String, String)>, Option<String>) =
+            self.run(pipe.query_async(&mut conn)).await?;
+        let mut proxies = entries
+            .into_iter()
+            .map(|(id, json)| serde_json::from_str(&json).map_err(|err| corrupt(&id, err)))
+            .collect::<Result<Vec<StoredProxy>, _>>()?;
+        proxies.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(ProxyTable { proxies, default })
+    }
+
+    async fn proxy_script(&self, code: &str, args: &[&str]) -> Result<i64, StoreError> {
+        let mut conn = self.commands.clone();
+        let script = Script::new(code);
+        let mut invocation = script.key(self.proxies_key());
+        invocation.key(self.default_proxy_key());
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        self.run(invocation.invoke_async(&mut conn)).await
     }
 
     fn session_key(&self, id: &str) -> String {
@@ -266,6 +345,50 @@ impl SessionStore for RedisStore {
     fn revocations(&self) -> broadcast::Receiver<String> {
         self.revoked.subscribe()
     }
+
+    fn proxies(&self) -> StoreFuture<'_, ProxyTable> {
+        Box::pin(self.proxies_inner())
+    }
+
+    fn put_proxy(&self, proxy: StoredProxy, put: Put) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&proxy).map_err(|err| corrupt(&proxy.id, err))?;
+            let create = if put == Put::Create { "1" } else { "0" };
+            let channel = self.proxies_channel();
+            let done = self
+                .proxy_script(PUT_PROXY, &[&proxy.id, &json, create, &channel])
+                .await?;
+            Ok(done == 1)
+        })
+    }
+
+    fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed> {
+        Box::pin(async move {
+            let channel = self.proxies_channel();
+            Ok(
+                match self.proxy_script(REMOVE_PROXY, &[id, &channel]).await? {
+                    1 => Removed::Yes,
+                    2 => Removed::IsDefault,
+                    _ => Removed::Absent,
+                },
+            )
+        })
+    }
+
+    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let channel = self.proxies_channel();
+            let id = id.unwrap_or_default();
+            Ok(self
+                .proxy_script(SET_DEFAULT_PROXY, &[id, &channel])
+                .await?
+                == 1)
+        })
+    }
+
+    fn proxy_changes(&self) -> broadcast::Receiver<()> {
+        self.proxy_changes.subscribe()
+    }
 }
 
 impl Drop for RedisStore {
@@ -322,31 +445,47 @@ async fn bounded<T>(op: impl Future<Output = Result<T, RedisError>>) -> Result<T
     }
 }
 
-async fn subscribe(client: &Client, channel: &str) -> Result<PubSub, RedisError> {
+/// The store's pub/sub channels.
+struct Channels {
+    revoked: String,
+    proxies: String,
+}
+
+/// Where messages of each channel go.
+struct Outlets {
+    revoked: broadcast::Sender<String>,
+    proxies: broadcast::Sender<()>,
+}
+
+impl Outlets {
+    /// Everything may have been missed: drop every cached session, reread the proxies.
+    fn resync(&self) {
+        let _ = self.revoked.send(RESYNC.to_owned());
+        let _ = self.proxies.send(());
+    }
+}
+
+async fn subscribe(client: &Client, channels: &Channels) -> Result<PubSub, RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    pubsub.subscribe(&channels.revoked).await?;
+    pubsub.subscribe(&channels.proxies).await?;
     Ok(pubsub)
 }
 
-/// Forwards published revocations to `revoked` for as long as the store lives; reconnects
-/// with backoff and sends [`RESYNC`] after every reconnect.
-async fn forward_revocations(
-    client: Client,
-    channel: String,
-    revoked: broadcast::Sender<String>,
-    first: PubSub,
-) {
+/// Forwards published revocations and proxy changes for as long as the store lives;
+/// reconnects with backoff and resyncs after every reconnect.
+async fn forward_messages(client: Client, channels: Channels, outlets: Outlets, first: PubSub) {
     let mut next = Some(first);
     let mut backoff = BACKOFF_MIN;
     loop {
         let pubsub = match next.take() {
             Some(pubsub) => pubsub,
-            None => match bounded(subscribe(&client, &channel)).await {
+            None => match bounded(subscribe(&client, &channels)).await {
                 Ok(pubsub) => {
                     tracing::info!(
-                        "store: revocation subscription re-established; dropping cached sessions"
+                        "store: subscription re-established; dropping cached sessions, rereading proxies"
                     );
-                    let _ = revoked.send(RESYNC.to_owned());
+                    outlets.resync();
                     backoff = BACKOFF_MIN;
                     pubsub
                 }
@@ -358,13 +497,13 @@ async fn forward_revocations(
                 }
             },
         };
-        relay(pubsub, &revoked).await;
-        tracing::warn!("store: revocation subscription lost; reconnecting");
+        relay(pubsub, &channels, &outlets).await;
+        tracing::warn!("store: subscription lost; reconnecting");
     }
 }
 
 /// Relays messages until the connection drops or stops answering pings.
-async fn relay(pubsub: PubSub, revoked: &broadcast::Sender<String>) {
+async fn relay(pubsub: PubSub, channels: &Channels, outlets: &Outlets) {
     let (mut sink, mut stream) = pubsub.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -372,14 +511,18 @@ async fn relay(pubsub: PubSub, revoked: &broadcast::Sender<String>) {
         tokio::select! {
             message = stream.next() => {
                 let Some(message) = message else { return };
+                if message.get_channel_name() == channels.proxies {
+                    let _ = outlets.proxies.send(());
+                    continue;
+                }
                 match message.get_payload::<String>() {
                     Ok(id) => {
-                        let _ = revoked.send(id);
+                        let _ = outlets.revoked.send(id);
                     }
                     Err(err) => {
-                        // Fail closed: an unreadable revocation drops every cached session.
+                        // Fail closed: an unreadable message drops every cached session.
                         tracing::warn!(error = %err, "store: unreadable revocation message");
-                        let _ = revoked.send(RESYNC.to_owned());
+                        outlets.resync();
                     }
                 }
             }

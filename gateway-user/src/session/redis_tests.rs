@@ -222,3 +222,48 @@ async fn unreachable_redis_is_a_clear_error() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn stored_proxies_follow_the_store_contract_reach_other_nodes_and_stay_sealed() {
+    use crate::session::proxies::tests::{STORED_PASSWORD, proxies_contract};
+    let server = RedisServer::start().unwrap();
+    let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let other = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let mut other_changes = other.proxy_changes();
+    proxies_contract(&store).await;
+    let heard = tokio::time::timeout(HANG_GUARD, other_changes.recv()).await;
+    assert!(
+        matches!(heard, Ok(Ok(()))),
+        "another node hears of the change"
+    );
+
+    let key = MasterKey::generate().unwrap();
+    let spec = crate::upstream::egress::ProxySpec {
+        id: "kept".into(),
+        label: None,
+        url: format!("http://u:{STORED_PASSWORD}@kept.test:3128"),
+        default: true,
+        no_proxy: Vec::new(),
+        connect_to: Default::default(),
+    };
+    let stored = crate::session::StoredProxy::seal(&spec, &key).unwrap();
+    assert!(
+        store
+            .put_proxy(stored.clone(), crate::session::Put::Create)
+            .await
+            .unwrap()
+    );
+    assert!(store.set_default_proxy(Some("kept")).await.unwrap());
+    let seen = other.proxies().await.unwrap();
+    assert_eq!(seen.proxies, [stored]);
+    assert_eq!(seen.default.as_deref(), Some("kept"));
+
+    let mut conn = raw(&server).await;
+    let dump: Vec<(String, String)> = cmd("HGETALL")
+        .arg("t:proxies")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dump.len(), 1);
+    assert!(!dump[0].1.contains(STORED_PASSWORD), "{}", dump[0].1);
+}

@@ -12,6 +12,7 @@ use super::crypto::{CryptoError, MasterKey, credential_aad};
 use super::model::{
     NewSession, Session, SessionState, StoredCredential, unix_now, upstream_proxy_aad,
 };
+use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
 use super::token::{Token, TokenDigest, TokenError, new_session_id};
 use super::validate::ValidationError;
 
@@ -104,6 +105,22 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// Ids of sessions revoked on any node, as they happen; [`RESYNC`] means "drop all".
     fn revocations(&self) -> broadcast::Receiver<String>;
+
+    /// The upstream proxies created through the API, and their default.
+    fn proxies(&self) -> StoreFuture<'_, ProxyTable>;
+
+    /// Stores `proxy`; `false` when `put` is [`Put::Create`] and the id is taken.
+    fn put_proxy(&self, proxy: StoredProxy, put: Put) -> StoreFuture<'_, bool>;
+
+    /// Removes proxy `id`, unless it is the default.
+    fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed>;
+
+    /// Makes proxy `id` the default (`None`: no default); `false` if there is no such proxy.
+    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool>;
+
+    /// A message each time the proxies change on any node (and when changes may have been
+    /// missed): read [`SessionStore::proxies`] again.
+    fn proxy_changes(&self) -> broadcast::Receiver<()>;
 }
 
 /// Builds the session a validated `new` describes, sealing its secrets: the part of

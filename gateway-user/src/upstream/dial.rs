@@ -12,6 +12,8 @@ use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_util::either::Either;
 
+use arc_swap::ArcSwap;
+
 use super::egress::{ConnectTo, Egress, NodeProxies, UpstreamProxy};
 use super::tunnel::{self, EgressStream};
 use crate::audit::{Side, Sided};
@@ -118,7 +120,8 @@ impl DialError {
 pub struct Dialer {
     connect_timeout: Duration,
     live: LiveStore,
-    proxies: Arc<NodeProxies>,
+    /// Swapped whole when the API's proxies change.
+    proxies: Arc<ArcSwap<NodeProxies>>,
     proxy_tls: Option<Arc<ClientConfig>>,
     /// Checks the names a `CONNECT` would carry (the sandboxes' resolver).
     resolver: Option<crate::dns::Resolver>,
@@ -147,16 +150,21 @@ impl Dialer {
         resolver: crate::dns::Resolver,
     ) -> Dialer {
         Dialer {
-            proxies,
+            proxies: Arc::new(ArcSwap::new(proxies)),
             proxy_tls: Some(tls),
             resolver: Some(resolver),
             ..self
         }
     }
 
-    /// The node's upstream proxies.
-    pub fn proxies(&self) -> &Arc<NodeProxies> {
-        &self.proxies
+    /// The node's upstream proxies, as they are now.
+    pub fn proxies(&self) -> Arc<NodeProxies> {
+        self.proxies.load_full()
+    }
+
+    /// Replaces the node's upstream proxies (every clone of this dialer sees the change).
+    pub fn set_proxies(&self, proxies: NodeProxies) {
+        self.proxies.store(Arc::new(proxies));
     }
 
     /// The limit on one connect.
@@ -218,11 +226,10 @@ impl Dialer {
     /// proxy that trusts its clients by address), even where `allow_internal` lets it reach
     /// the proxy's network.
     fn check_not_a_proxy(&self, dest: SocketAddr) -> Result<(), DialError> {
-        let proxies = &self.proxies;
-        let is_proxy = proxies
-            .list
-            .iter()
-            .chain(&proxies.env)
+        let is_proxy = self
+            .proxies
+            .load()
+            .all()
             .any(|p| p.url.host.ip() == Some(dest.ip()) && p.url.port == dest.port());
         if is_proxy {
             return Err(DialError::Internal {

@@ -124,6 +124,13 @@ impl ProxyUrl {
         authority(&self.host, self.port)
     }
 
+    /// Sets the password from its text as written in a URL (percent-encoded).
+    pub fn set_encoded_password(&mut self, encoded: &[u8]) -> Result<(), &'static str> {
+        let text = std::str::from_utf8(encoded).map_err(|_| "its password is not UTF-8")?;
+        self.password = Some(Secret::new(percent_decode_str(text).collect()));
+        Ok(())
+    }
+
     /// The `Proxy-Authorization` value, when the URL has a user.
     pub fn basic_auth(&self) -> Option<String> {
         let user = self.user.as_deref()?;
@@ -232,6 +239,14 @@ pub enum ConnectTo {
 pub struct NoProxy {
     target: NoProxyTarget,
     port: Option<u16>,
+    text: String,
+}
+
+/// The entry as written.
+impl fmt::Display for NoProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,7 +278,11 @@ impl NoProxy {
         } else {
             NoProxyTarget::Pattern(vec![HostPattern::parse(target).ok()?])
         };
-        Some(NoProxy { target, port })
+        Some(NoProxy {
+            target,
+            port,
+            text: text.to_owned(),
+        })
     }
 
     /// Whether a connection to `dest` (for `name`, when known) goes direct.
@@ -318,6 +337,10 @@ pub struct UpstreamProxy {
     pub no_proxy: Vec<NoProxy>,
     /// What the CONNECT names.
     pub connect_to: ConnectTo,
+    /// Which version of an API-created proxy this is (empty for the others, which do not
+    /// change while the daemon runs): connections pooled for one version are never used
+    /// for another.
+    pub revision: String,
 }
 
 impl UpstreamProxy {
@@ -338,6 +361,7 @@ impl UpstreamProxy {
             url,
             no_proxy: Vec::new(),
             connect_to: ConnectTo::default(),
+            revision: String::new(),
         }
     }
 }
@@ -355,13 +379,15 @@ pub enum Egress {
 }
 
 impl Egress {
-    /// A short name for pools: `direct`, `refused` or the proxy's id (ids of the node's
-    /// file cannot be these, nor `env`, nor contain the `:` of `session:ID`).
-    pub fn key(&self) -> &str {
+    /// A short name for pools: `direct`, `refused`, the proxy's id, or `ID#REVISION` for
+    /// an API-created proxy (ids of the node's file cannot be `direct` or `refused`, nor
+    /// `env`, nor contain the `:` of `session:ID` or the `#`).
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Egress::Direct => "direct",
-            Egress::Proxy(proxy) => &proxy.id,
-            Egress::Refused(_) => "refused",
+            Egress::Direct => "direct".into(),
+            Egress::Proxy(proxy) if proxy.revision.is_empty() => proxy.id.as_str().into(),
+            Egress::Proxy(proxy) => format!("{}#{}", proxy.id, proxy.revision).into(),
+            Egress::Refused(_) => "refused".into(),
         }
     }
 }
@@ -470,20 +496,27 @@ impl ProxySpec {
             url,
             no_proxy,
             connect_to: self.connect_to,
+            revision: String::new(),
         })
     }
 }
 
-/// The node's proxies: those of its configuration, its default, and the one its
-/// environment names.
-#[derive(Debug, Default)]
+/// The node's proxies: those of its configuration, those created through the API (kept
+/// in the session store), the default, and the one its environment names.
+#[derive(Clone, Debug, Default)]
 pub struct NodeProxies {
-    /// By id, in configuration order.
+    /// The configuration's, by id, in configuration order.
     pub list: Vec<Arc<UpstreamProxy>>,
-    /// The id of the one marked `default`.
+    /// The id of the configuration's one marked `default`.
     pub default: Option<String>,
     /// `SLUICE_PROXY_URL`, else `PROXY_URL`, from the daemon's environment.
     pub env: Option<Arc<UpstreamProxy>>,
+    /// Those created through the API, by id.
+    pub stored: Vec<Arc<UpstreamProxy>>,
+    /// The id of the API's default, which overrides the configuration's.
+    pub stored_default: Option<String>,
+    /// API-created ids this node cannot use, and why (a choice of one is refused).
+    pub broken: Vec<(String, String)>,
 }
 
 impl NodeProxies {
@@ -513,12 +546,65 @@ impl NodeProxies {
             list,
             default: default.map(|s| s.id.clone()),
             env,
+            ..NodeProxies::default()
         })
     }
 
-    /// The proxy with id `id`.
+    /// These proxies with the API-created ones replaced by `stored` (and `broken`) and
+    /// their default by `default`.
+    pub fn with_stored(
+        &self,
+        stored: Vec<Arc<UpstreamProxy>>,
+        default: Option<String>,
+        broken: Vec<(String, String)>,
+    ) -> NodeProxies {
+        NodeProxies {
+            stored,
+            stored_default: default,
+            broken,
+            ..self.clone()
+        }
+    }
+
+    /// The ids a sandbox or session may name: the configuration's, then the API's.
+    pub fn ids(&self) -> Vec<&str> {
+        self.list
+            .iter()
+            .chain(&self.stored)
+            .map(|p| p.id.as_str())
+            .collect()
+    }
+
+    /// The proxy with id `id` (the configuration's first).
     pub fn by_id(&self, id: &str) -> Option<&Arc<UpstreamProxy>> {
-        self.list.iter().find(|p| p.id == id)
+        self.list.iter().chain(&self.stored).find(|p| p.id == id)
+    }
+
+    /// Every usable proxy: the configuration's, the API's, the environment's.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<UpstreamProxy>> {
+        self.list.iter().chain(&self.stored).chain(&self.env)
+    }
+
+    /// The id of the node's default: the API's, else the configuration's.
+    pub fn default_id(&self) -> Option<&str> {
+        self.stored_default.as_deref().or(self.default.as_deref())
+    }
+
+    /// The proxy `id` names for `level`: refused when unknown or broken here.
+    fn pick(&self, level: &'static str, id: &str) -> Result<Egress, EgressError> {
+        if let Some(proxy) = self.by_id(id) {
+            return Ok(Egress::Proxy(proxy.clone()));
+        }
+        match self.broken.iter().find(|(broken, _)| broken == id) {
+            Some((_, reason)) => Err(EgressError::Unusable {
+                level,
+                reason: format!("upstream proxy {id:?}: {reason}"),
+            }),
+            None => Err(EgressError::UnknownId {
+                level,
+                id: id.to_owned(),
+            }),
+        }
     }
 
     /// Reads `SLUICE_PROXY_URL` (then `PROXY_URL`) through `var`; an unparsable value is an
@@ -576,8 +662,8 @@ pub enum Level {
     Chose(ProxyChoice, Option<Arc<UpstreamProxy>>),
 }
 
-/// Picks the egress: sandbox → session → node default → environment → direct, first
-/// level that says something wins.
+/// Picks the egress: sandbox → session → node default (the API's, else the
+/// configuration's) → environment → direct, first level that says something wins.
 pub fn resolve(
     sandbox: &Level,
     session: &Level,
@@ -587,15 +673,7 @@ pub fn resolve(
         match level {
             Level::Inherit => continue,
             Level::Chose(ProxyChoice::Direct, _) => return Ok(Egress::Direct),
-            Level::Chose(ProxyChoice::Id(id), _) => {
-                return node
-                    .by_id(id)
-                    .map(|p| Egress::Proxy(p.clone()))
-                    .ok_or_else(|| EgressError::UnknownId {
-                        level: name,
-                        id: id.clone(),
-                    });
-            }
+            Level::Chose(ProxyChoice::Id(id), _) => return node.pick(name, id),
             Level::Chose(ProxyChoice::Url(_), Some(proxy)) => {
                 return Ok(Egress::Proxy(proxy.clone()));
             }
@@ -607,14 +685,8 @@ pub fn resolve(
             }
         }
     }
-    if let Some(id) = &node.default {
-        return node
-            .by_id(id)
-            .map(|p| Egress::Proxy(p.clone()))
-            .ok_or_else(|| EgressError::UnknownId {
-                level: "node default",
-                id: id.clone(),
-            });
+    if let Some(id) = node.default_id() {
+        return node.pick("node default", id);
     }
     Ok(node.env.clone().map_or(Egress::Direct, Egress::Proxy))
 }

@@ -10,6 +10,7 @@ fn proxy(id: &str, url: &str, no_proxy: &[&str]) -> Arc<UpstreamProxy> {
             .map(|n| NoProxy::parse(n).unwrap())
             .collect(),
         connect_to: ConnectTo::Name,
+        revision: String::new(),
     })
 }
 
@@ -21,6 +22,7 @@ fn node(default: Option<&str>, env: bool) -> NodeProxies {
         ],
         default: default.map(str::to_owned),
         env: env.then(|| proxy("env", "http://env.example:8080", &[])),
+        ..NodeProxies::default()
     }
 }
 
@@ -38,7 +40,7 @@ fn chose(text: &str) -> Level {
 
 fn picked(sandbox: &Level, session: &Level, node: &NodeProxies) -> String {
     match resolve(sandbox, session, node) {
-        Ok(egress) => egress.key().to_owned(),
+        Ok(egress) => egress.key().into_owned(),
         Err(e) => format!("error: {e}"),
     }
 }

@@ -273,7 +273,7 @@ impl UpstreamClient {
         egress: &Egress,
         upgrade: bool,
     ) -> Client<DestConnector, Body> {
-        let key = (dest, egress.key().to_owned(), upgrade);
+        let key = (dest, egress.key().into_owned(), upgrade);
         let mut clients = self
             .inner
             .clients
