@@ -758,6 +758,24 @@ fn via_explicit(node: &Sluice, proxy: &str, token: &str) -> String {
     }
 }
 
+/// Python: two requests to api.test over one connection through node B's explicit proxy
+/// (argv: CA file, session token), printing the status and local port after each, waiting
+/// for a line on stdin between them; it fails rather than reconnect.
+const HELD_CONNECTION: &str = r#"
+import base64, http.client, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+auth = base64.b64encode(("sluice:" + sys.argv[2]).encode()).decode()
+c = http.client.HTTPSConnection("127.0.0.1", 3129, context=ctx, timeout=15)
+c.set_tunnel("api.test", 443, headers={"Proxy-Authorization": "Basic " + auth})
+for n in range(2):
+    c.request("GET", "/held")
+    r = c.getresponse()
+    r.read()
+    c.auto_open = 0
+    print(r.status, c.sock.getsockname()[1], flush=True)
+    sys.stdin.readline()
+"#;
+
 /// Waits (bounded) until `node` lists proxy `id` as its default (`true`) or not.
 fn wait_default(node: &Sluice, id: &str, default: bool) {
     let guard = std::time::Instant::now() + Duration::from_secs(40);
@@ -805,6 +823,25 @@ fn a_proxy_created_through_the_api_reaches_every_node_sharing_redis() {
     assert_eq!(via_explicit(&b, b_proxy, &token), "200");
     assert_eq!(last_peer(&w.api), Some(CORP.into()), "the file's default");
 
+    // A client that keeps its connection open across the change (one TLS session through
+    // node B's explicit proxy, two requests, no reconnect): its second request takes the
+    // new path.
+    let mut keeper = b
+        .node_command("python3")
+        .args(["-c", HELD_CONNECTION])
+        .arg(b.state_dir().join("ca.pem"))
+        .arg(&token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keeper_out = std::io::BufReader::new(keeper.stdout.take().unwrap());
+    let mut keeper_in = keeper.stdin.take().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut keeper_out, &mut first).unwrap();
+    assert!(first.starts_with("200 "), "{first}");
+    assert_eq!(last_peer(&w.api), Some(CORP.into()));
+
     // Node A creates a proxy (password from the environment, never in argv) and makes it
     // the default; node B, told through Redis, sends its traffic through it.
     let url = authed_url(&tenant, PROXY_PASSWORD);
@@ -828,6 +865,17 @@ fn a_proxy_created_through_the_api_reaches_every_node_sharing_redis() {
     assert!(said.contains("default") && said.contains(":***@"), "{said}");
     eprintln!("sluice proxy add: {said}");
     wait_default(&b, "tenant", true);
+    std::io::Write::write_all(&mut keeper_in, b"next\n").unwrap();
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut keeper_out, &mut second).unwrap();
+    assert_eq!(second, first, "same status, same connection (no reconnect)");
+    assert_eq!(
+        last_peer(&w.api),
+        Some(TENANT.into()),
+        "a connection held open takes the new default at its next request"
+    );
+    drop(keeper_in);
+    let _ = keeper.wait();
     assert_eq!(via_explicit(&b, b_proxy, &token), "200");
     assert_eq!(
         last_peer(&w.api),

@@ -13,9 +13,9 @@ use super::sessions::{Failure, store_failure};
 use crate::api::{ProxyTest, ProxyTestResult, ProxyView};
 use crate::daemon::Node;
 use crate::session::proxies::SealError;
-use crate::session::{Put, Removed, StoredProxy};
+use crate::session::{Put, Removed, StoredDefault, StoredProxy};
 use crate::upstream::UpstreamProxy;
-use crate::upstream::egress::{ConnectTo, ProxySpec};
+use crate::upstream::egress::{ConnectTo, ProxySpec, check_id};
 
 /// Tests allowed per proxy per minute.
 pub const TESTS_PER_MINUTE: usize = 5;
@@ -96,11 +96,22 @@ pub async fn put(
         ));
     }
     if spec.default {
-        services
+        let default = StoredDefault::seal(&spec.id, &services.master)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let set = services
             .store
-            .set_default_proxy(Some(&spec.id))
+            .set_default_proxy(default)
             .await
             .map_err(store_failure)?;
+        if !set {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "upstream proxy {:?} was removed before it could be made the default",
+                    spec.id
+                ),
+            ));
+        }
     }
     tracing::info!(
         id = spec.id,
@@ -144,33 +155,30 @@ pub async fn remove(node: &Node, id: &str) -> Result<ProxyView, Failure> {
 /// stored proxy the node default (over the file's), or stops it being the default.
 pub async fn set_default(node: &Node, id: &str, on: bool) -> Result<ProxyView, Failure> {
     read_only(node, id)?;
-    let store = &node.services.store;
-    if on {
-        if !store
-            .set_default_proxy(Some(id))
-            .await
-            .map_err(store_failure)?
-        {
-            return Err(not_found(id));
-        }
+    let services = &node.services;
+    let changed = if on {
+        let default = StoredDefault::seal(id, &services.master)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        services.store.set_default_proxy(default).await
     } else {
-        let table = store.proxies().await.map_err(store_failure)?;
-        if table.get(id).is_none() {
-            return Err(not_found(id));
-        }
-        if table.default.as_deref() != Some(id) {
-            return Err((
-                StatusCode::CONFLICT,
-                format!("upstream proxy {id:?} is not the default"),
-            ));
-        }
-        store.set_default_proxy(None).await.map_err(store_failure)?;
+        services.store.unset_default_proxy(id).await
+    }
+    .map_err(store_failure)?;
+    if !changed && on {
+        return Err(not_found(id));
+    }
+    if !changed {
+        return Err((
+            StatusCode::CONFLICT,
+            format!("upstream proxy {id:?} is not the default"),
+        ));
     }
     tracing::info!(id, default = on, "upstream: default proxy changed");
     shown(node, id).await
 }
 
-/// Refuses a change to a proxy of the node's file or environment.
+/// Refuses an id that is not one (the empty id of `//default` among them) and a change to a
+/// proxy of the node's file or environment.
 fn read_only(node: &Node, id: &str) -> Result<(), Failure> {
     let proxies = node.proxy.dialer.proxies();
     let source = if proxies.list.iter().any(|p| p.id == id) {
@@ -178,7 +186,7 @@ fn read_only(node: &Node, id: &str) -> Result<(), Failure> {
     } else if proxies.env.as_ref().is_some_and(|p| p.id == id) {
         "the daemon's environment (SLUICE_PROXY_URL or PROXY_URL)"
     } else {
-        return Ok(());
+        return check_id(id).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()));
     };
     Err((
         StatusCode::METHOD_NOT_ALLOWED,

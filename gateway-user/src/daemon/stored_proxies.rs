@@ -3,10 +3,12 @@
 //! an announcement was lost.
 //!
 //! # Security
-//! A stored proxy this node cannot build (its password sealed under another master key, a
-//! URL that no longer parses) is kept as *broken*: a level that names it, or a default that
+//! A stored proxy this node cannot build (its seal does not open with this node's master
+//! key: written or changed by someone without it; a URL that no longer parses; an id the
+//! node's file also defines) is kept as *broken*: a level that names it, or a default that
 //! is it, refuses its connections rather than sending them another way. A store that cannot
-//! be read keeps the proxies last read (never "no proxies", which would mean "direct").
+//! be read, or whose table lost its epoch (Redis flushed or replaced), keeps the proxies last
+//! read (never "no proxies", which would mean "direct").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Node;
 use crate::session::{MasterKey, StoredProxy};
 use crate::session::{ProxyTable, StoreError};
+use crate::upstream::egress::ProxyUrl;
 use crate::upstream::{NodeProxies, UpstreamProxy};
 
 /// How often the proxies are reread without an announcement.
@@ -30,6 +33,15 @@ impl Node {
         let _one_at_a_time = self.proxy_refresh.lock().await;
         let table = self.services.store.proxies().await?;
         let now = self.proxy.dialer.proxies();
+        if now.epoch.is_some() && table.epoch != now.epoch {
+            return Err(StoreError::Corrupt {
+                id: "upstream proxies".into(),
+                reason: "the store's proxy table was lost or replaced (its epoch changed); \
+                         keeping the proxies in effect: restart the daemon to take the store \
+                         as it is now"
+                    .into(),
+            });
+        }
         let next = built(&table, &now, &self.services.master);
         for (id, reason) in &next.broken {
             tracing::warn!(id, reason, "upstream: stored proxy unusable on this node");
@@ -73,28 +85,49 @@ pub async fn watch(node: Arc<Node>) {
 
 /// `now` with its API-created proxies replaced by those of `table`.
 fn built(table: &ProxyTable, now: &NodeProxies, key: &MasterKey) -> NodeProxies {
-    let mut stored = Vec::with_capacity(table.proxies.len());
-    let mut broken = Vec::new();
+    let mut next = NodeProxies {
+        epoch: table.epoch.clone(),
+        broken: table.unreadable.clone(),
+        default_problem: table.default_unreadable.clone(),
+        ..NodeProxies::default()
+    };
     for entry in &table.proxies {
-        if now.list.iter().any(|p| p.id == entry.id) {
-            tracing::warn!(
-                id = entry.id,
-                "upstream: a stored proxy has the id of one in this node's file; the file's is used"
-            );
-            continue;
-        }
-        match build(entry, key) {
-            Ok(proxy) => stored.push(Arc::new(proxy)),
-            Err(reason) => broken.push((entry.id.clone(), reason)),
+        let result = if now.list.iter().any(|p| p.id == entry.id) {
+            Err("the node's file defines a proxy of the same id here; \
+                 give the API's another id"
+                .to_owned())
+        } else {
+            build(entry, key)
+        };
+        match result {
+            Ok(proxy) => next.stored.push(Arc::new(proxy)),
+            Err(reason) => {
+                if let Ok(url) = ProxyUrl::parse(&entry.url) {
+                    next.broken_addresses.push((url.host, url.port));
+                }
+                next.broken.push((entry.id.clone(), reason));
+            }
         }
     }
-    now.with_stored(stored, table.default.clone(), broken)
+    if let Some(default) = &table.default {
+        if default.verify(key) {
+            next.stored_default = Some(default.id.clone());
+        } else {
+            next.default_problem = Some(format!(
+                "the stored default ({:?}) does not verify with this node's master key",
+                default.id
+            ));
+        }
+    }
+    now.with_stored(next)
 }
 
 /// One stored proxy, its password opened.
 fn build(entry: &StoredProxy, key: &MasterKey) -> Result<UpstreamProxy, String> {
     let (spec, password) = entry.open(key).map_err(|_| {
-        "its sealed password cannot be opened with this node's master key".to_owned()
+        "its seal does not open with this node's master key (written or changed by \
+         someone without it)"
+            .to_owned()
     })?;
     let mut proxy = spec.build().map_err(|e| e.to_string())?;
     if let Some(password) = password {
@@ -116,6 +149,7 @@ fn revision(entry: &StoredProxy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::StoredDefault;
     use crate::upstream::egress::{Egress, EgressError, Level, ProxyChoice, ProxySpec, resolve};
 
     fn spec(id: &str, url: &str) -> ProxySpec {
@@ -146,23 +180,17 @@ mod tests {
             proxies: vec![
                 StoredProxy::seal(&spec("tenant", "http://u:p%40w@tenant.test:3128"), &key)
                     .unwrap(),
-                StoredProxy::seal(&spec("corp", "http://shadow.test:1"), &key).unwrap(),
             ],
-            default: None,
+            ..ProxyTable::default()
         };
         let node = built(&table, &now, &key);
         assert_eq!(egress_of(&node, &Level::Inherit).unwrap(), "corp");
         let tenant = node.by_id("tenant").unwrap();
         assert_eq!(tenant.url.password.as_ref().unwrap().expose(), b"p@w");
-        assert_eq!(
-            node.by_id("corp").unwrap().url.authority(),
-            "corp.test:3128",
-            "the file's proxy wins over a stored one of the same id"
-        );
 
         let with_default = built(
             &ProxyTable {
-                default: Some("tenant".into()),
+                default: Some(StoredDefault::seal("tenant", &key).unwrap()),
                 ..table.clone()
             },
             &now,
@@ -171,6 +199,34 @@ mod tests {
         assert_eq!(egress_of(&with_default, &Level::Inherit).unwrap(), "tenant");
         let session = Level::Chose(ProxyChoice::Direct, None);
         assert_eq!(egress_of(&with_default, &session).unwrap(), "direct");
+
+        // A default nobody with the master key wrote, or an id the file also defines, is
+        // refused: never the file's proxy, never direct.
+        let other = MasterKey::generate().unwrap();
+        let forged = built(
+            &ProxyTable {
+                default: Some(StoredDefault::seal("tenant", &other).unwrap()),
+                ..table.clone()
+            },
+            &now,
+            &key,
+        );
+        let err = egress_of(&forged, &Level::Inherit).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        let shadow = ProxyTable {
+            proxies: vec![StoredProxy::seal(&spec("corp", "http://shadow.test:1"), &key).unwrap()],
+            ..ProxyTable::default()
+        };
+        let shadowed = built(&shadow, &now, &key);
+        assert!(
+            egress_of(&shadowed, &Level::Inherit).is_err(),
+            "ambiguous id refused"
+        );
+        assert_eq!(
+            shadowed.broken_addresses.len(),
+            1,
+            "its address stays off limits"
+        );
     }
 
     #[test]
@@ -185,14 +241,14 @@ mod tests {
         };
         let first = ProxyTable {
             proxies: vec![entry("http://u:old@tenant.test:3128")],
-            default: None,
+            ..ProxyTable::default()
         };
         let again = pool_key(&first);
         assert_eq!(pool_key(&first), again, "a reread keeps the pool");
         assert!(again.starts_with("tenant#"), "{again}");
         let replaced = ProxyTable {
             proxies: vec![entry("http://u:new@tenant.test:3128")],
-            default: None,
+            ..ProxyTable::default()
         };
         assert_ne!(
             pool_key(&replaced),
@@ -209,7 +265,8 @@ mod tests {
             proxies: vec![
                 StoredProxy::seal(&spec("tenant", "http://u:pw@tenant.test:3128"), &other).unwrap(),
             ],
-            default: Some("tenant".into()),
+            default: Some(StoredDefault::seal("tenant", &key).unwrap()),
+            ..ProxyTable::default()
         };
         let node = built(&table, &NodeProxies::default(), &key);
         assert!(node.by_id("tenant").is_none());

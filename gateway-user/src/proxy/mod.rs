@@ -21,7 +21,7 @@ use crate::audit::{AuditLog, Who};
 use crate::detect::Limits;
 use crate::intercept::InterceptContext;
 use crate::live::LiveStore;
-use crate::upstream::egress::{EgressError, Level, ProxyChoice, resolve};
+use crate::upstream::egress::{EgressError, Level, Plan, ProxyChoice, resolve};
 use crate::upstream::{Dialer, Egress};
 
 pub use explicit::{ExplicitProxy, serve_explicit};
@@ -72,7 +72,9 @@ pub(crate) async fn egress_of(ctx: &ProxyContext, who: &Who, sandbox: Option<&st
             }
         };
         let session = ctx.intercept.policy.session_proxy(who).await?;
-        resolve(&sandbox, &session, &ctx.dialer.proxies())
+        // Checked now (an unusable choice is refused at once), resolved again at each dial.
+        resolve(&sandbox, &session, &ctx.dialer.proxies())?;
+        Ok::<_, EgressError>(Egress::Plan(Arc::new(Plan { sandbox, session })))
     };
     match resolved.await {
         Ok(egress) => egress,

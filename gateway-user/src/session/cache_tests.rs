@@ -6,7 +6,7 @@ use super::*;
 use crate::session::crypto::MasterKey;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::model::NewSession;
-use crate::session::proxies::{ProxyTable, Put, Removed, StoredProxy};
+use crate::session::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy};
 use crate::session::redis::RedisStore;
 use crate::session::store::StoreFuture;
 use crate::session::store::tests::new_session;
@@ -91,8 +91,11 @@ impl SessionStore for Scripted {
     fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed> {
         self.inner.remove_proxy(id)
     }
-    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool> {
-        self.inner.set_default_proxy(id)
+    fn set_default_proxy(&self, default: StoredDefault) -> StoreFuture<'_, bool> {
+        self.inner.set_default_proxy(default)
+    }
+    fn unset_default_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        self.inner.unset_default_proxy(id)
     }
     fn proxy_changes(&self) -> broadcast::Receiver<()> {
         self.inner.proxy_changes()

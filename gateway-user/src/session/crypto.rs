@@ -195,7 +195,7 @@ pub fn credential_aad(session_id: &str, name: &str) -> Vec<u8> {
 /// An encrypted value: AES-256-GCM ciphertext with its tag, and the nonce.
 ///
 /// Serializes as `{"nonce": "<base64>", "ciphertext": "<base64>"}`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sealed {
     /// The 96-bit nonce.

@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, broadcast};
 
 use super::crypto::MasterKey;
 use super::model::{NewSession, Session, SessionState, unix_now};
-use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
+use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy, new_epoch};
 use super::store::{SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
 
@@ -64,7 +64,9 @@ struct ProxiesFile {
     version: u32,
     proxies: Vec<StoredProxy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    default: Option<String>,
+    default: Option<StoredDefault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
 }
 
 /// A file with a format version.
@@ -105,6 +107,8 @@ impl EmbeddedStore {
             .map(|file| ProxyTable {
                 proxies: file.proxies,
                 default: file.default,
+                epoch: file.epoch,
+                ..ProxyTable::default()
             })
             .unwrap_or_default();
         let mut store = EmbeddedStore::with(Some(path), table);
@@ -193,6 +197,7 @@ impl EmbeddedStore {
             version: FILE_VERSION,
             proxies: table.proxies.clone(),
             default: table.default.clone(),
+            epoch: table.epoch.clone(),
         };
         write_json(self.proxies_file.clone(), &file).await
     }
@@ -207,6 +212,7 @@ impl EmbeddedStore {
         let mut next = table.clone();
         let (changed, answer) = change(&mut next);
         if changed {
+            next.epoch.get_or_insert_with(new_epoch);
             self.persist_proxies(&next).await?;
             *table = next;
             let _ = self.proxy_changes.send(());
@@ -287,7 +293,7 @@ impl SessionStore for EmbeddedStore {
 
     fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed> {
         Box::pin(self.change_proxies(move |table| {
-            if table.default.as_deref() == Some(id) {
+            if table.default_id() == Some(id) {
                 return (false, Removed::IsDefault);
             }
             let before = table.proxies.len();
@@ -299,12 +305,22 @@ impl SessionStore for EmbeddedStore {
         }))
     }
 
-    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool> {
+    fn set_default_proxy(&self, default: StoredDefault) -> StoreFuture<'_, bool> {
         Box::pin(self.change_proxies(move |table| {
-            if id.is_some_and(|id| table.get(id).is_none()) {
+            if table.get(&default.id).is_none() {
                 return (false, false);
             }
-            table.default = id.map(str::to_owned);
+            table.default = Some(default);
+            (true, true)
+        }))
+    }
+
+    fn unset_default_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(self.change_proxies(move |table| {
+            if table.default_id() != Some(id) {
+                return (false, false);
+            }
+            table.default = None;
             (true, true)
         }))
     }

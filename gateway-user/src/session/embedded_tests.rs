@@ -193,7 +193,8 @@ async fn stored_proxies_follow_the_store_contract_and_survive_reopen() {
     };
     let stored = StoredProxy::seal(&spec, &key).unwrap();
     assert!(store.put_proxy(stored.clone(), Put::Create).await.unwrap());
-    assert!(store.set_default_proxy(Some("kept")).await.unwrap());
+    let default = crate::session::StoredDefault::seal("kept", &key).unwrap();
+    assert!(store.set_default_proxy(default).await.unwrap());
     drop(store);
 
     let path = dir.path().join(PROXIES_FILE);
@@ -204,5 +205,5 @@ async fn stored_proxies_follow_the_store_contract_and_survive_reopen() {
     let reopened = EmbeddedStore::open(dir.path()).unwrap();
     let table = reopened.proxies().await.unwrap();
     assert_eq!(table.proxies, [stored]);
-    assert_eq!(table.default.as_deref(), Some("kept"));
+    assert_eq!(table.default_id(), Some("kept"));
 }

@@ -25,7 +25,7 @@ pub use cache::{AuthError, CacheConfig, SessionCache};
 pub use crypto::{CryptoError, KeySource, MASTER_KEY_ENV, MasterKey, Sealed};
 pub use embedded::EmbeddedStore;
 pub use model::{NewSession, Session, SessionState, SessionView, StoredCredential};
-pub use proxies::{ProxyTable, Put, Removed, StoredProxy};
+pub use proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy};
 pub use redis::RedisStore;
 pub use static_config::{SessionConfig, Sessions};
 pub use store::{RESYNC, SessionStore, StoreError, StoreFuture};

@@ -3,9 +3,12 @@
 //! credentials are.
 //!
 //! # Security
-//! A [`StoredProxy`] (what goes into Redis and `proxies.json`) holds the URL without its
-//! password, and the password sealed with AAD [`proxy_aad`] (bound to the proxy's id, so
-//! a sealed password cannot be moved to another entry).
+//! The store (Redis) is not trusted with the routing: every entry is sealed whole, its
+//! password as the plaintext and every other field bound as AAD ([`StoredProxy::open`]
+//! fails for an entry anyone without the master key wrote or changed), and the default is a
+//! sealed [`StoredDefault`]. The table carries an *epoch*, written with its first entry: a
+//! table that comes back without it, or with another, was lost or replaced, and a node keeps
+//! what it had instead of reading "no proxies" (which would mean "direct").
 
 use serde::{Deserialize, Serialize};
 
@@ -24,35 +27,56 @@ pub struct StoredProxy {
     pub label: String,
     /// `http[s]://[user@]host[:port]/`: the URL with its password removed.
     pub url: String,
-    /// The URL's password as written (percent-encoding kept), sealed with AAD
-    /// [`proxy_aad`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Sealed>,
     /// Destinations that go direct.
     #[serde(default)]
     pub no_proxy: Vec<String>,
     /// What the CONNECT names.
     #[serde(default)]
     pub connect_to: ConnectTo,
+    /// Whether the URL has a password.
+    pub has_password: bool,
     /// When it was written, unix seconds.
     pub updated_at: u64,
+    /// The password as written in the URL (percent-encoding kept; empty when none), sealed
+    /// with every field above bound as AAD ([`StoredProxy::aad`]).
+    pub seal: Sealed,
 }
 
-/// Every stored proxy and the one the API made the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which stored proxy is the node default, sealed so only a holder of the master key can
+/// name one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct StoredDefault {
+    /// The proxy's id.
+    pub id: String,
+    /// Nothing, sealed with AAD [`default_aad`] of the id.
+    pub seal: Sealed,
+}
+
+/// Every stored proxy and the one the API made the default, as read from the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProxyTable {
     /// By id.
     pub proxies: Vec<StoredProxy>,
-    /// The id of the default, one of `proxies`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
+    /// The default, one of `proxies`.
+    pub default: Option<StoredDefault>,
+    /// Entries that could not be read: id and why (a choice of one is refused).
+    pub unreadable: Vec<(String, String)>,
+    /// Why a default is stored but cannot be read, if so (the default is then refused).
+    pub default_unreadable: Option<String>,
+    /// Set with the first entry, never removed.
+    pub epoch: Option<String>,
 }
 
 impl ProxyTable {
     /// The proxy with id `id`.
     pub fn get(&self, id: &str) -> Option<&StoredProxy> {
         self.proxies.iter().find(|p| p.id == id)
+    }
+
+    /// The id of the default, if there is one.
+    pub fn default_id(&self) -> Option<&str> {
+        self.default.as_ref().map(|d| d.id.as_str())
     }
 }
 
@@ -76,42 +100,49 @@ pub enum Removed {
     IsDefault,
 }
 
-/// The AAD binding a stored proxy's sealed password to its id (`@` cannot begin a session
-/// id, so this never equals a session's AAD).
+/// The AAD prefix of a stored proxy (`@` cannot begin a session id, so this never equals a
+/// session's AAD).
 pub fn proxy_aad(id: &str) -> Vec<u8> {
     credential_aad("@proxy", id)
 }
 
+/// The AAD of the sealed default naming `id`.
+pub fn default_aad(id: &str) -> Vec<u8> {
+    credential_aad("@proxy-default", id)
+}
+
+/// A fresh epoch for a table's first write.
+pub fn new_epoch() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 impl StoredProxy {
     /// Checks `spec` (whose `url` may hold a password) as the node's file would, and seals
-    /// its password under `key`. `spec.default` is not part of the entry.
+    /// it under `key`. `spec.default` is not part of the entry.
     pub fn seal(spec: &ProxySpec, key: &MasterKey) -> Result<StoredProxy, SealError> {
         spec.build()?;
         let (url, password) = split_password(&spec.url);
         let password = zeroize::Zeroizing::new(password);
-        let password = password
-            .as_deref()
-            .map(|p| key.seal(p.as_bytes(), &proxy_aad(&spec.id)))
-            .transpose()?;
-        Ok(StoredProxy {
+        let mut entry = StoredProxy {
             id: spec.id.clone(),
             label: spec.label.clone().unwrap_or_else(|| spec.id.clone()),
             url,
-            password,
             no_proxy: spec.no_proxy.clone(),
             connect_to: spec.connect_to,
+            has_password: password.is_some(),
             updated_at: unix_now(),
-        })
+            seal: Sealed::default(),
+        };
+        let plain = password.as_deref().unwrap_or_default();
+        entry.seal = key.seal(plain.as_bytes(), &entry.aad())?;
+        Ok(entry)
     }
 
-    /// The entry as a spec with its password-less URL, and its password opened (as written
-    /// in the URL, percent-encoding kept).
+    /// The entry as a spec with its password-less URL, and its password (as written in the
+    /// URL, percent-encoding kept), once the seal proves the master key's holder wrote
+    /// every field.
     pub fn open(&self, key: &MasterKey) -> Result<(ProxySpec, Option<Secret>), CryptoError> {
-        let password = self
-            .password
-            .as_ref()
-            .map(|sealed| key.open(sealed, &proxy_aad(&self.id)))
-            .transpose()?;
+        let password = key.open(&self.seal, &self.aad())?;
         let spec = ProxySpec {
             id: self.id.clone(),
             label: Some(self.label.clone()),
@@ -120,7 +151,39 @@ impl StoredProxy {
             no_proxy: self.no_proxy.clone(),
             connect_to: self.connect_to,
         };
-        Ok((spec, password))
+        Ok((spec, self.has_password.then_some(password)))
+    }
+
+    /// [`proxy_aad`] of the id, then every field but the seal (as JSON, in field order).
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = proxy_aad(&self.id);
+        aad.push(0);
+        let fields = (
+            &self.id,
+            &self.label,
+            &self.url,
+            &self.no_proxy,
+            self.connect_to,
+            self.has_password,
+            self.updated_at,
+        );
+        aad.extend_from_slice(&serde_json::to_vec(&fields).unwrap_or_default());
+        aad
+    }
+}
+
+impl StoredDefault {
+    /// The default naming `id`, sealed under `key`.
+    pub fn seal(id: &str, key: &MasterKey) -> Result<StoredDefault, CryptoError> {
+        Ok(StoredDefault {
+            id: id.to_owned(),
+            seal: key.seal(b"", &default_aad(id))?,
+        })
+    }
+
+    /// Whether the holder of `key` wrote it.
+    pub fn verify(&self, key: &MasterKey) -> bool {
+        key.open(&self.seal, &default_aad(&self.id)).is_ok()
     }
 }
 
@@ -195,20 +258,28 @@ pub(crate) mod tests {
         let (_, password) = table.proxies[0].open(&key).unwrap();
         assert_eq!(password.unwrap().expose(), STORED_PASSWORD.as_bytes());
 
-        assert!(!store.set_default_proxy(Some("absent")).await.unwrap());
-        assert!(store.set_default_proxy(Some("tenant")).await.unwrap());
-        assert_eq!(
-            store.proxies().await.unwrap().default.as_deref(),
-            Some("tenant")
-        );
+        let default = |id: &str| StoredDefault::seal(id, &key).unwrap();
+        assert!(!store.set_default_proxy(default("absent")).await.unwrap());
+        assert!(store.set_default_proxy(default("tenant")).await.unwrap());
+        let table = store.proxies().await.unwrap();
+        assert_eq!(table.default_id(), Some("tenant"));
+        assert!(table.default.unwrap().verify(&key));
+        let epoch = table.epoch.clone();
+        assert!(epoch.is_some(), "the first write sets an epoch");
         assert_eq!(
             store.remove_proxy("tenant").await.unwrap(),
             Removed::IsDefault
         );
-        assert!(store.set_default_proxy(None).await.unwrap());
+        assert!(
+            !store.unset_default_proxy("other").await.unwrap(),
+            "not the default"
+        );
+        assert!(store.unset_default_proxy("tenant").await.unwrap());
         assert_eq!(store.remove_proxy("tenant").await.unwrap(), Removed::Yes);
         assert_eq!(store.remove_proxy("tenant").await.unwrap(), Removed::Absent);
-        assert_eq!(store.proxies().await.unwrap(), ProxyTable::default());
+        let table = store.proxies().await.unwrap();
+        assert!(table.proxies.is_empty() && table.default.is_none());
+        assert_eq!(table.epoch, epoch, "the epoch stays");
     }
 
     const PASSWORD: &str = "p%40ss-Wörd";

@@ -8,9 +8,10 @@
 //! - `P sessions` — the set of ids, for listing; ids whose hash has expired are removed when
 //!   listing.
 //! - channel `P revoked` — ids of revoked sessions.
-//! - `P proxies` — a hash: upstream proxy id → the [`StoredProxy`] JSON (password sealed);
-//!   `P proxy-default` — the id of the default one; channel `P proxies-changed` — the id of
-//!   each proxy written, removed or made the default.
+//! - `P proxies` — a hash: upstream proxy id → the [`StoredProxy`] JSON (sealed whole);
+//!   `P proxy-default` — the [`StoredDefault`] JSON; `P proxy-epoch` — set with the first
+//!   entry, never removed; channel `P proxies-changed` — the id of each proxy written,
+//!   removed or made the default.
 //!
 //! Revoking keeps the hash (state `revoked`) until its expiry so it reads as "revoked", not
 //! "unknown". A background task subscribes to both channels, reconnecting with backoff; after
@@ -31,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::crypto::MasterKey;
 use super::model::{NewSession, Session, SessionState, mask_password, unix_now};
-use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
+use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy, new_epoch};
 use super::store::{RESYNC, SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
 
@@ -59,31 +60,46 @@ if redis.call('HGET', KEYS[1], 'state') == 'pending' then
 end
 return 0";
 
-/// Stores a proxy, unless ARGV[3] is `1` and the id is taken. KEYS[1] = proxies hash;
-/// ARGV[1] = id, ARGV[2] = JSON, ARGV[3] = create only, ARGV[4] = channel.
+/// Stores a proxy, unless ARGV[3] is `1` and the id is taken. KEYS = proxies hash, default,
+/// epoch; ARGV[1] = id, ARGV[2] = JSON, ARGV[3] = create only, ARGV[4] = channel, ARGV[5] =
+/// an epoch in case there is none.
 const PUT_PROXY: &str = r"
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SETNX', KEYS[3], ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1";
 
-/// Removes a proxy unless it is the default (2); 0 if absent. KEYS[1] = proxies hash,
-/// KEYS[2] = default key; ARGV[1] = id, ARGV[2] = channel.
+/// Removes a proxy unless it is (or may be: unreadable) the default (2); 0 if absent. KEYS
+/// as [`PUT_PROXY`]; ARGV[1] = id, ARGV[2] = channel, ARGV[3] = an epoch.
 const REMOVE_PROXY: &str = r"
-if redis.call('GET', KEYS[2]) == ARGV[1] then return 2 end
+local d = redis.call('GET', KEYS[2])
+if d then
+  local ok, v = pcall(cjson.decode, d)
+  if not ok or type(v) ~= 'table' or v.id == ARGV[1] then return 2 end
+end
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SETNX', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[2], ARGV[1])
 return 1";
 
-/// Sets (ARGV[1] an id of the hash) or clears (ARGV[1] empty) the default; 0 if the id is
-/// absent. KEYS[1] = proxies hash, KEYS[2] = default key; ARGV[2] = channel.
+/// Makes ARGV[2] (a sealed default naming ARGV[1]) the default; 0 if there is no such
+/// proxy. KEYS as [`PUT_PROXY`]; ARGV[3] = channel, ARGV[4] = an epoch.
 const SET_DEFAULT_PROXY: &str = r"
-if ARGV[1] == '' then
-  redis.call('DEL', KEYS[2])
-else
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-  redis.call('SET', KEYS[2], ARGV[1])
-end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SETNX', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1";
+
+/// Clears the default if it names ARGV[1] (or cannot be read); 0 otherwise. KEYS as
+/// [`PUT_PROXY`]; ARGV[2] = channel.
+const UNSET_DEFAULT_PROXY: &str = r"
+local d = redis.call('GET', KEYS[2])
+if not d then return 0 end
+local ok, v = pcall(cjson.decode, d)
+if ok and type(v) == 'table' and v.id ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[1])
 return 1";
 
@@ -155,6 +171,11 @@ impl RedisStore {
         format!("{}proxies-changed", self.prefix)
     }
 
+    fn epoch_key(&self) -> String {
+        format!("{}proxy-epoch", self.prefix)
+    }
+
+    /// The table; an entry (or default) that does not parse is reported, not fatal.
     async fn proxies_inner(&self) -> Result<ProxyTable, StoreError> {
         let mut conn = self.commands.clone();
         let mut pipe = ::redis::pipe();
@@ -162,22 +183,44 @@ impl RedisStore {
             .cmd("HGETALL")
             .arg(self.proxies_key())
             .cmd("GET")
-            .arg(self.default_proxy_key());
-        let (entries, default): (Vec<(String, String)>, Option<String>) =
+            .arg(self.default_proxy_key())
+            .cmd("GET")
+            .arg(self.epoch_key());
+        let (entries, default, epoch): (Vec<(String, String)>, Option<String>, Option<String>) =
             self.run(pipe.query_async(&mut conn)).await?;
-        let mut proxies = entries
-            .into_iter()
-            .map(|(id, json)| serde_json::from_str(&json).map_err(|err| corrupt(&id, err)))
-            .collect::<Result<Vec<StoredProxy>, _>>()?;
-        proxies.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(ProxyTable { proxies, default })
+        let mut table = ProxyTable {
+            epoch,
+            ..ProxyTable::default()
+        };
+        for (id, json) in entries {
+            match serde_json::from_str::<StoredProxy>(&json) {
+                Ok(entry) if entry.id == id => table.proxies.push(entry),
+                Ok(_) => table
+                    .unreadable
+                    .push((id, "stored under another id".into())),
+                Err(err) => table
+                    .unreadable
+                    .push((id, format!("stored entry does not parse: {err}"))),
+            }
+        }
+        table.proxies.sort_by(|a, b| a.id.cmp(&b.id));
+        match default.map(|json| serde_json::from_str::<StoredDefault>(&json)) {
+            None => {}
+            Some(Ok(default)) => table.default = Some(default),
+            Some(Err(err)) => {
+                table.default_unreadable = Some(format!("stored default does not parse: {err}"));
+            }
+        }
+        Ok(table)
     }
 
     async fn proxy_script(&self, code: &str, args: &[&str]) -> Result<i64, StoreError> {
         let mut conn = self.commands.clone();
         let script = Script::new(code);
         let mut invocation = script.key(self.proxies_key());
-        invocation.key(self.default_proxy_key());
+        invocation
+            .key(self.default_proxy_key())
+            .key(self.epoch_key());
         for arg in args {
             invocation.arg(*arg);
         }
@@ -355,8 +398,9 @@ impl SessionStore for RedisStore {
             let json = serde_json::to_string(&proxy).map_err(|err| corrupt(&proxy.id, err))?;
             let create = if put == Put::Create { "1" } else { "0" };
             let channel = self.proxies_channel();
+            let epoch = new_epoch();
             let done = self
-                .proxy_script(PUT_PROXY, &[&proxy.id, &json, create, &channel])
+                .proxy_script(PUT_PROXY, &[&proxy.id, &json, create, &channel, &epoch])
                 .await?;
             Ok(done == 1)
         })
@@ -365,8 +409,12 @@ impl SessionStore for RedisStore {
     fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed> {
         Box::pin(async move {
             let channel = self.proxies_channel();
+            let epoch = new_epoch();
             Ok(
-                match self.proxy_script(REMOVE_PROXY, &[id, &channel]).await? {
+                match self
+                    .proxy_script(REMOVE_PROXY, &[id, &channel, &epoch])
+                    .await?
+                {
                     1 => Removed::Yes,
                     2 => Removed::IsDefault,
                     _ => Removed::Absent,
@@ -375,12 +423,21 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool> {
+    fn set_default_proxy(&self, default: StoredDefault) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&default).map_err(|err| corrupt(&default.id, err))?;
+            let channel = self.proxies_channel();
+            let epoch = new_epoch();
+            let args = [default.id.as_str(), &json, &channel, &epoch];
+            Ok(self.proxy_script(SET_DEFAULT_PROXY, &args).await? == 1)
+        })
+    }
+
+    fn unset_default_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let channel = self.proxies_channel();
-            let id = id.unwrap_or_default();
             Ok(self
-                .proxy_script(SET_DEFAULT_PROXY, &[id, &channel])
+                .proxy_script(UNSET_DEFAULT_PROXY, &[id, &channel])
                 .await?
                 == 1)
         })

@@ -253,10 +253,11 @@ async fn stored_proxies_follow_the_store_contract_reach_other_nodes_and_stay_sea
             .await
             .unwrap()
     );
-    assert!(store.set_default_proxy(Some("kept")).await.unwrap());
+    let default = crate::session::StoredDefault::seal("kept", &key).unwrap();
+    assert!(store.set_default_proxy(default).await.unwrap());
     let seen = other.proxies().await.unwrap();
     assert_eq!(seen.proxies, [stored]);
-    assert_eq!(seen.default.as_deref(), Some("kept"));
+    assert_eq!(seen.default_id(), Some("kept"));
 
     let mut conn = raw(&server).await;
     let dump: Vec<(String, String)> = cmd("HGETALL")
@@ -266,4 +267,27 @@ async fn stored_proxies_follow_the_store_contract_reach_other_nodes_and_stay_sea
         .unwrap();
     assert_eq!(dump.len(), 1);
     assert!(!dump[0].1.contains(STORED_PASSWORD), "{}", dump[0].1);
+
+    // What nobody with this code wrote is reported per entry, never fatal, never dropped.
+    let _: () = cmd("HSET")
+        .arg("t:proxies")
+        .arg("junk")
+        .arg("{not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = cmd("SET")
+        .arg("t:proxy-default")
+        .arg("garbage")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let table = store.proxies().await.unwrap();
+    assert_eq!(table.proxies.len(), 1, "the readable entry stays");
+    assert_eq!(table.unreadable[0].0, "junk");
+    assert!(table.default.is_none() && table.default_unreadable.is_some());
+    assert!(
+        store.unset_default_proxy("kept").await.unwrap(),
+        "an unreadable default can be cleared"
+    );
 }

@@ -12,7 +12,7 @@ use super::crypto::{CryptoError, MasterKey, credential_aad};
 use super::model::{
     NewSession, Session, SessionState, StoredCredential, unix_now, upstream_proxy_aad,
 };
-use super::proxies::{ProxyTable, Put, Removed, StoredProxy};
+use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy};
 use super::token::{Token, TokenDigest, TokenError, new_session_id};
 use super::validate::ValidationError;
 
@@ -115,8 +115,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Removes proxy `id`, unless it is the default.
     fn remove_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Removed>;
 
-    /// Makes proxy `id` the default (`None`: no default); `false` if there is no such proxy.
-    fn set_default_proxy<'a>(&'a self, id: Option<&'a str>) -> StoreFuture<'a, bool>;
+    /// Makes `default` the default; `false` if there is no such proxy.
+    fn set_default_proxy(&self, default: StoredDefault) -> StoreFuture<'_, bool>;
+
+    /// Stops proxy `id` being the default; `false` if it is not (an unreadable default is
+    /// cleared whatever `id` says).
+    fn unset_default_proxy<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
     /// A message each time the proxies change on any node (and when changes may have been
     /// missed): read [`SessionStore::proxies`] again.

@@ -191,8 +191,10 @@ impl Dialer {
     ) -> Result<Dialed, DialError> {
         check_destination(dest, &self.live.load().allow_internal)?;
         self.check_not_a_proxy(dest)?;
-        let proxy = match egress {
+        let egress = self.settle(egress);
+        let proxy = match &egress {
             Egress::Refused(why) => return Err(DialError::NoEgress(why.clone())),
+            Egress::Plan(_) => return Err(DialError::NoEgress("egress unsettled".into())),
             Egress::Direct => None,
             Egress::Proxy(proxy) => Some(proxy),
         };
@@ -221,16 +223,26 @@ impl Dialer {
         })
     }
 
+    /// `egress` as it stands now: a [`Egress::Plan`] resolved against the node's proxies of
+    /// this moment, any other as it is.
+    pub fn settle(&self, egress: &Egress) -> Egress {
+        match egress {
+            Egress::Plan(plan) => plan.settle(&self.proxies.load()),
+            settled => settled.clone(),
+        }
+    }
+
     /// Refuses a destination that is one of the node's upstream proxies (given by address):
     /// a sandbox speaking to the proxy itself would borrow the node's identity there (a
     /// proxy that trusts its clients by address), even where `allow_internal` lets it reach
     /// the proxy's network.
     fn check_not_a_proxy(&self, dest: SocketAddr) -> Result<(), DialError> {
-        let is_proxy = self
-            .proxies
-            .load()
+        let proxies = self.proxies.load();
+        let is_proxy = proxies
             .all()
-            .any(|p| p.url.host.ip() == Some(dest.ip()) && p.url.port == dest.port());
+            .map(|p| (&p.url.host, p.url.port))
+            .chain(proxies.broken_addresses.iter().map(|(h, p)| (h, *p)))
+            .any(|(host, port)| host.ip() == Some(dest.ip()) && port == dest.port());
         if is_proxy {
             return Err(DialError::Internal {
                 destination: dest,

@@ -376,6 +376,34 @@ pub enum Egress {
     Proxy(Arc<UpstreamProxy>),
     /// Nowhere: the egress could not be resolved (why). Every dial fails with it.
     Refused(Arc<str>),
+    /// What a connection's sandbox and session say, resolved against the node's proxies as
+    /// they are at each dial and each request ([`crate::upstream::Dialer::settle`]): a
+    /// default set, or a proxy removed, while a sandbox holds a connection open applies to
+    /// its next request.
+    Plan(Arc<Plan>),
+}
+
+/// A connection's sandbox and session levels.
+#[derive(Debug)]
+pub struct Plan {
+    /// The sandbox's say.
+    pub sandbox: Level,
+    /// The session's say.
+    pub session: Level,
+}
+
+impl Plan {
+    /// The egress the levels give with `node`'s proxies; refused (with why) when they
+    /// cannot be used.
+    pub fn settle(&self, node: &NodeProxies) -> Egress {
+        match resolve(&self.sandbox, &self.session, node) {
+            Ok(egress) => egress,
+            Err(error) => {
+                tracing::warn!(%error, "egress: refused");
+                Egress::Refused(error.to_string().into())
+            }
+        }
+    }
 }
 
 impl Egress {
@@ -388,6 +416,7 @@ impl Egress {
             Egress::Proxy(proxy) if proxy.revision.is_empty() => proxy.id.as_str().into(),
             Egress::Proxy(proxy) => format!("{}#{}", proxy.id, proxy.revision).into(),
             Egress::Refused(_) => "refused".into(),
+            Egress::Plan(_) => "unsettled".into(),
         }
     }
 }
@@ -517,6 +546,13 @@ pub struct NodeProxies {
     pub stored_default: Option<String>,
     /// API-created ids this node cannot use, and why (a choice of one is refused).
     pub broken: Vec<(String, String)>,
+    /// Addresses of the API-created proxies this node cannot use (a sandbox may not dial
+    /// them either).
+    pub broken_addresses: Vec<(Host, u16)>,
+    /// Why the API's default cannot be used, if it cannot (the default is then refused).
+    pub default_problem: Option<String>,
+    /// The store's proxy-table epoch these were read with.
+    pub epoch: Option<String>,
 }
 
 impl NodeProxies {
@@ -550,19 +586,14 @@ impl NodeProxies {
         })
     }
 
-    /// These proxies with the API-created ones replaced by `stored` (and `broken`) and
-    /// their default by `default`.
-    pub fn with_stored(
-        &self,
-        stored: Vec<Arc<UpstreamProxy>>,
-        default: Option<String>,
-        broken: Vec<(String, String)>,
-    ) -> NodeProxies {
+    /// These proxies with the API-created ones (everything but `list`, `default`, `env`)
+    /// taken from `stored`.
+    pub fn with_stored(&self, stored: NodeProxies) -> NodeProxies {
         NodeProxies {
-            stored,
-            stored_default: default,
-            broken,
-            ..self.clone()
+            list: self.list.clone(),
+            default: self.default.clone(),
+            env: self.env.clone(),
+            ..stored
         }
     }
 
@@ -590,16 +621,17 @@ impl NodeProxies {
         self.stored_default.as_deref().or(self.default.as_deref())
     }
 
-    /// The proxy `id` names for `level`: refused when unknown or broken here.
+    /// The proxy `id` names for `level`: refused when unknown or broken here (an API
+    /// entry this node cannot use, or one whose id the node's file also defines).
     fn pick(&self, level: &'static str, id: &str) -> Result<Egress, EgressError> {
-        if let Some(proxy) = self.by_id(id) {
-            return Ok(Egress::Proxy(proxy.clone()));
-        }
-        match self.broken.iter().find(|(broken, _)| broken == id) {
-            Some((_, reason)) => Err(EgressError::Unusable {
+        if let Some((_, reason)) = self.broken.iter().find(|(broken, _)| broken == id) {
+            return Err(EgressError::Unusable {
                 level,
                 reason: format!("upstream proxy {id:?}: {reason}"),
-            }),
+            });
+        }
+        match self.by_id(id) {
+            Some(proxy) => Ok(Egress::Proxy(proxy.clone())),
             None => Err(EgressError::UnknownId {
                 level,
                 id: id.to_owned(),
@@ -684,6 +716,12 @@ pub fn resolve(
                 });
             }
         }
+    }
+    if let Some(reason) = &node.default_problem {
+        return Err(EgressError::Unusable {
+            level: "node default",
+            reason: reason.clone(),
+        });
     }
     if let Some(id) = node.default_id() {
         return node.pick("node default", id);

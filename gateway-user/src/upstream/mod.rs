@@ -253,7 +253,8 @@ impl UpstreamClient {
         request: Request<Body>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let client = self.client_for(dest, egress, upgrade);
+        let egress = self.inner.dialer.settle(egress);
+        let client = self.client_for(dest, &egress, upgrade);
         let after = self.inner.settings.response_timeout;
         match tokio::time::timeout(after, client.request(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout { after }),
