@@ -49,6 +49,11 @@ const TEST_PACKAGES: &[&str] = &[
     "dnsutils",
     // `/usr/sbin/squid` with `https_port`, for upstream-proxy chaining tests.
     "squid-openssl",
+    // Clients of the trust matrix (tests/tests/trust.rs); node and npm come with the image.
+    "wget",
+    "git",
+    "python3-requests",
+    "python3-pip",
 ];
 
 /// The bpf-linker release known to work with LLVM 22 here.

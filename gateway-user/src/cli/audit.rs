@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::config::Config;
 use crate::control::client::encode;
+use crate::control::env::EnvFormat;
 
 /// Arguments of `sluice audit`.
 #[derive(Debug, clap::Args)]
@@ -97,17 +98,25 @@ fn line(record: &serde_json::Value) -> String {
     out
 }
 
-/// `sluice env --session ID [--proxy]`.
-pub async fn env(config: &Config, session: &str, proxy: bool) -> ExitCode {
+/// `sluice env [--session ID] [--proxy] [--format …]`.
+pub async fn env(
+    config: &Config,
+    session: Option<&str>,
+    proxy: bool,
+    format: EnvFormat,
+) -> ExitCode {
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };
-    match client.session_env(session, proxy).await {
-        Ok(env) => {
-            print!("{}", env.shell());
-            ExitCode::SUCCESS
-        }
+    match client.sandbox_env(session, proxy).await {
+        Ok(env) => match env.render(format) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::fail(&e),
+        },
         Err(e) => super::fail(&e),
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::launch::{self, EXIT_SETUP_FAILED, Launch};
-use crate::sandbox::mounts::MountPlan;
+use crate::sandbox::mounts::{MountPlan, TrustOverlay};
 
 /// Arguments of the hidden `internal-enter` command (written by `sluice exec`).
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,12 @@ pub struct EnterArgs {
     /// Files inside a hidden directory that stay visible, read-only.
     #[arg(long)]
     keep: Vec<PathBuf>,
+    /// The merged bundle laid over the distributions' bundle files (with --trust-certs).
+    #[arg(long, requires = "trust_certs")]
+    trust_bundle: Option<PathBuf>,
+    /// The directory laid over `/etc/ssl/certs` (with --trust-bundle).
+    #[arg(long, requires = "trust_bundle")]
+    trust_certs: Option<PathBuf>,
     /// Extra environment for the workload: `NAME` (from this environment) or `NAME=VALUE`.
     #[arg(long = "env")]
     env: Vec<String>,
@@ -72,6 +78,11 @@ pub fn run(args: &EnterArgs) -> ExitCode {
             hide_dirs: args.hide_dirs.clone(),
             hide_files: args.hide_files.clone(),
             keep: args.keep.clone(),
+            trust: args
+                .trust_bundle
+                .clone()
+                .zip(args.trust_certs.clone())
+                .map(|(bundle, certs)| TrustOverlay { bundle, certs }),
         },
         env,
         command: args.command.clone(),

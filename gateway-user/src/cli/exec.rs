@@ -11,7 +11,8 @@ use crate::api::{CreateSandbox, SandboxView};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
-use crate::sandbox::mounts::MountPlan;
+use crate::sandbox::mounts::{MountPlan, TrustOverlay};
+use crate::tls::trust::{CA_BUNDLE_FILE, CERTS_DIR, WGETRC_FILE};
 
 /// Arguments of `sluice exec`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,11 @@ pub struct ExecArgs {
     /// any; else root inside, mapped to an unprivileged id range of the sandbox's own.
     #[arg(long, value_name = "USER[:GROUP]")]
     user: Option<String>,
+    /// Leave the sandbox's system trust store as the node's. By default the node's roots
+    /// plus Sluice's CA are laid over the distributions' bundle files and `/etc/ssl/certs`
+    /// (in the sandbox only), so clients trust interception with no variables.
+    #[arg(long)]
+    no_trust_overlay: bool,
     /// Pass an environment variable to the command: `NAME` (its value here) or `NAME=VALUE`.
     /// Repeatable. Without it, the command gets only `PATH`, locale and terminal variables,
     /// the CA-bundle variables `sluice env` prints, `SLUICE_SESSION`, and variables holding a
@@ -80,8 +86,26 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
     };
     let code = match Identity::for_exec(args.user.as_deref(), sudo_ref, sandbox.id) {
         Ok(identity) => {
-            let hidden = hidden_paths(config, config_file);
-            run_inside(&sandbox, &identity, &hidden, &args.env, &args.command).await
+            let mut hidden = hidden_paths(config, config_file);
+            let mut env = args.env.clone();
+            if !args.no_trust_overlay {
+                let state = &config.state_dir;
+                hidden.trust = Some(TrustOverlay {
+                    bundle: state.join(CA_BUNDLE_FILE),
+                    certs: state.join(CERTS_DIR),
+                });
+                // Node reads only its own roots and this variable (which adds to them);
+                // one the caller gives wins.
+                let given = std::env::var_os("NODE_EXTRA_CA_CERTS").is_some()
+                    || env
+                        .iter()
+                        .any(|e| e.split('=').next() == Some("NODE_EXTRA_CA_CERTS"));
+                if !given {
+                    let ca = crate::tls::ca::cert_path(state);
+                    env.push(format!("NODE_EXTRA_CA_CERTS={}", ca.display()));
+                }
+            }
+            run_inside(&sandbox, &identity, &hidden, &env, &args.command).await
         }
         Err(e) => super::fail(&e),
     };
@@ -101,9 +125,17 @@ pub fn hidden_paths(config: &Config, config_file: Option<&Path>) -> MountPlan {
         hide_files: Vec::new(),
         keep: vec![
             crate::tls::ca::cert_path(state),
-            state.join(crate::tls::bundle::CA_BUNDLE_FILE),
+            state.join(CA_BUNDLE_FILE),
+            state.join(WGETRC_FILE),
         ],
+        trust: None,
     };
+    // The hashed directory `SSL_CERT_DIR` names.
+    let certs = state.join(CERTS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&certs) {
+        plan.keep
+            .extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
     let config_file = config_file
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -164,6 +196,10 @@ async fn run_inside(
     }
     for file in &hidden.hide_files {
         enter.arg("--hide-file").arg(file);
+    }
+    if let Some(trust) = &hidden.trust {
+        enter.arg("--trust-bundle").arg(&trust.bundle);
+        enter.arg("--trust-certs").arg(&trust.certs);
     }
     for file in &hidden.keep {
         enter.arg("--keep").arg(file);

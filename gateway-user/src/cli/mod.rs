@@ -64,14 +64,21 @@ enum Command {
     /// The node's upstream (corporate) proxies: list them, test one.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
-    /// Print the variables a sandbox needs (`eval "$(sluice env --session ID)"`).
+    /// Print the variables every runtime in a sandbox reads to trust Sluice's CA, and the
+    /// session's (`eval "$(sluice env --session ID)"`).
     Env {
-        /// The session.
+        /// The session (its id and credential placeholders are added); without it, what a
+        /// node-level sandbox needs.
         #[arg(long)]
-        session: String,
-        /// Also the proxy variables (`HTTPS_PROXY` …, token from `$SLUICE_SESSION_TOKEN`).
+        session: Option<String>,
+        /// Also the proxy variables (`HTTPS_PROXY` …, token from `$SLUICE_SESSION_TOKEN`,
+        /// `NODE_USE_ENV_PROXY=1`); needs --session.
         #[arg(long)]
         proxy: bool,
+        /// How to print them: `sh` (for `eval`), `json`, `dotenv`, `docker` (for `docker run
+        /// --env-file`) or `k8s` (an `env:` list).
+        #[arg(long, value_enum, default_value = "sh")]
+        format: crate::control::env::EnvFormat,
     },
     /// Read the audit log.
     Audit(audit::AuditArgs),
@@ -160,7 +167,11 @@ impl Cli {
                 Command::Sandboxes => sandboxes::list(&config).await,
                 Command::Session(command) => session::run(&config, command).await,
                 Command::Proxy(command) => proxy::run(&config, &command).await,
-                Command::Env { session, proxy } => audit::env(&config, &session, proxy).await,
+                Command::Env {
+                    session,
+                    proxy,
+                    format,
+                } => audit::env(&config, session.as_deref(), proxy, format).await,
                 Command::Audit(args) => audit::run(&config, args).await,
                 Command::Policy(command) => audit::policy(&config, command).await,
                 Command::Status => sandboxes::status(&config).await,

@@ -109,9 +109,21 @@ impl ControlClient {
         self.call(Method::POST, &path, None::<&()>).await
     }
 
-    /// `GET /v1/sessions/{id}/env`.
-    pub async fn session_env(&self, id: &str, proxy: bool) -> Result<SandboxEnv, ClientError> {
-        let path = format!("/v1/sessions/{}/env?proxy={proxy}", encode(id));
+    /// `GET /v1/sessions/{id}/env` (`session`), else `GET /v1/env`; `?proxy=1` if `proxy`.
+    pub async fn sandbox_env(
+        &self,
+        session: Option<&str>,
+        proxy: bool,
+    ) -> Result<SandboxEnv, ClientError> {
+        let base = match session {
+            Some(id) => format!("/v1/sessions/{}/env", encode(id)),
+            None => "/v1/env".to_owned(),
+        };
+        let path = if proxy {
+            format!("{base}?proxy=1")
+        } else {
+            base
+        };
         self.call(Method::GET, &path, None::<&()>).await
     }
 

@@ -75,8 +75,11 @@ async fn route(
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if let (&Method::GET, ["v1", "health"]) = (&method, segments.as_slice()) {
-        return json(StatusCode::OK, &node.health());
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => return json(StatusCode::OK, &node.health()),
+        // Public certificates only: what a sandbox platform's init script fetches.
+        (&Method::GET, ["v1", "ca", "bundle"]) => return ca_bundle(node),
+        _ => {}
     }
     let auth = req
         .headers()
@@ -139,12 +142,14 @@ async fn route(
         | (Method::DELETE, ["v1", "sessions", id]) => {
             reply(StatusCode::OK, sessions::revoke(node, id).await)
         }
-        (Method::GET, ["v1", "sessions", id, "env"]) => {
-            let proxy = query
-                .split('&')
-                .any(|kv| kv == "proxy=true" || kv == "proxy=1");
-            reply(StatusCode::OK, session_env(node, id, proxy).await)
-        }
+        (Method::GET, ["v1", "sessions", id, "env"]) => reply(
+            StatusCode::OK,
+            sandbox_env(node, Some(id), wants_proxy(&query)).await,
+        ),
+        (Method::GET, ["v1", "env"]) => reply(
+            StatusCode::OK,
+            sandbox_env(node, None, wants_proxy(&query)).await,
+        ),
         (Method::GET, ["v1", "proxies"]) => json(StatusCode::OK, &proxies::list(node)),
         (Method::POST, ["v1", "proxies"]) => match read_json::<ProxySpec>(req).await {
             Ok(spec) => reply(
@@ -223,12 +228,13 @@ async fn route(
             [
                 "v1",
                 "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"
-                | "reload" | "proxies",
+                | "reload" | "proxies" | "env",
             ]
             | ["metrics"],
         )
         | (_, ["v1", "proxies", _, "test" | "default"])
         | (_, ["v1", "proxies", _])
+        | (_, ["v1", "ca", "bundle"])
         | (_, ["v1", "sandboxes" | "sessions", _])
         | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -238,30 +244,62 @@ async fn route(
     }
 }
 
+/// `?proxy=1` or `?proxy=true`.
+fn wants_proxy(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| kv == "proxy=true" || kv == "proxy=1")
+}
+
+/// `GET /v1/ca/bundle`: the node's roots and the Sluice CA, as sandboxes trust them.
+fn ca_bundle(node: &Node) -> Reply {
+    let path = node
+        .config
+        .state_dir
+        .join(crate::tls::trust::CA_BUNDLE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("ca: read {}: {e}", path.display()),
+        ),
+    }
+}
+
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-async fn session_env(node: &Node, id: &str, proxy: bool) -> Result<SandboxEnv, sessions::Failure> {
-    let session = match node.services.store.get(id).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return Err((StatusCode::NOT_FOUND, format!("no session {id}"))),
-        Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+async fn sandbox_env(
+    node: &Node,
+    id: Option<&str>,
+    proxy: bool,
+) -> Result<SandboxEnv, sessions::Failure> {
+    let session = match id {
+        None => None,
+        Some(id) => match node.services.store.get(id).await {
+            Ok(Some(session)) => Some(session),
+            Ok(None) => return Err((StatusCode::NOT_FOUND, format!("no session {id}"))),
+            Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        },
     };
-    let dir = &node.config.state_dir;
-    let proxy = if proxy {
-        Some(node.config.listen.proxy.ok_or((
+    let proxy = match (proxy, &session) {
+        (false, _) => None,
+        (true, None) => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "proxy mode needs a session: its token authenticates to the explicit proxy \
+                 (GET /v1/sessions/{id}/env?proxy=1, `sluice env --session ID --proxy`)"
+                    .to_owned(),
+            ));
+        }
+        (true, Some(_)) => Some(node.config.listen.proxy.ok_or((
             StatusCode::CONFLICT,
             "the explicit proxy is off on this node (listen.proxy)".to_owned(),
-        ))?)
-    } else {
-        None
+        ))?),
     };
-    Ok(SandboxEnv::build(
-        &session,
-        &dir.join(crate::tls::bundle::CA_BUNDLE_FILE),
-        &dir.join("ca.pem"),
-        proxy,
-    ))
+    let files = crate::tls::trust::files_in(&node.config.state_dir)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(SandboxEnv::build(session.as_ref(), &files, proxy))
 }
 
 /// The smallest policy that would have allowed what the session did (its request and

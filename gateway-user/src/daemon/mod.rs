@@ -231,8 +231,9 @@ fn load_ca(config: &Config) -> anyhow::Result<CertificateAuthority> {
         CertificateAuthority::load_or_create(&config.state_dir, time::OffsetDateTime::now_utc())
             .context("daemon: load the CA")?;
     tracing::info!(origin = ?ca.origin(), fingerprint = ca.fingerprint_sha256(), not_after = %ca.not_after(), "ca: ready");
-    crate::tls::bundle::write_bundle(&config.state_dir, ca.cert_pem())
-        .context("daemon: write ca-bundle.pem (system roots + the Sluice CA)")?;
+    crate::tls::trust::write(&config.state_dir, ca.cert_pem(), ca.cert_der()).context(
+        "daemon: write the trust files (ca-bundle.pem: the node's roots + the Sluice CA; certs/)",
+    )?;
     Ok(ca)
 }
 

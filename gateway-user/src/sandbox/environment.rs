@@ -4,14 +4,15 @@
 //! # Security
 //! The shell that runs `sluice exec` may hold real secrets (the README's own walkthrough
 //! exports one before creating a session with `--cred NAME=env:VAR`). Only these reach the
-//! workload: locale and terminal variables, `PATH`, the CA-bundle variables `sluice env`
+//! workload: locale and terminal variables, `PATH`, the trust variables `sluice env`
 //! prints, `SLUICE_SESSION`, variables whose value is a credential placeholder
 //! (`sluice_cred:…`), and what `--env` names explicitly.
 
 use std::ffi::{OsStr, OsString};
 
-/// Variables passed through by name.
-const PASSED: [&str; 18] = [
+/// Variables passed through by name (with every variable of
+/// [`crate::tls::trust::TRUST_VARS`]).
+const PASSED: [&str; 8] = [
     "PATH",
     "TERM",
     "COLORTERM",
@@ -19,16 +20,6 @@ const PASSED: [&str; 18] = [
     "LANG",
     "LANGUAGE",
     "TZ",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "CARGO_HTTP_CAINFO",
-    "DENO_CERT",
-    "NODE_EXTRA_CA_CERTS",
-    "PIP_CERT",
-    "NPM_CONFIG_CAFILE",
     "SLUICE_SESSION",
 ];
 
@@ -85,6 +76,9 @@ fn passes(name: &OsStr, value: &OsStr) -> bool {
         return false;
     };
     PASSED.contains(&name)
+        || crate::tls::trust::TRUST_VARS
+            .iter()
+            .any(|(n, _)| *n == name)
         || name.starts_with("LC_")
         || value
             .to_str()

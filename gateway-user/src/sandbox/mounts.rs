@@ -11,6 +11,9 @@
 //! - A fresh `/proc` for the sandbox's own PID namespace, with `/proc/sys` read-only.
 //! - Private, empty `/tmp`, `/var/tmp`, `/dev/shm` and `/run/lock` (not shared with the node
 //!   or other sandboxes), and a private, empty home.
+//! - The trust store, overlaid: the node's roots plus Sluice's CA wherever the common
+//!   distributions keep their bundle, and the CA in `/etc/ssl/certs` ([`TrustOverlay`]), so
+//!   the sandbox is born trusting it.
 //!
 //! # Security
 //! The masks are defence in depth: the workload's node id owns none of these files anyway.
@@ -19,6 +22,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
+
+use crate::tls::trust::{SYSTEM_BUNDLES, SYSTEM_CERTS_DIR};
 
 /// What to hide from a sandbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub struct MountPlan {
     pub hide_files: Vec<PathBuf>,
     /// Files inside a hidden directory that stay visible, read-only.
     pub keep: Vec<PathBuf>,
+    /// The trust-store overlay (off: the sandbox sees the node's trust store as it is).
+    pub trust: Option<TrustOverlay>,
 }
 
 /// Why the sandbox's mounts could not be set up (the workload is then not started).
@@ -75,6 +82,9 @@ pub fn prepare(plan: &MountPlan) -> Result<(), MountError> {
         .collect();
     read_only_control_filesystems()?;
     private_temp_dirs()?;
+    if let Some(trust) = &plan.trust {
+        overlay_trust(trust)?;
+    }
     for dir in &plan.hide_dirs {
         let inside: Vec<&(OwnedFd, &PathBuf)> =
             kept.iter().filter(|(_, k)| k.starts_with(dir)).collect();
@@ -90,6 +100,49 @@ pub fn prepare(plan: &MountPlan) -> Result<(), MountError> {
     }
     for file in plan.hide_files.iter().filter(|f| f.is_file()) {
         bind_read_only(Path::new("/dev/null"), file)?;
+    }
+    Ok(())
+}
+
+/// The trust-store overlay of a sandbox: the merged bundle laid over the distributions'
+/// bundle files, and a directory laid over `/etc/ssl/certs` (an overlay, so the node's
+/// hashed links stay) holding the bundle as `ca-certificates.crt` and the CA as
+/// `<subject-hash>.0`. Only files that exist on the node are covered; nothing on the node
+/// changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustOverlay {
+    /// The node's roots and the Sluice CA.
+    pub bundle: PathBuf,
+    /// The directory laid over `/etc/ssl/certs`.
+    pub certs: PathBuf,
+}
+
+/// Lays `trust` over the sandbox's trust store (in its own mount namespace).
+fn overlay_trust(trust: &TrustOverlay) -> Result<(), MountError> {
+    let certs = Path::new(SYSTEM_CERTS_DIR);
+    if certs.is_dir() {
+        let lower = trust.certs.display().to_string();
+        if lower.contains([',', ':', '\\']) {
+            return Err(MountError::at(
+                "lay the trust store over /etc/ssl/certs from",
+                &trust.certs,
+            )(nix::Error::EINVAL));
+        }
+        let options = format!("lowerdir={lower}:{SYSTEM_CERTS_DIR}");
+        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(
+            Some("overlay"),
+            certs,
+            Some("overlay"),
+            flags,
+            Some(options.as_str()),
+        )
+        .map_err(MountError::at("lay the trust store over", certs))?;
+    }
+    for file in SYSTEM_BUNDLES.iter().map(Path::new) {
+        if !file.starts_with(certs) && file.is_file() {
+            bind_read_only(&trust.bundle, file)?;
+        }
     }
     Ok(())
 }

@@ -6,13 +6,15 @@
 //!   host even under concurrent misses.
 //! - [`server_config`]: the shared rustls `ServerConfig`s (one per mirrored ALPN set) whose
 //!   resolver picks the cached leaf by SNI.
+//! - [`trust`]: what makes a sandbox trust the CA: the merged bundle, the hashed directory,
+//!   and the variables runtimes read.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub mod bundle;
 pub mod ca;
 pub mod leaf;
 pub mod server_config;
+pub mod trust;
 
 pub use ca::{CaError, CaOrigin, CaSettings, CertificateAuthority};
 pub use leaf::{LeafError, LeafHost, LeafMinter};

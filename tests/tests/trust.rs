@@ -1,0 +1,306 @@
+//! Sandboxes born trusting: real clients in `sluice exec` sandboxes reach an intercepted
+//! HTTPS test host with no CA setup at all (the sandbox's trust store is overlaid), and with
+//! only what `sluice env` prints when the overlay is off; the node's own trust store is left
+//! as it was.
+//!
+//! A client trusted Sluice's leaf exactly when the test host saw its request: interception
+//! terminates TLS at Sluice, so a client that refuses the certificate never sends one.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use sha2::Digest;
+use tests::sluice::{Options, Sluice};
+use tests::upstream::{self, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+
+/// Each client of the matrix: a name (the path it requests) and its command line.
+fn clients() -> Vec<(&'static str, Vec<String>)> {
+    let url = |name: &str| format!("https://api.test/{name}");
+    let node_https = "require('https').get(process.argv[1], r => { r.resume(); \
+                      r.on('end', () => process.exit(0)); }).on('error', e => { \
+                      console.error(e.message); process.exit(1); })";
+    let node_fetch = "fetch(process.argv[1]).then(r => r.text()).then(() => process.exit(0), \
+                      e => { console.error(e.cause || e); process.exit(1); })";
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    vec![
+        (
+            "curl",
+            strings(&["curl", "-sS", "-o", "/dev/null", &url("curl")]),
+        ),
+        (
+            "wget",
+            strings(&["wget", "-q", "-O", "/dev/null", &url("wget")]),
+        ),
+        (
+            "urllib",
+            strings(&[
+                "/usr/bin/python3",
+                "-c",
+                "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()",
+                &url("urllib"),
+            ]),
+        ),
+        (
+            "requests",
+            strings(&[
+                "/usr/bin/python3",
+                "-c",
+                "import sys, requests; requests.get(sys.argv[1], timeout=10)",
+                &url("requests"),
+            ]),
+        ),
+        (
+            "pip",
+            strings(&[
+                "/usr/bin/python3",
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--retries",
+                "0",
+                "--timeout",
+                "10",
+                "-d",
+                "/tmp/pip",
+                "--index-url",
+                &url("pip/simple/"),
+                "sluice-probe",
+            ]),
+        ),
+        (
+            "node-https",
+            strings(&["node", "-e", node_https, &url("node-https")]),
+        ),
+        (
+            "node-fetch",
+            strings(&["node", "-e", node_fetch, &url("node-fetch")]),
+        ),
+        (
+            "npm",
+            strings(&[
+                "npm",
+                "view",
+                "--fetch-retries=0",
+                "--fetch-timeout=10000",
+                "--registry",
+                &url("npm/"),
+                "sluice-probe",
+            ]),
+        ),
+        ("git", strings(&["git", "ls-remote", &url("git/repo")])),
+    ]
+}
+
+struct World {
+    _lab: NetLab,
+    _ca: TestCa,
+    _ca_file: tempfile::TempPath,
+    api: RunningUpstream,
+    sluice: Sluice,
+}
+
+fn world(name: &str) -> World {
+    let lab = NetLab::new(name).unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let api = upstream::https(&ca)
+        .hostname("api.test")
+        .echo()
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
+            dns_hosts: vec![("api.test".into(), addrs::FAR_HOST.to_string())],
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    World {
+        _lab: lab,
+        _ca: ca,
+        _ca_file: ca_file,
+        api,
+        sluice,
+    }
+}
+
+impl World {
+    /// Runs `argv` in a new sandbox (`flags` for `sluice exec`) with nothing of the test's
+    /// environment but `PATH`; (succeeded, output).
+    fn run(&self, flags: &[&str], argv: &[String]) -> (bool, String) {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = self
+            .sluice
+            .exec(flags, &argv)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// Whether the test host saw a request under `/name`.
+    fn reached(&self, name: &str) -> bool {
+        let prefix = format!("/{name}");
+        self.api
+            .requests()
+            .iter()
+            .any(|r| r.uri.path().starts_with(&prefix))
+    }
+}
+
+/// A digest of the node's trust store: the bundle's bytes and the hashed directory's names.
+fn node_trust_store() -> String {
+    let mut hash = sha2::Sha256::new();
+    for file in tests_bundles() {
+        if let Ok(bytes) = std::fs::read(file) {
+            hash.update(file.as_bytes());
+            hash.update(&bytes);
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir("/etc/ssl/certs")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    hash.update(names.join("\n").as_bytes());
+    format!("{:x}", hash.finalize())
+}
+
+fn tests_bundles() -> [&'static str; 3] {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/ssl/cert.pem",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ]
+}
+
+#[test]
+fn every_client_trusts_interception_with_no_variables_and_the_node_is_untouched() {
+    let w = world("trust1");
+    let before = node_trust_store();
+
+    // The control: with the overlay off and no variables, curl refuses the leaf.
+    let (ok, said) = w.run(
+        &["--no-trust-overlay"],
+        &[
+            "curl".into(),
+            "-sS".into(),
+            "https://api.test/control".into(),
+        ],
+    );
+    assert!(!ok && !w.reached("control"), "{said}");
+
+    let mut failed = Vec::new();
+    for (name, argv) in clients() {
+        let (_, said) = w.run(&[], &argv);
+        if !w.reached(name) {
+            failed.push(format!("{name}: {said}"));
+        }
+        eprintln!("overlay | {name} | reached={}", w.reached(name));
+    }
+    assert!(failed.is_empty(), "with the overlay: {failed:#?}");
+    assert_eq!(node_trust_store(), before, "the node's trust store changed");
+    assert!(
+        Path::new("/etc/ssl/certs").is_dir(),
+        "the test needs a Debian-style trust store"
+    );
+}
+
+#[test]
+fn every_client_trusts_interception_with_only_what_sluice_env_prints() {
+    let w = world("trust2");
+    let out = w.sluice.command().arg("env").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let env = String::from_utf8(out.stdout).unwrap();
+    eprintln!("sluice env:\n{env}");
+    for name in [
+        "SSL_CERT_FILE",
+        "PIP_CERT",
+        "NPM_CONFIG_CAFILE",
+        "NODE_EXTRA_CA_CERTS",
+    ] {
+        assert!(env.contains(&format!("export {name}=")), "{env}");
+    }
+    let script = w.sluice.public_file("env.sh", env.as_bytes()).unwrap();
+    let script = script.to_string_lossy().into_owned();
+    let mut failed = Vec::new();
+    for (name, argv) in clients() {
+        let mut wrapped = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(". {script} && exec \"$@\""),
+            "sh".to_owned(),
+        ];
+        wrapped.extend(argv);
+        let (_, said) = w.run(&["--no-trust-overlay"], &wrapped);
+        if !w.reached(name) {
+            failed.push(format!("{name}: {said}"));
+        }
+        eprintln!("sluice env | {name} | reached={}", w.reached(name));
+    }
+    assert!(failed.is_empty(), "with sluice env only: {failed:#?}");
+}
+
+#[test]
+fn the_bundle_is_served_and_printed_in_every_format() {
+    let w = world("trust3");
+    let bundle = w
+        .sluice
+        .node_command("curl")
+        .args(["-sS", "http://127.0.0.1:3000/v1/ca/bundle"])
+        .output()
+        .unwrap();
+    let bundle = String::from_utf8(bundle.stdout).unwrap();
+    let ca = std::fs::read_to_string(w.sluice.state_dir().join("ca.pem")).unwrap();
+    assert!(bundle.ends_with(&ca), "the CA closes the bundle");
+    assert!(
+        bundle.matches("BEGIN CERTIFICATE").count() > 1,
+        "with the node's roots"
+    );
+
+    let env = |args: &[&str]| {
+        let out = w.sluice.command().arg("env").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, json) = env(&["--format", "json"]);
+    assert!(ok, "{json}");
+    let vars: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(vars["SSL_CERT_DIR"].as_str().unwrap().ends_with("/certs"));
+    let (ok, docker) = env(&["--format", "docker"]);
+    assert!(ok && docker.contains("\nPIP_CERT=/"), "{docker}");
+    let (ok, k8s) = env(&["--format", "k8s"]);
+    assert!(
+        ok && k8s.starts_with("env:\n  - name: SSL_CERT_FILE\n"),
+        "{k8s}"
+    );
+    let (ok, said) = env(&["--proxy"]);
+    assert!(!ok && said.contains("needs a session"), "{said}");
+    let (session, _) = w.sluice.create_session(&[], &[]).unwrap();
+    let (ok, sh) = env(&["--session", &session, "--proxy"]);
+    assert!(ok, "{sh}");
+    assert!(sh.contains("export NODE_USE_ENV_PROXY=\"1\""), "{sh}");
+    assert!(
+        sh.contains("export HTTPS_PROXY=\"http://sluice:${SLUICE_SESSION_TOKEN}@127.0.0.1:3128\""),
+        "{sh}"
+    );
+    let (ok, said) = env(&["--session", &session, "--proxy", "--format", "docker"]);
+    assert!(!ok && said.contains("SLUICE_SESSION_TOKEN"), "{said}");
+}
