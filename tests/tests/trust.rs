@@ -16,8 +16,9 @@ use tests::sluice::{Options, Sluice};
 use tests::upstream::{self, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
 
-/// Each client of the matrix: a name (the path it requests) and its command line.
-fn clients() -> Vec<(&'static str, Vec<String>)> {
+/// Each client of the matrix: a name (the path it requests) and its command line; `java` is
+/// the shared path of `Fetch.java`.
+fn clients(java: &str) -> Vec<(&'static str, Vec<String>)> {
     let url = |name: &str| format!("https://api.test/{name}");
     let node_https = "require('https').get(process.argv[1], r => { r.resume(); \
                       r.on('end', () => process.exit(0)); }).on('error', e => { \
@@ -92,6 +93,7 @@ fn clients() -> Vec<(&'static str, Vec<String>)> {
             ]),
         ),
         ("git", strings(&["git", "ls-remote", &url("git/repo")])),
+        ("java", strings(&["java", java, &url("java")])),
     ]
 }
 
@@ -147,6 +149,12 @@ impl World {
             String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr),
         )
+    }
+
+    /// `Fetch.java`, where sandboxes can read it.
+    fn java_program(&self) -> String {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trust/Fetch.java");
+        self.sluice.share(&source).unwrap()
     }
 
     /// Whether the test host saw a request under `/name`.
@@ -205,7 +213,7 @@ fn every_client_trusts_interception_with_no_variables_and_the_node_is_untouched(
     assert!(!ok && !w.reached("control"), "{said}");
 
     let mut failed = Vec::new();
-    for (name, argv) in clients() {
+    for (name, argv) in clients(&w.java_program()) {
         let (_, said) = w.run(&[], &argv);
         if !w.reached(name) {
             failed.push(format!("{name}: {said}"));
@@ -238,7 +246,7 @@ fn every_client_trusts_interception_with_only_what_sluice_env_prints() {
     let script = w.sluice.public_file("env.sh", env.as_bytes()).unwrap();
     let script = script.to_string_lossy().into_owned();
     let mut failed = Vec::new();
-    for (name, argv) in clients() {
+    for (name, argv) in clients(&w.java_program()) {
         let mut wrapped = vec![
             "sh".to_owned(),
             "-c".to_owned(),

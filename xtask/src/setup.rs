@@ -54,6 +54,7 @@ const TEST_PACKAGES: &[&str] = &[
     "git",
     "python3-requests",
     "python3-pip",
+    "openjdk-17-jdk-headless",
 ];
 
 /// The bpf-linker release known to work with LLVM 22 here.

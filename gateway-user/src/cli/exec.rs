@@ -12,7 +12,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::mounts::{MountPlan, TrustOverlay};
-use crate::tls::trust::{CA_BUNDLE_FILE, CERTS_DIR, WGETRC_FILE};
+use crate::tls::trust::{CA_BUNDLE_FILE, CERTS_DIR, JAVA_STORE, WGETRC_FILE};
 
 /// Arguments of `sluice exec`.
 #[derive(Debug, clap::Args)]
@@ -127,6 +127,7 @@ pub fn hidden_paths(config: &Config, config_file: Option<&Path>) -> MountPlan {
             crate::tls::ca::cert_path(state),
             state.join(CA_BUNDLE_FILE),
             state.join(WGETRC_FILE),
+            state.join(CERTS_DIR).join(JAVA_STORE),
         ],
         trust: None,
     };

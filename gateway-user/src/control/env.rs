@@ -185,6 +185,7 @@ mod tests {
             dir: PathBuf::from("/var/lib/sluice/certs"),
             hashed: PathBuf::from("/var/lib/sluice/certs/0a1b2c3d.0"),
             wgetrc: PathBuf::from("/var/lib/sluice/wgetrc"),
+            java: PathBuf::from("/var/lib/sluice/certs/java/cacerts"),
         }
     }
 

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
-use crate::tls::trust::{SYSTEM_BUNDLES, SYSTEM_CERTS_DIR};
+use crate::tls::trust::{JAVA_STORE, JAVA_STORES, JVM_DIR, SYSTEM_BUNDLES, SYSTEM_CERTS_DIR};
 
 /// What to hide from a sandbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,6 +142,23 @@ fn overlay_trust(trust: &TrustOverlay) -> Result<(), MountError> {
     for file in SYSTEM_BUNDLES.iter().map(Path::new) {
         if !file.starts_with(certs) && file.is_file() {
             bind_read_only(&trust.bundle, file)?;
+        }
+    }
+    // Java: Debian's store is under /etc/ssl/certs (overlaid above); others, and JDKs that
+    // ship their own file rather than a link to it, get the store bound over theirs.
+    let java = trust.certs.join(JAVA_STORE);
+    let jdks = std::fs::read_dir(JVM_DIR)
+        .map(|dir| {
+            dir.flatten()
+                .map(|jdk| jdk.path().join("lib/security/cacerts"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let stores = JAVA_STORES.iter().map(PathBuf::from).chain(jdks);
+    for store in stores {
+        let own_file = std::fs::symlink_metadata(&store).is_ok_and(|m| m.file_type().is_file());
+        if own_file && java.is_file() {
+            bind_read_only(&java, &store)?;
         }
     }
     Ok(())

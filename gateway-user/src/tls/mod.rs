@@ -6,6 +6,7 @@
 //!   host even under concurrent misses.
 //! - [`server_config`]: the shared rustls `ServerConfig`s (one per mirrored ALPN set) whose
 //!   resolver picks the cached leaf by SNI.
+//! - [`pkcs12`]: the Java trust store (`cacerts`) sandboxes get.
 //! - [`trust`]: what makes a sandbox trust the CA: the merged bundle, the hashed directory,
 //!   and the variables runtimes read.
 
@@ -13,6 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub mod ca;
 pub mod leaf;
+pub mod pkcs12;
 pub mod server_config;
 pub mod trust;
 

@@ -19,8 +19,18 @@ use std::path::{Path, PathBuf};
 use ring::digest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::pkcs12::{self, tlv};
+
 /// The merged bundle's file name in the state directory.
 pub const CA_BUNDLE_FILE: &str = "ca-bundle.pem";
+/// The Java trust store, under the hashed directory (so it lands on `/etc/ssl/certs/java/
+/// cacerts`, Debian's, in the sandbox's overlay).
+pub const JAVA_STORE: &str = "java/cacerts";
+/// Where other distributions and JDKs keep their `cacerts` (the overlay binds the store over
+/// those that are files on the node).
+pub const JAVA_STORES: &[&str] = &["/etc/pki/ca-trust/extracted/java/cacerts"];
+/// Where JDKs are installed, each with `lib/security/cacerts`.
+pub const JVM_DIR: &str = "/usr/lib/jvm";
 /// The wget configuration's name in the state directory.
 pub const WGETRC_FILE: &str = "wgetrc";
 /// The hashed directory's name in the state directory.
@@ -54,6 +64,8 @@ pub enum Points {
     Dir,
     /// A wget configuration naming the bundle (GnuTLS builds of wget read no CA variable).
     Wgetrc,
+    /// Java's options naming the PKCS #12 trust store.
+    JavaOptions,
     /// A fixed value.
     Value(&'static str),
 }
@@ -77,6 +89,8 @@ pub const TRUST_VARS: &[(&str, Points)] = &[
     ("NODE_EXTRA_CA_CERTS", Points::Ca),
     ("NPM_CONFIG_CAFILE", Points::Bundle),
     ("YARN_CAFILE", Points::Bundle),
+    // Java reads no CA variable: its options name the trust store.
+    ("JAVA_TOOL_OPTIONS", Points::JavaOptions),
     // wget (GnuTLS builds read only their configuration).
     ("WGETRC", Points::Wgetrc),
     // Deno, AWS SDKs and CLI, gRPC, Nix, Google Cloud SDK.
@@ -104,6 +118,8 @@ pub struct TrustFiles {
     pub hashed: PathBuf,
     /// A wget configuration whose `ca_certificate` is the bundle.
     pub wgetrc: PathBuf,
+    /// The Java trust store (PKCS #12, no password): the node's roots and the CA.
+    pub java: PathBuf,
 }
 
 impl TrustFiles {
@@ -114,6 +130,10 @@ impl TrustFiles {
             Points::Ca => self.ca.display().to_string(),
             Points::Dir => self.dir.display().to_string(),
             Points::Wgetrc => self.wgetrc.display().to_string(),
+            Points::JavaOptions => format!(
+                "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStoreType=PKCS12",
+                self.java.display()
+            ),
             Points::Value(v) => v.to_owned(),
         }
     }
@@ -149,6 +169,7 @@ pub fn node_roots() -> String {
 pub fn write(state_dir: &Path, ca_pem: &str, ca_der: &[u8]) -> Result<TrustFiles, TrustError> {
     let files = files(state_dir, ca_der)?;
     let mut bundle = node_roots();
+    let bundle_roots = bundle.clone();
     if !bundle.is_empty() && !bundle.ends_with('\n') {
         bundle.push('\n');
     }
@@ -166,7 +187,25 @@ pub fn write(state_dir: &Path, ca_pem: &str, ca_der: &[u8]) -> Result<TrustFiles
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
     replace(&files.hashed, ca_pem.as_bytes())?;
     replace(&files.dir.join(DEBIAN_BUNDLE_NAME), bundle.as_bytes())?;
+    let java_dir = files.java.parent().unwrap_or(&files.dir);
+    std::fs::create_dir_all(java_dir).map_err(io(java_dir))?;
+    replace(&files.java, &java_store(&bundle_roots, ca_der))?;
     Ok(files)
+}
+
+/// The Java trust store: every certificate of `roots` (PEM) that parses, and the CA.
+fn java_store(roots: &str, ca_der: &[u8]) -> Vec<u8> {
+    let roots: Vec<Vec<u8>> = rustls_pemfile::certs(&mut roots.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    let aliases: Vec<String> = (0..roots.len()).map(|i| format!("node-root-{i}")).collect();
+    let entries = aliases
+        .iter()
+        .map(String::as_str)
+        .zip(roots.iter().map(Vec::as_slice))
+        .chain([("sluice-ca", ca_der)]);
+    pkcs12::trust_store(entries)
 }
 
 /// The trust file paths of `state_dir`, for the CA in its `ca.pem`.
@@ -192,6 +231,7 @@ pub fn files(state_dir: &Path, ca_der: &[u8]) -> Result<TrustFiles, TrustError> 
         bundle: state_dir.join(CA_BUNDLE_FILE),
         ca: crate::tls::ca::cert_path(state_dir),
         hashed: dir.join(format!("{:08x}.0", subject_hash(ca_der)?)),
+        java: dir.join(JAVA_STORE),
         dir,
         wgetrc: state_dir.join(WGETRC_FILE),
     })
@@ -226,18 +266,18 @@ pub fn subject_hash(cert_der: &[u8]) -> Result<u32, TrustError> {
         for attr in rdn.iter() {
             let mut entry = Vec::new();
             let oid = attr.attr_type().as_bytes();
-            tlv(0x06, oid, &mut entry);
+            entry.extend(tlv(0x06, oid));
             match attr.as_str() {
-                Ok(text) => tlv(0x0c, canonical(text).as_bytes(), &mut entry),
+                Ok(text) => entry.extend(tlv(0x0c, canonical(text).as_bytes())),
                 Err(_) => {
                     let value = attr.attr_value();
                     let tag = u8::try_from(value.header.tag().0).unwrap_or(0x04);
-                    tlv(tag, value.data, &mut entry);
+                    entry.extend(tlv(tag, value.data));
                 }
             }
-            tlv(0x30, &entry, &mut set);
+            set.extend(tlv(0x30, &entry));
         }
-        tlv(0x31, &set, &mut canon);
+        canon.extend(tlv(0x31, &set));
     }
     let sha1 = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &canon);
     let bytes = sha1.as_ref();
@@ -250,21 +290,6 @@ fn canonical(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_lowercase()
-}
-
-/// Appends a DER tag-length-value.
-fn tlv(tag: u8, value: &[u8], out: &mut Vec<u8>) {
-    out.push(tag);
-    let len = value.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(value);
 }
 
 #[cfg(test)]

@@ -46,10 +46,23 @@ fn the_state_dir_shows_only_the_public_ca_files() {
     let dir = range.state_dir();
     for mode in EXEC_MODES {
         let shot = range.fire(mode, &[], "list-dir", &[dir.to_str().unwrap()]);
+        // The public trust files `sluice env` points at: certificates, and a wget setting.
         assert_eq!(
             shot.got["detail"],
-            serde_json::json!(["ca-bundle.pem", "ca.pem"]),
+            serde_json::json!(["ca-bundle.pem", "ca.pem", "certs", "wgetrc"]),
             "{mode:?}: {}",
+            shot.got
+        );
+        let certs = dir.join("certs");
+        let shot = range.fire(mode, &[], "list-dir", &[certs.to_str().unwrap()]);
+        let names = shot.got["detail"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !names.is_empty()
+                && names.iter().all(|n| {
+                    let n = n.as_str().unwrap_or_default();
+                    n.ends_with(".0") || n == "ca-certificates.crt" || n == "java"
+                }),
+            "{mode:?}: certs/ holds certificates only: {}",
             shot.got
         );
         let ca = range.fire(mode, &[], "read", &[dir.join("ca.pem").to_str().unwrap()]);
