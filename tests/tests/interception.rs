@@ -144,8 +144,11 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
             "{echo}"
         );
     }
-    // Trusting only the upstream's own CA fails: the client saw a Sluice leaf.
+    // Trusting only the upstream's own CA fails: the client saw a Sluice leaf. (`--capath`
+    // an empty directory: the sandbox's /etc/ssl/certs holds the Sluice CA.)
     let own = w.curl(&[
+        "--capath",
+        "/tmp",
         "--cacert",
         w.ca_file.to_str().unwrap(),
         "--resolve",

@@ -109,7 +109,17 @@ impl World {
     fn sandbox_curl(&self, ca: &std::path::Path, extra: &[&str], path: &str) -> Command {
         let url = format!("https://api.test{path}");
         let ca = ca.to_str().unwrap();
-        let mut argv = vec!["curl", "-sS", "--max-time", "30", "--cacert", ca];
+        // `--capath` an empty directory: the sandbox's /etc/ssl/certs holds the Sluice CA.
+        let mut argv = vec![
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--capath",
+            "/tmp",
+            "--cacert",
+            ca,
+        ];
         argv.extend_from_slice(&["--resolve", "api.test:443:203.0.113.10"]);
         argv.extend_from_slice(extra);
         argv.push(&url);

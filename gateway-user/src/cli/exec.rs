@@ -97,9 +97,7 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
                 // Node reads only its own roots and this variable (which adds to them);
                 // one the caller gives wins.
                 let given = std::env::var_os("NODE_EXTRA_CA_CERTS").is_some()
-                    || env
-                        .iter()
-                        .any(|e| e.split('=').next() == Some("NODE_EXTRA_CA_CERTS"));
+                    || env.iter().any(|e| e.starts_with("NODE_EXTRA_CA_CERTS="));
                 if !given {
                     let ca = crate::tls::ca::cert_path(state);
                     env.push(format!("NODE_EXTRA_CA_CERTS={}", ca.display()));

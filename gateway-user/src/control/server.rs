@@ -259,10 +259,14 @@ fn ca_bundle(node: &Node) -> Reply {
         .join(crate::tls::trust::CA_BUNDLE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("ca: read {}: {e}", path.display()),
-        ),
+        Err(e) => {
+            // Unauthenticated: the reason goes to the log, not to the caller.
+            tracing::warn!(path = %path.display(), error = %e, "ca: cannot read the bundle");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the CA bundle cannot be read; see the daemon's log",
+            )
+        }
     }
 }
 

@@ -10,8 +10,9 @@
 
 use std::ffi::{OsStr, OsString};
 
-/// Variables passed through by name (with every variable of
-/// [`crate::tls::trust::TRUST_VARS`]).
+/// Variables passed through by name (with the variables of
+/// [`crate::tls::trust::TRUST_VARS`] that hold a path: not `JAVA_TOOL_OPTIONS`, whose value
+/// often carries secrets, nor fixed values).
 const PASSED: [&str; 8] = [
     "PATH",
     "TERM",
@@ -78,7 +79,7 @@ fn passes(name: &OsStr, value: &OsStr) -> bool {
     PASSED.contains(&name)
         || crate::tls::trust::TRUST_VARS
             .iter()
-            .any(|(n, _)| *n == name)
+            .any(|(n, points)| *n == name && points.is_path())
         || name.starts_with("LC_")
         || value
             .to_str()
@@ -108,6 +109,7 @@ mod tests {
             ("OPENAI_API_KEY", "sluice_cred:OPENAI_API_KEY"),
             ("LC_ALL", "C.UTF-8"),
             ("SSL_CERT_FILE", "/var/lib/sluice/ca-bundle.pem"),
+            ("JAVA_TOOL_OPTIONS", "-Dhttps.proxyPassword=real"),
         ]);
         let got = for_workload(caller, &[]);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.to_str().unwrap()).collect();

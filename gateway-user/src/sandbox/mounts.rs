@@ -81,10 +81,12 @@ pub fn prepare(plan: &MountPlan) -> Result<(), MountError> {
         .filter_map(|path| Some((open_path(path)?, path)))
         .collect();
     read_only_control_filesystems()?;
-    private_temp_dirs()?;
+    // Before the private temporary directories: a state directory under /tmp is still the
+    // node's here.
     if let Some(trust) = &plan.trust {
         overlay_trust(trust)?;
     }
+    private_temp_dirs()?;
     for dir in &plan.hide_dirs {
         let inside: Vec<&(OwnedFd, &PathBuf)> =
             kept.iter().filter(|(_, k)| k.starts_with(dir)).collect();

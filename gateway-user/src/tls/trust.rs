@@ -14,6 +14,7 @@
 //! hashed CA to `/etc/ssl/certs` in the sandbox's own mount namespace
 //! ([`crate::sandbox::mounts`]); nothing on the node changes.
 
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ring::digest;
@@ -68,6 +69,16 @@ pub enum Points {
     JavaOptions,
     /// A fixed value.
     Value(&'static str),
+}
+
+impl Points {
+    /// Whether the variable holds a path (a trust file), nothing else.
+    pub fn is_path(self) -> bool {
+        matches!(
+            self,
+            Points::Bundle | Points::Ca | Points::Dir | Points::Wgetrc
+        )
+    }
 }
 
 /// Every variable a runtime reads to find its roots, and where it points. The sandbox
@@ -181,15 +192,24 @@ pub fn write(state_dir: &Path, ca_pem: &str, ca_der: &[u8]) -> Result<TrustFiles
         let path = path.display().to_string();
         move |source| TrustError::Io { path, source }
     };
-    if files.dir.exists() {
-        std::fs::remove_dir_all(&files.dir).map_err(io(&files.dir))?;
+    // Files are replaced in place (running sandboxes see `certs/` through their overlay):
+    // the directory is never removed, only hash files of an earlier CA.
+    let java_dir = files.java.parent().unwrap_or(&files.dir);
+    for dir in [&files.dir, java_dir] {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
     }
-    std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
     replace(&files.hashed, ca_pem.as_bytes())?;
     replace(&files.dir.join(DEBIAN_BUNDLE_NAME), bundle.as_bytes())?;
-    let java_dir = files.java.parent().unwrap_or(&files.dir);
-    std::fs::create_dir_all(java_dir).map_err(io(java_dir))?;
     replace(&files.java, &java_store(&bundle_roots, ca_der))?;
+    let stale = std::fs::read_dir(&files.dir)
+        .map_err(io(&files.dir))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "0") && *p != files.hashed);
+    for path in stale {
+        std::fs::remove_file(&path).map_err(io(&path))?;
+    }
     Ok(files)
 }
 
@@ -247,7 +267,17 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
         path: path.display().to_string(),
         source,
     };
-    std::fs::write(&temp, bytes).map_err(io)?;
+    let _ = std::fs::remove_file(&temp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temp)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
+        .map_err(io)?;
+    // The mode asked for, whatever the daemon's umask: sandboxes read these.
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
     std::fs::rename(&temp, path).map_err(io)
 }
 
@@ -347,6 +377,45 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn trust_files_are_public_rewritten_in_place_and_keep_one_hash() {
+        let dir = tempfile_dir();
+        let mut written = Vec::new();
+        for name in ["First CA", "Second CA"] {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            written.push(write(&dir, &cert.pem(), cert.der()).unwrap());
+        }
+        let files = &written[1];
+        assert_ne!(written[0].hashed, files.hashed);
+        let hashes: Vec<_> = std::fs::read_dir(&files.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "0"))
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(
+            hashes,
+            std::slice::from_ref(&files.hashed),
+            "the earlier CA's hash is gone"
+        );
+        for path in [&files.bundle, &files.hashed, &files.java, &files.wgetrc] {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{}", path.display());
+        }
+        let mode = std::fs::metadata(&files.dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
+        let bundle = std::fs::read_to_string(&files.bundle).unwrap();
+        assert!(bundle.trim_end().ends_with("-----END CERTIFICATE-----"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
