@@ -81,6 +81,9 @@ impl World {
             "-sS",
             "--max-time",
             "10",
+            // Only the upstream's CA: not the Sluice CA the sandbox's /etc/ssl/certs holds.
+            "--capath",
+            "/tmp",
             "--cacert",
             self.ca_file.to_str().unwrap(),
         ];

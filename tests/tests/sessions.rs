@@ -659,6 +659,9 @@ fn a_session_passthrough_host_shows_the_real_certificate_and_its_allow_list_appl
                 "-sS",
                 "--max-time",
                 "10",
+                // Only the upstream's CA (the sandbox's /etc/ssl/certs holds Sluice's).
+                "--capath",
+                "/tmp",
                 "--cacert",
                 &upstream_ca,
                 // Past DNS (which refuses other.test for this session) to the connection.

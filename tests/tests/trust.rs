@@ -312,3 +312,95 @@ fn the_bundle_is_served_and_printed_in_every_format() {
     let (ok, said) = env(&["--session", &session, "--proxy", "--format", "docker"]);
     assert!(!ok && said.contains("SLUICE_SESSION_TOKEN"), "{said}");
 }
+
+/// A client that trusts only its server's own CA (it pins), in a session's sandbox.
+const PINNED_CLIENT: &str = r#"
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+try:
+    urllib.request.urlopen(sys.argv[2], context=ctx, timeout=10).read()
+    print("trusted")
+except Exception as e:
+    print("refused:", e)
+"#;
+
+#[test]
+fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
+    let w = world("trust4");
+    let (session, _) = w.sluice.create_session(&[], &[]).unwrap();
+    let upstream_ca = std::fs::read(&w._ca_file).unwrap();
+    let upstream_ca = w
+        .sluice
+        .public_file("upstream-ca.pem", &upstream_ca)
+        .unwrap();
+    let argv = [
+        "/usr/bin/python3".to_owned(),
+        "-c".to_owned(),
+        PINNED_CLIENT.to_owned(),
+        upstream_ca.to_string_lossy().into_owned(),
+        "https://api.test/pinned".to_owned(),
+    ];
+    let (_, said) = w.run(&["--session", &session], &argv);
+    assert!(said.starts_with("refused:"), "{said}");
+    assert!(!w.reached("pinned"), "nothing was sent");
+
+    let record = w
+        .sluice
+        .wait_audit(|r| r["kind"] == "connection" && r["trust_refused"].is_string())
+        .unwrap();
+    eprintln!("audit: {record}");
+    assert_eq!(record["trust_refused"], "unknown_ca", "{record}");
+    assert_eq!(record["host"], "api.test");
+    assert!(
+        record["executable"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("/usr/bin/python3")),
+        "{record}"
+    );
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused Sluice's certificate")
+    );
+
+    let token = std::fs::read_to_string(w.sluice.state_dir().join("admin.token")).unwrap();
+    let metrics = w
+        .sluice
+        .node_command("curl")
+        .args([
+            "-sS",
+            "-H",
+            &format!("Authorization: Bearer {}", token.trim()),
+        ])
+        .arg("http://127.0.0.1:3000/metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_tls_trust_failures_total{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    eprintln!("metrics: {line}");
+    assert!(
+        line.contains(&format!("session=\"{session}\""))
+            && line.contains("executable=\"/usr/bin/python3")
+            && line.contains("host=\"api.test\"")
+            && line.ends_with(" 1"),
+        "{line}"
+    );
+
+    let out = w
+        .sluice
+        .command()
+        .args(["policy", "suggest", "--session", &session])
+        .output()
+        .unwrap();
+    let suggested: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    assert_eq!(
+        suggested["passthrough"],
+        serde_json::json!(["api.test"]),
+        "{suggested}"
+    );
+}

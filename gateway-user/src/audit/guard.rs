@@ -42,6 +42,12 @@ impl ConnAudit {
         self.record.proxy = Some(label.into());
     }
 
+    /// Records that the client refused Sluice's certificate (`alert`), and its executable.
+    pub fn set_trust_refused(&mut self, alert: &str, executable: Option<String>) {
+        self.record.trust_refused = Some(alert.to_owned());
+        self.record.executable = executable;
+    }
+
     /// Adds transferred bytes.
     pub fn add_bytes(&mut self, up: u64, down: u64) {
         self.record.bytes_up += up;

@@ -145,6 +145,12 @@ pub struct Record {
     /// Request: PII findings in the body by type, counts only (never the text).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<String, u32>,
+    /// Connection: the executable of a client that refused Sluice's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// Connection: how the client refused Sluice's certificate (`unknown_ca`, …, `closed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_refused: Option<String>,
     /// Request: a policy refusal recorded but not enforced (enforcement `audit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_refuse: Option<String>,
@@ -180,6 +186,8 @@ impl Record {
             protocol: None,
             credentials: Vec::new(),
             pii: BTreeMap::new(),
+            executable: None,
+            trust_refused: None,
             would_refuse: None,
         }
     }

@@ -116,8 +116,17 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
                 method: text("method").map(str::to_owned),
                 path: Some(url.path().to_owned()),
                 tcp: false,
+                refused_certificate: false,
             })
         }
+        "connection" if text("trust_refused").is_some() => Some(Observed {
+            host: text("host")?.to_owned(),
+            port: port?,
+            method: None,
+            path: None,
+            tcp: false,
+            refused_certificate: true,
+        }),
         "connection" if matches!(text("mode"), Some("relay" | "passthrough" | "refused")) => {
             let tcp = text("mode") == Some("relay") || text("host").is_none();
             let host = text("host").map(str::to_owned).or_else(|| {
@@ -135,6 +144,7 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
                 method: None,
                 path: None,
                 tcp,
+                refused_certificate: false,
             })
         }
         _ => None,

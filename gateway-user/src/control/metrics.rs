@@ -81,5 +81,6 @@ pub fn render(node: &Node) -> String {
             "sluice_config_reloads_total{{result=\"{result}\"}} {n}"
         );
     }
+    node.proxy.trust_failures.render(&mut out);
     out
 }

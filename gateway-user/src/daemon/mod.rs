@@ -129,6 +129,7 @@ impl Prepared {
             detect_limits: Limits::default(),
             intercept,
             resolver,
+            trust_failures: Arc::default(),
         });
         let drain = Drain::new();
         let node = Arc::new(

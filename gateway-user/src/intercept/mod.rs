@@ -87,6 +87,20 @@ pub enum InterceptError {
         /// The error.
         source: std::io::Error,
     },
+    /// The sandbox's client refused Sluice's certificate: it does not trust the CA, or it
+    /// pins its server's.
+    #[error(
+        "downstream: the client refused Sluice's certificate for {host} ({alert}): it does not \
+         trust the Sluice CA (`sluice exec` lays it in the trust store; elsewhere see `sluice \
+         env`), or it pins its server's certificate (`sluice policy suggest` proposes a \
+         passthrough entry)"
+    )]
+    TrustRefused {
+        /// The host the leaf was for.
+        host: String,
+        /// The alert it sent (`unknown_ca`, `bad_certificate`, …), or `closed`.
+        alert: &'static str,
+    },
     /// The sandbox did not finish the TLS handshake in time.
     #[error("downstream: TLS handshake for {host} timed out")]
     HandshakeTimeout {
@@ -103,6 +117,7 @@ impl Sided for InterceptError {
         match self {
             InterceptError::Host(_) | InterceptError::Tls(_) => Side::Gateway,
             InterceptError::Handshake { .. }
+            | InterceptError::TrustRefused { .. }
             | InterceptError::HandshakeTimeout { .. }
             | InterceptError::Http(_) => Side::Downstream,
         }

@@ -144,11 +144,37 @@ where
         .map_err(|_| InterceptError::HandshakeTimeout {
             host: host.to_string(),
         })?
-        .map_err(|source| InterceptError::Handshake {
-            host: host.to_string(),
-            source,
+        .map_err(|source| match trust_refusal(&source) {
+            Some(alert) => InterceptError::TrustRefused {
+                host: host.to_string(),
+                alert,
+            },
+            None => InterceptError::Handshake {
+                host: host.to_string(),
+                source,
+            },
         })?;
     Ok((tls, leaf_host))
+}
+
+/// How a client refused the certificate, when that is how its handshake ended: the alert
+/// it sent, or `closed` when it hung up in the middle (what some clients do instead).
+fn trust_refusal(error: &std::io::Error) -> Option<&'static str> {
+    use rustls::AlertDescription as Alert;
+    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Some("closed");
+    }
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => match alert {
+            Alert::UnknownCA => Some("unknown_ca"),
+            Alert::BadCertificate => Some("bad_certificate"),
+            Alert::CertificateUnknown => Some("certificate_unknown"),
+            Alert::UnsupportedCertificate => Some("unsupported_certificate"),
+            Alert::AccessDenied => Some("access_denied"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Serves HTTP on `io` until the sandbox closes; downstream errors end up in the summary.

@@ -8,7 +8,10 @@
 //!   A host with a request whose path is unknown, not absolute, or has dot segments gets no
 //!   path restriction; a host with an unknown or malformed method gets no method restriction;
 //! - `tcp_allow`: `host:port` (or `ip:port`, `[v6]:port`) for each non-HTTP connection;
-//! - no deny list, rate limits or passthrough; PII off; enforcement on.
+//! - `passthrough`: each host where a client refused Sluice's certificate (a client that
+//!   pins its server's, or a tool that does not trust the CA: then the fix is its variable,
+//!   see `sluice env`) — a proposal to review, never applied by itself;
+//! - no deny list or rate limits; PII off; enforcement on.
 //!
 //! Observations without a method (connection-level records) only add their host to `allow`.
 //! Hosts that are not valid names are skipped: no policy could name them. The output is
@@ -34,17 +37,26 @@ pub struct Observed {
     pub path: Option<String>,
     /// Whether this was non-HTTP TCP (relayed, not intercepted).
     pub tcp: bool,
+    /// Whether the client refused Sluice's certificate here (a pinned client, or one that
+    /// does not trust the CA).
+    pub refused_certificate: bool,
 }
 
 /// The smallest policy that would have allowed everything observed (see the module docs).
 pub fn suggest(observed: impl IntoIterator<Item = Observed>) -> PolicySpec {
     let mut hosts: BTreeMap<String, Draft> = BTreeMap::new();
     let mut tcp: BTreeSet<(String, u16)> = BTreeSet::new();
+    let mut pinned: BTreeSet<(String, u16)> = BTreeSet::new();
     for seen in observed {
         let Ok(host) = Host::parse(&seen.host) else {
             continue;
         };
         let name = host.as_str().to_owned();
+        if seen.refused_certificate {
+            hosts.entry(name.clone()).or_default();
+            pinned.insert((name, seen.port));
+            continue;
+        }
         if seen.tcp {
             tcp.insert((name, seen.port));
             continue;
@@ -93,7 +105,16 @@ pub fn suggest(observed: impl IntoIterator<Item = Observed>) -> PolicySpec {
             .into_iter()
             .map(|(host, port)| tcp_entry(&host, port))
             .collect(),
-        passthrough: Vec::new(),
+        passthrough: pinned
+            .into_iter()
+            .map(|(host, port)| {
+                if port == 443 {
+                    host
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+            .collect(),
         pii: PiiMode::Off,
         enforcement: Enforcement::Enforce,
     }

@@ -12,6 +12,7 @@ fn http(host: &str, method: &str, path: &str) -> Observed {
         method: Some(method.into()),
         path: Some(path.into()),
         tcp: false,
+        refused_certificate: false,
     }
 }
 
@@ -22,6 +23,7 @@ fn tcp(host: &str, port: u16) -> Observed {
         method: None,
         path: None,
         tcp: true,
+        refused_certificate: false,
     }
 }
 
@@ -178,4 +180,27 @@ fn suggested_policy_allows_everything_observed() {
     }
     let db: SocketAddr = "198.51.100.20:5433".parse().unwrap();
     assert!(!evaluate_tcp(&policy, Some("db.test"), db).lets_through());
+}
+
+#[test]
+fn a_host_whose_client_refused_the_certificate_is_proposed_for_passthrough() {
+    let refused = |host: &str, port: u16| Observed {
+        host: host.into(),
+        port,
+        method: None,
+        path: None,
+        tcp: false,
+        refused_certificate: true,
+    };
+    let policy = suggest([
+        refused("pinned.test", 443),
+        refused("PINNED.test", 443),
+        refused("odd.test", 8443),
+        http("api.test", "GET", "/v1/x"),
+    ]);
+    assert_eq!(policy.passthrough, ["odd.test:8443", "pinned.test"]);
+    assert_eq!(
+        policy.allow.unwrap(),
+        ["api.test", "odd.test", "pinned.test"]
+    );
 }

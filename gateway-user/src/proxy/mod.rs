@@ -14,6 +14,7 @@ pub mod pipeline;
 mod relay;
 mod splice;
 mod transparent;
+pub mod trust_failures;
 
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub struct ProxyContext {
     /// The daemon's resolver (the one sandboxes' DNS uses): binds passthrough names and
     /// `tcp_allow` host entries to addresses.
     pub resolver: crate::dns::Resolver,
+    /// Clients that refused Sluice's certificate, for `/metrics`.
+    pub trust_failures: Arc<trust_failures::TrustFailures>,
 }
 
 /// The path a connection of `who` leaves by: its sandbox's override (`sandbox`), its

@@ -13,7 +13,7 @@ use crate::audit::{Mode, Outcome as Ended, Said, Side, Sided};
 use crate::conn::Conn;
 use crate::detect::{self, Outcome, Prefixed};
 use crate::host::Host;
-use crate::intercept::{intercept_http, intercept_tls, reject_tls};
+use crate::intercept::{InterceptError, intercept_http, intercept_tls, reject_tls};
 use crate::route::{self, Route, RouteRules};
 
 /// How long a client may stay silent before a connection that `tcp_allow` permits anyway is
@@ -86,7 +86,16 @@ where
                         }),
                     }
                 }
-                Err(e) => Ended::failed(&e),
+                Err(e) => {
+                    if let InterceptError::TrustRefused { alert, .. } = &e {
+                        let executable = super::trust_failures::executable_of(conn.who.pid);
+                        let session = conn.who.session.as_deref();
+                        ctx.trust_failures
+                            .count(session, executable.as_deref(), host.as_str());
+                        conn.audit.set_trust_refused(alert, executable);
+                    }
+                    Ended::failed(&e)
+                }
             };
             conn.audit.end(ended);
         }

@@ -111,6 +111,7 @@ impl Gateway {
             },
             intercept,
             resolver: sluice::dns::Resolver::static_only(hosts),
+            trust_failures: Arc::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

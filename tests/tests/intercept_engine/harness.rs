@@ -125,6 +125,7 @@ impl Engine {
                                 detect_limits: Limits::default(),
                                 intercept: ctx,
                                 resolver: sluice::dns::Resolver::static_only(Default::default()),
+                                trust_failures: Arc::default(),
                             });
                             drain.spawn(serve_transparent(listener, proxy, drain.clone()));
                         }
