@@ -329,6 +329,14 @@ impl Sluice {
     /// A counter or gauge from the control API's `GET /metrics` (default control address,
     /// admin token from the state dir), or `None` if it is not there.
     pub fn metric(&self, name: &str) -> Option<u64> {
+        self.metrics()?.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok())?
+        })
+    }
+
+    /// The whole `GET /metrics` text (the daemon's default control address).
+    pub fn metrics(&self) -> Option<String> {
         let token = std::fs::read_to_string(self.state_dir().join("admin.token")).ok()?;
         let out = self
             .node_command("curl")
@@ -337,12 +345,32 @@ impl Sluice {
             .arg("http://127.0.0.1:3000/metrics")
             .output()
             .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.trim().parse().ok())?
-            })
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `https://api.test{path}`-style `url` through this daemon's explicit proxy at `proxy`
+    /// (`http://127.0.0.1:PORT`) under session `token`, trusting the daemon's CA: the final
+    /// status, or the proxy's answer to CONNECT when there was no final response (407 when
+    /// refused).
+    pub fn via_explicit_proxy(&self, proxy: &str, token: &str, url: &str) -> String {
+        let ca = self.state_dir().join("ca.pem");
+        let out = self
+            .node_command("curl")
+            .args(["-sS", "-o", "/dev/null", "--max-time", "15"])
+            .args(["-w", "%{http_code} %{http_connect}", "-x", proxy])
+            .args(["--proxy-user", &format!("sluice:{token}")])
+            .arg("--cacert")
+            .arg(ca)
+            .arg(url)
+            .output();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        match text.split_once(' ') {
+            Some(("000", connect)) => connect.to_owned(),
+            Some((status, _)) => status.to_owned(),
+            None => text,
+        }
     }
 
     /// The state directory.

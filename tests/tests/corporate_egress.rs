@@ -738,24 +738,7 @@ fn an_https_proxy_is_reached_over_verified_tls() {
 /// A request to api.test through `node`'s explicit proxy (at `proxy`) under session
 /// `token`: the final status, or the proxy's answer to CONNECT when there was none.
 fn via_explicit(node: &Sluice, proxy: &str, token: &str) -> String {
-    let out = node
-        .node_command("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time", "15"])
-        .args(["-w", "%{http_code} %{http_connect}", "-x", proxy])
-        .args(["--proxy-user", &format!("sluice:{token}")])
-        .args([
-            "--cacert",
-            node.state_dir().join("ca.pem").to_str().unwrap(),
-        ])
-        .arg("https://api.test/explicit")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    match text.split_once(' ') {
-        Some(("000", connect)) => connect.to_owned(),
-        Some((status, _)) => status.to_owned(),
-        None => text,
-    }
+    node.via_explicit_proxy(proxy, token, "https://api.test/explicit")
 }
 
 /// Python: two requests to api.test over one connection through node B's explicit proxy
@@ -912,6 +895,7 @@ fn a_proxy_created_through_the_api_reaches_every_node_sharing_redis() {
     assert!(!ok && said.contains("[[upstream.proxies]]"), "{said}");
     let (ok, said) = cli(&b, &["proxy", "remove", "tenant"]);
     assert!(!ok && said.contains("default --unset"), "{said}");
+    eprintln!("sluice proxy remove tenant: {said}");
     let (ok, said) = cli(&a, &["proxy", "add", "bad", "socks5://u:pw@x:1"]);
     assert!(
         !ok && said.contains("http://") && !said.contains("pw@"),

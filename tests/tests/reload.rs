@@ -334,19 +334,7 @@ fn sluice_reload_refuses_what_it_cannot_apply_whole_and_reports_what_changed() {
     );
 
     finish_stream(stream);
-    let token = std::fs::read_to_string(w.sluice.state_dir().join("admin.token")).unwrap();
-    let metrics = w
-        .sluice
-        .node_command("curl")
-        .args([
-            "-sS",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg("http://127.0.0.1:3000/metrics")
-        .output()
-        .unwrap();
-    let metrics = text(&metrics.stdout);
+    let metrics = w.sluice.metrics().unwrap();
     assert!(
         metrics.contains("sluice_config_reloads_total{result=\"ok\"} 2")
             && metrics.contains("sluice_config_reloads_total{result=\"refused\"} 4"),

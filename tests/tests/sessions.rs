@@ -250,33 +250,7 @@ fn two_nodes(w: &World, redis: &RedisServer) -> (Sluice, Sluice) {
 /// A request through node B's explicit proxy with `token`; returns the final status, or the
 /// proxy's answer to CONNECT when there was no final response (407 when refused).
 fn via_proxy_b(b: &Sluice, token: &str) -> String {
-    let out = b
-        .node_command("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{http_connect}",
-            "--max-time",
-            "5",
-        ])
-        .args([
-            "-x",
-            "http://127.0.0.1:3129",
-            "--proxy-user",
-            &format!("sluice:{token}"),
-        ])
-        .args(["--cacert", b.state_dir().join("ca.pem").to_str().unwrap()])
-        .arg("https://api.test/via-b")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    match text.split_once(' ') {
-        Some(("000", connect)) => connect.to_owned(),
-        Some((status, _)) => status.to_owned(),
-        None => text,
-    }
+    b.via_explicit_proxy("http://127.0.0.1:3129", token, "https://api.test/via-b")
 }
 
 #[test]

@@ -364,19 +364,7 @@ fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
             .contains("refused Sluice's certificate")
     );
 
-    let token = std::fs::read_to_string(w.sluice.state_dir().join("admin.token")).unwrap();
-    let metrics = w
-        .sluice
-        .node_command("curl")
-        .args([
-            "-sS",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg("http://127.0.0.1:3000/metrics")
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metrics = w.sluice.metrics().unwrap();
     let line = metrics
         .lines()
         .find(|l| l.starts_with("sluice_tls_trust_failures_total{"))

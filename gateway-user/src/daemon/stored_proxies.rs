@@ -33,15 +33,7 @@ impl Node {
         let _one_at_a_time = self.proxy_refresh.lock().await;
         let table = self.services.store.proxies().await?;
         let now = self.proxy.dialer.proxies();
-        if now.epoch.is_some() && table.epoch != now.epoch {
-            return Err(StoreError::Corrupt {
-                id: "upstream proxies".into(),
-                reason: "the store's proxy table was lost or replaced (its epoch changed); \
-                         keeping the proxies in effect: restart the daemon to take the store \
-                         as it is now"
-                    .into(),
-            });
-        }
+        same_table(&now, &table)?;
         let next = built(&table, &now, &self.services.master);
         for (id, reason) in &next.broken {
             tracing::warn!(id, reason, "upstream: stored proxy unusable on this node");
@@ -81,6 +73,20 @@ pub async fn watch(node: Arc<Node>) {
             tracing::warn!(%error, "upstream: cannot reread stored proxies; keeping those in effect");
         }
     }
+}
+
+/// Refuses a table that is not the one `now` was read from (its epoch changed or vanished:
+/// Redis flushed or replaced), which would otherwise read as "no proxies", that is direct.
+fn same_table(now: &NodeProxies, table: &ProxyTable) -> Result<(), StoreError> {
+    if now.epoch.is_some() && table.epoch != now.epoch {
+        return Err(StoreError::Corrupt {
+            id: "upstream proxies".into(),
+            reason: "the store's proxy table was lost or replaced (its epoch changed); keeping \
+                     the proxies in effect: restart the daemon to take the store as it is now"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// `now` with its API-created proxies replaced by those of `table`.
@@ -255,6 +261,29 @@ mod tests {
             again,
             "same URL, new password: a new pool"
         );
+    }
+
+    #[test]
+    fn a_table_that_lost_its_epoch_is_not_taken() {
+        let key = MasterKey::generate().unwrap();
+        let table = ProxyTable {
+            proxies: vec![StoredProxy::seal(&spec("tenant", "http://t.test:1"), &key).unwrap()],
+            default: Some(StoredDefault::seal("tenant", &key).unwrap()),
+            epoch: Some("e1".into()),
+            ..ProxyTable::default()
+        };
+        let first = NodeProxies::default();
+        same_table(&first, &table).unwrap();
+        let now = built(&table, &first, &key);
+        same_table(&now, &table).unwrap();
+        let flushed = ProxyTable::default();
+        let err = same_table(&now, &flushed).unwrap_err();
+        assert!(err.to_string().contains("lost or replaced"), "{err}");
+        let replaced = ProxyTable {
+            epoch: Some("e2".into()),
+            ..table.clone()
+        };
+        assert!(same_table(&now, &replaced).is_err());
     }
 
     #[test]
