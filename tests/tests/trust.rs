@@ -16,9 +16,9 @@ use tests::sluice::{Options, Sluice};
 use tests::upstream::{self, RunningUpstream};
 use tests::{NetLab, TestCa, addrs};
 
-/// Each client of the matrix: a name (the path it requests) and its command line; `java` is
-/// the shared path of `Fetch.java`.
-fn clients(java: &str) -> Vec<(&'static str, Vec<String>)> {
+/// Each client of the matrix: a name (the path it requests) and its command line; `java` and
+/// `go` are the shared paths of `Fetch.java` and `fetch.go`.
+fn clients(java: &str, go: &str) -> Vec<(&'static str, Vec<String>)> {
     let url = |name: &str| format!("https://api.test/{name}");
     let node_https = "require('https').get(process.argv[1], r => { r.resume(); \
                       r.on('end', () => process.exit(0)); }).on('error', e => { \
@@ -94,6 +94,28 @@ fn clients(java: &str) -> Vec<(&'static str, Vec<String>)> {
         ),
         ("git", strings(&["git", "ls-remote", &url("git/repo")])),
         ("java", strings(&["java", java, &url("java")])),
+        (
+            "go",
+            strings(&[
+                "env",
+                "HOME=/tmp",
+                "GOCACHE=/tmp/go-cache",
+                "go",
+                "run",
+                go,
+                &url("go"),
+            ]),
+        ),
+        (
+            "ruby",
+            strings(&[
+                "ruby",
+                "-rnet/http",
+                "-e",
+                "puts Net::HTTP.get_response(URI(ARGV[0])).code",
+                &url("ruby"),
+            ]),
+        ),
     ]
 }
 
@@ -151,9 +173,11 @@ impl World {
         )
     }
 
-    /// `Fetch.java`, where sandboxes can read it.
-    fn java_program(&self) -> String {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trust/Fetch.java");
+    /// The program `name` of `tests/trust/`, where sandboxes can read it.
+    fn program(&self, name: &str) -> String {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/trust")
+            .join(name);
         self.sluice.share(&source).unwrap()
     }
 
@@ -213,7 +237,7 @@ fn every_client_trusts_interception_with_no_variables_and_the_node_is_untouched(
     assert!(!ok && !w.reached("control"), "{said}");
 
     let mut failed = Vec::new();
-    for (name, argv) in clients(&w.java_program()) {
+    for (name, argv) in clients(&w.program("Fetch.java"), &w.program("fetch.go")) {
         let (_, said) = w.run(&[], &argv);
         if !w.reached(name) {
             failed.push(format!("{name}: {said}"));
@@ -246,7 +270,7 @@ fn every_client_trusts_interception_with_only_what_sluice_env_prints() {
     let script = w.sluice.public_file("env.sh", env.as_bytes()).unwrap();
     let script = script.to_string_lossy().into_owned();
     let mut failed = Vec::new();
-    for (name, argv) in clients(&w.java_program()) {
+    for (name, argv) in clients(&w.program("Fetch.java"), &w.program("fetch.go")) {
         let mut wrapped = vec![
             "sh".to_owned(),
             "-c".to_owned(),

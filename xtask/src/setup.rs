@@ -55,6 +55,8 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-requests",
     "python3-pip",
     "openjdk-17-jdk-headless",
+    "golang-go",
+    "ruby",
 ];
 
 /// The bpf-linker release known to work with LLVM 22 here.
