@@ -54,6 +54,15 @@ fn clients(java: &str, go: &str) -> Vec<(&'static str, Vec<String>)> {
             ]),
         ),
         (
+            "httpx",
+            strings(&[
+                "/usr/bin/python3",
+                "-c",
+                "import sys, httpx; httpx.get(sys.argv[1], timeout=10)",
+                &url("httpx"),
+            ]),
+        ),
+        (
             "pip",
             strings(&[
                 "/usr/bin/python3",

@@ -53,6 +53,7 @@ const TEST_PACKAGES: &[&str] = &[
     "wget",
     "git",
     "python3-requests",
+    "python3-httpx",
     "python3-pip",
     "openjdk-17-jdk-headless",
     "golang-go",
