@@ -176,21 +176,14 @@ async fn persists_across_reopen_without_plaintext() {
 
 #[tokio::test]
 async fn stored_proxies_follow_the_store_contract_and_survive_reopen() {
-    use crate::session::proxies::tests::{STORED_PASSWORD, proxies_contract};
+    use crate::session::proxies::tests::{STORED_PASSWORD, kept_spec, proxies_contract};
     proxies_contract(&EmbeddedStore::in_memory()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     proxies_contract(&store).await;
     let key = MasterKey::generate().unwrap();
-    let spec = crate::upstream::egress::ProxySpec {
-        id: "kept".into(),
-        label: None,
-        url: format!("http://u:{STORED_PASSWORD}@kept.test:3128"),
-        default: false,
-        no_proxy: vec!["10.0.0.0/8".into()],
-        connect_to: Default::default(),
-    };
+    let spec = kept_spec(false, &["10.0.0.0/8"]);
     let stored = StoredProxy::seal(&spec, &key).unwrap();
     assert!(store.put_proxy(stored.clone(), Put::Create).await.unwrap());
     let default = crate::session::StoredDefault::seal("kept", &key).unwrap();

@@ -208,6 +208,18 @@ pub(crate) mod tests {
     /// The proxy password the store tests search for.
     pub(crate) const STORED_PASSWORD: &str = "St0red-proxy-pw";
 
+    /// Proxy `kept`, with [`STORED_PASSWORD`] in its URL.
+    pub(crate) fn kept_spec(default: bool, no_proxy: &[&str]) -> ProxySpec {
+        ProxySpec {
+            id: "kept".into(),
+            label: None,
+            url: format!("http://u:{STORED_PASSWORD}@kept.test:3128"),
+            default,
+            no_proxy: no_proxy.iter().map(|n| (*n).to_owned()).collect(),
+            connect_to: ConnectTo::Name,
+        }
+    }
+
     /// What every store must do with proxies: create refuses a taken id, replace does
     /// not; the default must exist and cannot be removed; every change is announced; no
     /// password is kept in the clear (`raw` is everything the store holds, as text).

@@ -225,7 +225,7 @@ async fn unreachable_redis_is_a_clear_error() {
 
 #[tokio::test]
 async fn stored_proxies_follow_the_store_contract_reach_other_nodes_and_stay_sealed() {
-    use crate::session::proxies::tests::{STORED_PASSWORD, proxies_contract};
+    use crate::session::proxies::tests::{STORED_PASSWORD, kept_spec, proxies_contract};
     let server = RedisServer::start().unwrap();
     let store = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let other = RedisStore::connect(&server.url(), "t:").await.unwrap();
@@ -238,14 +238,7 @@ async fn stored_proxies_follow_the_store_contract_reach_other_nodes_and_stay_sea
     );
 
     let key = MasterKey::generate().unwrap();
-    let spec = crate::upstream::egress::ProxySpec {
-        id: "kept".into(),
-        label: None,
-        url: format!("http://u:{STORED_PASSWORD}@kept.test:3128"),
-        default: true,
-        no_proxy: Vec::new(),
-        connect_to: Default::default(),
-    };
+    let spec = kept_spec(true, &[]);
     let stored = crate::session::StoredProxy::seal(&spec, &key).unwrap();
     assert!(
         store
