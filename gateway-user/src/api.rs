@@ -221,3 +221,11 @@ pub struct ProxyTestResult {
     /// How long the attempt took, in milliseconds.
     pub latency_ms: f64,
 }
+
+/// `GET /v1/sessions/{id}/trust/advice`: what to do about each client of the session that
+/// refused Sluice's certificate (its variables, or passthrough when it pins).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TrustAdviceList {
+    /// One entry per executable, sorted by executable.
+    pub advice: Vec<crate::tls::clients::TrustAdvice>,
+}

@@ -82,6 +82,25 @@ fn clients(java: &str, go: &str) -> Vec<(&'static str, Vec<String>)> {
             ]),
         ),
         (
+            "uv",
+            strings(&[
+                "env",
+                "HOME=/tmp",
+                "UV_HTTP_RETRIES=0",
+                "uv",
+                "pip",
+                "install",
+                "--no-cache",
+                "--python",
+                "/usr/bin/python3",
+                "--target",
+                "/tmp/uv",
+                "--index-url",
+                &url("uv/simple/"),
+                "sluice-probe",
+            ]),
+        ),
+        (
             "node-https",
             strings(&["node", "-e", node_https, &url("node-https")]),
         ),
@@ -273,6 +292,7 @@ fn every_client_trusts_interception_with_only_what_sluice_env_prints() {
         "PIP_CERT",
         "NPM_CONFIG_CAFILE",
         "NODE_EXTRA_CA_CERTS",
+        "UV_SYSTEM_CERTS",
     ] {
         assert!(env.contains(&format!("export {name}=")), "{env}");
     }
@@ -376,10 +396,30 @@ fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
     let (_, said) = w.run(&["--session", &session], &argv);
     assert!(said.starts_with("refused:"), "{said}");
     assert!(!w.reached("pinned"), "nothing was sent");
+    // Node without the overlay or a variable: it reads its own roots, so it refuses too,
+    // and its remedy is its variable, not passthrough.
+    let node = "require('https').get(process.argv[1], r => r.resume()).on('error', e => { \
+                console.error(e.message); process.exit(1); })";
+    let (ok, said) = w.run(
+        &["--session", &session, "--no-trust-overlay"],
+        &[
+            "node".into(),
+            "-e".into(),
+            node.into(),
+            "https://api.test/untrusting".into(),
+        ],
+    );
+    assert!(!ok && !w.reached("untrusting"), "{said}");
 
     let record = w
         .sluice
-        .wait_audit(|r| r["kind"] == "connection" && r["trust_refused"].is_string())
+        .wait_audit(|r| {
+            r["kind"] == "connection"
+                && r["trust_refused"].is_string()
+                && r["executable"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("python"))
+        })
         .unwrap();
     eprintln!("audit: {record}");
     assert_eq!(record["trust_refused"], "unknown_ca", "{record}");
@@ -400,7 +440,7 @@ fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
     let metrics = w.sluice.metrics().unwrap();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("sluice_tls_trust_failures_total{"))
+        .find(|l| l.starts_with("sluice_tls_trust_failures_total{") && l.contains("python3"))
         .unwrap_or_else(|| panic!("{metrics}"));
     eprintln!("metrics: {line}");
     assert!(
@@ -423,5 +463,19 @@ fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
         suggested["passthrough"],
         serde_json::json!(["api.test"]),
         "{suggested}"
+    );
+    let advice = String::from_utf8_lossy(&out.stderr);
+    eprintln!("advice:\n{advice}");
+    let line = |client: &str| {
+        advice
+            .lines()
+            .find(|l| l.contains(client))
+            .unwrap_or_else(|| panic!("no advice for {client}: {advice}"))
+    };
+    assert!(line("/usr/bin/python3").contains("pins"), "{advice}");
+    let ca = w.sluice.state_dir().join("ca.pem");
+    assert!(
+        line("Node.js").contains(&format!("NODE_EXTRA_CA_CERTS={}", ca.display())),
+        "{advice}"
     );
 }

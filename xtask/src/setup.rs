@@ -60,6 +60,11 @@ const TEST_PACKAGES: &[&str] = &[
     "ruby",
 ];
 
+/// The uv release the trust matrix runs (from PyPI: uv has no Debian package).
+const UV_VERSION: &str = "0.13.9";
+/// Where the trust matrix finds uv.
+const UV_PATH: &str = "/usr/local/bin/uv";
+
 /// The bpf-linker release known to work with LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -73,6 +78,9 @@ pub fn run(needs: Needs) -> anyhow::Result<()> {
         packages.extend(TEST_PACKAGES);
     }
     apt_packages(&packages)?;
+    if needs.test {
+        uv()?;
+    }
     if needs.build {
         nightly_rust_src()?;
         bpf_linker()?;
@@ -139,6 +147,45 @@ fn nightly_rust_src() -> anyhow::Result<()> {
     let mut add = Command::new("rustup");
     add.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
     cmd::status(add)
+}
+
+/// uv, from its PyPI wheel (pip downloads it; the wheel is a zip holding the binary).
+fn uv() -> anyhow::Result<()> {
+    if cmd::succeeds(Command::new(UV_PATH).arg("--version")) {
+        eprintln!("setup: uv present ({UV_PATH})");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("setup: uv is missing at {UV_PATH}; run this command as root to install it");
+    }
+    eprintln!("setup: installing uv {UV_VERSION} from PyPI to {UV_PATH}");
+    let dir = tempfile::tempdir().context("setup: a temporary directory for uv")?;
+    let mut download = Command::new("/usr/bin/python3");
+    download
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+        ])
+        .arg("--dest")
+        .arg(dir.path())
+        .arg(format!("uv=={UV_VERSION}"));
+    cmd::status(download).context("setup: download uv")?;
+    let extract = format!(
+        "import glob, os, sys, zipfile\n\
+         wheel, = glob.glob(os.path.join(sys.argv[1], 'uv-*.whl'))\n\
+         data = zipfile.ZipFile(wheel).read('uv-{UV_VERSION}.data/scripts/uv')\n\
+         tmp = sys.argv[2] + '.tmp'\n\
+         open(tmp, 'wb').write(data)\n\
+         os.chmod(tmp, 0o755)\n\
+         os.replace(tmp, sys.argv[2])\n"
+    );
+    let mut unpack = Command::new("/usr/bin/python3");
+    unpack.args(["-c", &extract]).arg(dir.path()).arg(UV_PATH);
+    cmd::status(unpack).context("setup: unpack uv")
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

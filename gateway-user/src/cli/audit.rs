@@ -128,12 +128,21 @@ pub async fn policy(config: &Config, command: PolicyCommand) -> ExitCode {
         Err(e) => return super::fail(&e),
     };
     let PolicyCommand::Suggest { session } = command;
-    match client.suggest_policy(&session).await {
-        Ok(policy) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&policy).unwrap_or_default()
-            );
+    let policy = match client.suggest_policy(&session).await {
+        Ok(policy) => policy,
+        Err(e) => return super::fail(&e),
+    };
+    // The policy on stdout (to save and apply); what to do about clients that refused
+    // Sluice's certificate on stderr, for the operator.
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&policy).unwrap_or_default()
+    );
+    match client.trust_advice(&session).await {
+        Ok(list) => {
+            for advice in list.advice {
+                eprintln!("sluice: trust: {}", advice.message);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => super::fail(&e),

@@ -12,7 +12,9 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::sandbox::environment;
 use crate::sandbox::identity::Identity;
 use crate::sandbox::mounts::{MountPlan, TrustOverlay};
-use crate::tls::trust::{CA_BUNDLE_FILE, CERTS_DIR, JAVA_STORE, WGETRC_FILE};
+use crate::tls::trust::{
+    CA_BUNDLE_FILE, CERTS_DIR, JAVA_STORE, OVERLAY_VARS, TrustError, WGETRC_FILE,
+};
 
 /// Arguments of `sluice exec`.
 #[derive(Debug, clap::Args)]
@@ -70,6 +72,13 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
     {
         return super::fail(&e);
     }
+    let overlay = match args.no_trust_overlay {
+        true => Vec::new(),
+        false => match overlay_vars(&config.state_dir, &args.env) {
+            Ok(vars) => vars,
+            Err(e) => return super::fail(&e),
+        },
+    };
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
@@ -94,14 +103,7 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
                     bundle: state.join(CA_BUNDLE_FILE),
                     certs: state.join(CERTS_DIR),
                 });
-                // Node reads only its own roots and this variable (which adds to them);
-                // one the caller gives wins.
-                let given = std::env::var_os("NODE_EXTRA_CA_CERTS").is_some()
-                    || env.iter().any(|e| e.starts_with("NODE_EXTRA_CA_CERTS="));
-                if !given {
-                    let ca = crate::tls::ca::cert_path(state);
-                    env.push(format!("NODE_EXTRA_CA_CERTS={}", ca.display()));
-                }
+                env.extend(overlay.iter().cloned());
             }
             run_inside(&sandbox, &identity, &hidden, &env, &args.command).await
         }
@@ -111,6 +113,23 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
         eprintln!("sluice: sandbox {} was not removed: {e}", sandbox.id);
     }
     code
+}
+
+/// `NAME=value` for each of [`OVERLAY_VARS`] that neither `--env` (`given`) nor the caller's
+/// environment (for the path-valued ones the sandbox inherits) sets: the runtimes that
+/// ignore the overlaid trust store.
+fn overlay_vars(state: &Path, given: &[String]) -> Result<Vec<String>, TrustError> {
+    let files = crate::tls::trust::files_in(state)?;
+    Ok(OVERLAY_VARS
+        .iter()
+        .filter(|(name, points)| {
+            // The sandbox gets path-valued trust variables of the caller's environment.
+            let inherited = points.is_path() && std::env::var_os(name).is_some();
+            let passed = given.iter().any(|e| e.split('=').next() == Some(*name));
+            !inherited && !passed
+        })
+        .map(|(name, points)| format!("{name}={}", files.value(*points)))
+        .collect())
 }
 
 /// What a sandbox must not see of the node's Sluice: the state directory (but the public CA

@@ -117,6 +117,7 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
                 path: Some(url.path().to_owned()),
                 tcp: false,
                 refused_certificate: false,
+                executable: None,
             })
         }
         "connection" if text("trust_refused").is_some() => Some(Observed {
@@ -126,6 +127,7 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
             path: None,
             tcp: false,
             refused_certificate: true,
+            executable: text("executable").map(str::to_owned),
         }),
         "connection" if matches!(text("mode"), Some("relay" | "passthrough" | "refused")) => {
             let tcp = text("mode") == Some("relay") || text("host").is_none();
@@ -145,6 +147,7 @@ pub fn observed(record: &serde_json::Value) -> Option<Observed> {
                 path: None,
                 tcp,
                 refused_certificate: false,
+                executable: None,
             })
         }
         _ => None,

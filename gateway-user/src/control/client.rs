@@ -15,7 +15,7 @@ use super::env::SandboxEnv;
 use super::sessions::CreatedSession;
 use crate::api::{
     ApiError, CreateSandbox, CreateSession, Health, ProxyTest, ProxyTestResult, ProxyView,
-    ReloadReport, SandboxView,
+    ReloadReport, SandboxView, TrustAdviceList,
 };
 use crate::policy::PolicySpec;
 use crate::session::SessionView;
@@ -130,6 +130,12 @@ impl ControlClient {
     /// `GET /v1/sessions/{id}/policy/suggest`.
     pub async fn suggest_policy(&self, id: &str) -> Result<PolicySpec, ClientError> {
         let path = format!("/v1/sessions/{}/policy/suggest", encode(id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/sessions/{id}/trust/advice`.
+    pub async fn trust_advice(&self, id: &str) -> Result<TrustAdviceList, ClientError> {
+        let path = format!("/v1/sessions/{}/trust/advice", encode(id));
         self.call(Method::GET, &path, None::<&()>).await
     }
 

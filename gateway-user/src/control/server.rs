@@ -13,7 +13,7 @@ use super::auth::AdminToken;
 use super::env::SandboxEnv;
 use super::proxies::{self, TestLimiter};
 use super::sessions;
-use crate::api::{ApiError, CreateSandbox, CreateSession, ProxyTest, SandboxView};
+use crate::api::{ApiError, CreateSandbox, CreateSession, ProxyTest, SandboxView, TrustAdviceList};
 use crate::daemon::{Node, NodeError, ReloadError, Trigger};
 use crate::drain::Drain;
 use crate::session::Put;
@@ -195,6 +195,9 @@ async fn route(
         (Method::GET, ["v1", "sessions", id, "policy", "suggest"]) => {
             reply(StatusCode::OK, suggest(node, id).await)
         }
+        (Method::GET, ["v1", "sessions", id, "trust", "advice"]) => {
+            reply(StatusCode::OK, trust_advice(node, id).await)
+        }
         (Method::GET, ["v1", "ca.pem"]) => {
             match std::fs::read_to_string(node.config.state_dir.join("ca.pem")) {
                 Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
@@ -309,6 +312,32 @@ async fn sandbox_env(
 /// The smallest policy that would have allowed what the session did (its request and
 /// connection records, refused ones included; the newest 10,000).
 async fn suggest(node: &Node, id: &str) -> Result<crate::policy::PolicySpec, sessions::Failure> {
+    let observed = session_observed(node, id).await?;
+    Ok(crate::policy::suggest(observed))
+}
+
+/// What to do about each client of the session that refused Sluice's certificate.
+async fn trust_advice(node: &Node, id: &str) -> Result<TrustAdviceList, sessions::Failure> {
+    let observed = session_observed(node, id).await?;
+    let files = crate::tls::trust::files_in(&node.config.state_dir)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let refusals = observed.iter().filter(|o| o.refused_certificate).map(|o| {
+        let host = match o.port {
+            443 => o.host.clone(),
+            port => format!("{}:{port}", o.host),
+        };
+        (o.executable.as_deref(), host)
+    });
+    Ok(TrustAdviceList {
+        advice: crate::tls::clients::advise(refusals, &files),
+    })
+}
+
+/// What the session's audit records show (the newest 10,000).
+async fn session_observed(
+    node: &Node,
+    id: &str,
+) -> Result<Vec<crate::policy::Observed>, sessions::Failure> {
     sessions::show(node, id).await?;
     let query = crate::audit::AuditQuery {
         session: Some(id.to_owned()),
@@ -316,8 +345,11 @@ async fn suggest(node: &Node, id: &str) -> Result<crate::policy::PolicySpec, ses
         ..Default::default()
     };
     let page = super::audit::read(node, &query, None).await?;
-    let observed = page.records.iter().filter_map(super::audit::observed);
-    Ok(crate::policy::suggest(observed))
+    Ok(page
+        .records
+        .iter()
+        .filter_map(super::audit::observed)
+        .collect())
 }
 
 fn reply<T: serde::Serialize>(status: StatusCode, result: Result<T, sessions::Failure>) -> Reply {

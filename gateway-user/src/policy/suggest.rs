@@ -8,9 +8,11 @@
 //!   A host with a request whose path is unknown, not absolute, or has dot segments gets no
 //!   path restriction; a host with an unknown or malformed method gets no method restriction;
 //! - `tcp_allow`: `host:port` (or `ip:port`, `[v6]:port`) for each non-HTTP connection;
-//! - `passthrough`: each host where a client refused Sluice's certificate (a client that
-//!   pins its server's, or a tool that does not trust the CA: then the fix is its variable,
-//!   see `sluice env`) — a proposal to review, never applied by itself;
+//! - `passthrough`: each host where a client that most likely pins its server's certificate
+//!   refused Sluice's — a client of the system trust store, which `sluice exec` overlays
+//!   ([`likely_pinned`]); a runtime with roots of its own needs its variable instead
+//!   ([`crate::tls::clients::advise`] says which). A proposal to review, never applied by
+//!   itself;
 //! - no deny list or rate limits; PII off; enforcement on.
 //!
 //! Observations without a method (connection-level records) only add their host to `allow`.
@@ -23,6 +25,7 @@ use std::net::IpAddr;
 use super::compiled::has_dot_segment;
 use super::spec::{Enforcement, HostRule, PiiMode, PolicySpec};
 use crate::host::Host;
+use crate::tls::clients::likely_pinned;
 
 /// What an audit record says about one request or connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct Observed {
     /// Whether the client refused Sluice's certificate here (a pinned client, or one that
     /// does not trust the CA).
     pub refused_certificate: bool,
+    /// The executable of a client that refused Sluice's certificate, when it was read.
+    pub executable: Option<String>,
 }
 
 /// The smallest policy that would have allowed everything observed (see the module docs).
@@ -54,7 +59,10 @@ pub fn suggest(observed: impl IntoIterator<Item = Observed>) -> PolicySpec {
         let name = host.as_str().to_owned();
         if seen.refused_certificate {
             hosts.entry(name.clone()).or_default();
-            pinned.insert((name, seen.port));
+            // A runtime with roots of its own needs its variable, not passthrough.
+            if likely_pinned(seen.executable.as_deref()) {
+                pinned.insert((name, seen.port));
+            }
             continue;
         }
         if seen.tcp {

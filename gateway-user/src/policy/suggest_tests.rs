@@ -13,6 +13,7 @@ fn http(host: &str, method: &str, path: &str) -> Observed {
         path: Some(path.into()),
         tcp: false,
         refused_certificate: false,
+        executable: None,
     }
 }
 
@@ -24,6 +25,7 @@ fn tcp(host: &str, port: u16) -> Observed {
         path: None,
         tcp: true,
         refused_certificate: false,
+        executable: None,
     }
 }
 
@@ -183,24 +185,27 @@ fn suggested_policy_allows_everything_observed() {
 }
 
 #[test]
-fn a_host_whose_client_refused_the_certificate_is_proposed_for_passthrough() {
-    let refused = |host: &str, port: u16| Observed {
+fn a_host_whose_client_pins_is_proposed_for_passthrough_but_not_one_that_needs_a_variable() {
+    let refused = |host: &str, port: u16, executable: Option<&str>| Observed {
         host: host.into(),
         port,
         method: None,
         path: None,
         tcp: false,
         refused_certificate: true,
+        executable: executable.map(str::to_owned),
     };
     let policy = suggest([
-        refused("pinned.test", 443),
-        refused("PINNED.test", 443),
-        refused("odd.test", 8443),
+        refused("pinned.test", 443, Some("/usr/bin/python3.11")),
+        refused("PINNED.test", 443, None),
+        refused("odd.test", 8443, Some("/opt/agent")),
+        // Node reads its own roots: the fix is NODE_EXTRA_CA_CERTS, not passthrough.
+        refused("node.test", 443, Some("/usr/bin/node")),
         http("api.test", "GET", "/v1/x"),
     ]);
     assert_eq!(policy.passthrough, ["odd.test:8443", "pinned.test"]);
     assert_eq!(
         policy.allow.unwrap(),
-        ["api.test", "odd.test", "pinned.test"]
+        ["api.test", "node.test", "odd.test", "pinned.test"]
     );
 }

@@ -13,6 +13,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub mod ca;
+pub mod clients;
 pub mod leaf;
 pub mod pkcs12;
 pub mod server_config;

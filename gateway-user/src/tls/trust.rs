@@ -94,8 +94,9 @@ pub const TRUST_VARS: &[(&str, Points)] = &[
     ("REQUESTS_CA_BUNDLE", Points::Bundle),
     ("HTTPLIB2_CA_CERTS", Points::Bundle),
     ("PIP_CERT", Points::Bundle),
-    // uv: its own roots unless told to use the platform's (which SSL_CERT_FILE sets).
-    ("UV_NATIVE_TLS", Points::Value("true")),
+    // uv: its bundled roots unless told to use the platform's (uv 0.13 renamed the older
+    // `UV_NATIVE_TLS`, now deprecated with a warning); it also reads `SSL_CERT_FILE`.
+    ("UV_SYSTEM_CERTS", Points::Value("true")),
     // Node and Bun add to their bundled roots; npm and yarn replace theirs.
     ("NODE_EXTRA_CA_CERTS", Points::Ca),
     ("NPM_CONFIG_CAFILE", Points::Bundle),
@@ -110,6 +111,17 @@ pub const TRUST_VARS: &[(&str, Points)] = &[
     ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", Points::Bundle),
     ("NIX_SSL_CERT_FILE", Points::Bundle),
     ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", Points::Bundle),
+];
+
+/// Variables `sluice exec` sets under its trust overlay (unless the caller gives them): the
+/// runtimes that never read the system trust store the overlay replaces.
+pub const OVERLAY_VARS: &[(&str, Points)] = &[
+    // Node and Bun: bundled roots, plus this file.
+    ("NODE_EXTRA_CA_CERTS", Points::Ca),
+    // uv: bundled roots unless told to read the platform's.
+    ("UV_SYSTEM_CERTS", Points::Value("true")),
+    // Deno: bundled roots unless told to read the platform's.
+    ("DENO_TLS_CA_STORE", Points::Value("system")),
 ];
 
 /// Variables the proxy mode adds beside `HTTPS_PROXY` and friends: Node (22.13+ / 23.5+)
