@@ -26,6 +26,14 @@ pub struct CreateSandbox {
     /// `[[upstream.proxies]]`, where its password is sealed or stays in the node's file).
     #[serde(default)]
     pub upstream_proxy: Option<String>,
+    /// With `cgroup`: the container's first process (created, not yet started), which must
+    /// be in that cgroup. Its network namespace gets Sluice's listeners (unless it is the
+    /// daemon's own). How the runtime wrapper enrolls a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The container id, for the runtime wrapper to find the sandbox again on `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// A sandbox as the API shows it.
@@ -46,6 +54,9 @@ pub struct SandboxView {
     /// Its upstream proxy override (`none` or a proxy id), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_proxy: Option<String>,
+    /// The container it was enrolled for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -58,6 +69,7 @@ impl From<&Sandbox> for SandboxView {
             session: s.session.clone(),
             owned: s.owned,
             upstream_proxy: s.upstream_proxy.clone(),
+            container: s.container.clone(),
         }
     }
 }

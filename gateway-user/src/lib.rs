@@ -22,6 +22,7 @@ pub mod intercept;
 pub mod io;
 pub mod live;
 pub mod net;
+pub mod oci;
 pub mod pii;
 pub mod policy;
 pub mod proxy;

@@ -3,6 +3,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Installed as `sluice-runtime-<runtime>`: the OCI runtime wrapper.
+    if std::env::args_os()
+        .next()
+        .is_some_and(|argv0| sluice::cli::runtime::is_wrapper(&argv0))
+    {
+        return sluice::cli::runtime::wrapper_main();
+    }
     init_logging();
     sluice::cli::Cli::parse().run()
 }

@@ -50,6 +50,7 @@ pub mod addrs;
 pub mod certs;
 pub mod cgroup;
 pub mod netlab;
+pub mod podman;
 pub mod sluice;
 pub mod sniffer;
 pub mod squid;

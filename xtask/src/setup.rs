@@ -58,6 +58,10 @@ const TEST_PACKAGES: &[&str] = &[
     "openjdk-17-jdk-headless",
     "golang-go",
     "ruby",
+    // Containers captured from birth (tests/tests/containers.rs): podman in front of runc
+    // (crun refuses this machine's hybrid cgroup layout).
+    "podman",
+    "runc",
 ];
 
 /// The uv release the trust matrix runs (from PyPI: uv has no Debian package).

@@ -34,5 +34,5 @@ pub use query::{
 };
 pub use record::{Decision, Kind, Mode, Record, Who};
 pub use seq::SeqError;
-pub use sink::{AuditLog, AuditTarget, AuditWriter, DEFAULT_SPOOL_MAX_BYTES};
+pub use sink::{AuditLog, AuditTarget, AuditWriter, DEFAULT_SPOOL_MAX_BYTES, now_rfc3339};
 pub use spool::SpoolError;

@@ -88,6 +88,7 @@ pub async fn run(config: &Config, config_file: Option<&Path>, args: ExecArgs) ->
         session: args.session,
         cgroup: None,
         upstream_proxy: args.upstream_proxy,
+        ..CreateSandbox::default()
     };
     let sandbox = match client.create_sandbox(&create).await {
         Ok(s) => s,

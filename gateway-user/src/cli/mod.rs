@@ -7,6 +7,7 @@ mod exec;
 mod proxy;
 mod reload;
 mod run;
+pub mod runtime;
 mod sandboxes;
 mod session;
 
@@ -57,7 +58,14 @@ enum Command {
         cgroup: PathBuf,
     },
     /// List enrolled sandboxes.
-    Sandboxes,
+    Sandboxes {
+        /// Print them as JSON (the API's view).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The OCI runtime wrapper that captures containers from birth.
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
     /// Sessions: what a sandbox runs under (credentials, policy).
     #[command(subcommand)]
     Session(session::SessionCommand),
@@ -130,6 +138,9 @@ impl Cli {
                 return ExitCode::SUCCESS;
             }
             Command::Ca(ca) => return ca::run(&config, ca),
+            Command::Runtime(RuntimeCommand::Install { dir, delegate }) => {
+                return runtime::install(&config, dir, delegate);
+            }
             Command::Uninstall { force } => {
                 return match crate::daemon::uninstall(&config, *force) {
                     Ok(()) => {
@@ -164,7 +175,7 @@ impl Cli {
                     upstream_proxy,
                 } => sandboxes::enroll(&config, cgroup, session, upstream_proxy).await,
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
-                Command::Sandboxes => sandboxes::list(&config).await,
+                Command::Sandboxes { json } => sandboxes::list(&config, json).await,
                 Command::Session(command) => session::run(&config, command).await,
                 Command::Proxy(command) => proxy::run(&config, &command).await,
                 Command::Env {
@@ -178,11 +189,28 @@ impl Cli {
                 Command::Reload => reload::run(&config).await,
                 Command::CheckConfig
                 | Command::Ca(_)
+                | Command::Runtime(_)
                 | Command::Uninstall { .. }
                 | Command::InternalEnter(_) => ExitCode::SUCCESS,
             }
         })
     }
+}
+
+/// `sluice runtime …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RuntimeCommand {
+    /// Put the wrapper on this node (or, from the DaemonSet's init container, on the host):
+    /// `DIR/sluice-runtime-RUNTIME` and its configuration beside it. Point podman
+    /// (`--runtime`) or containerd (a runtime's `BinaryName`) at it.
+    Install {
+        /// Where to install (e.g. /opt/sluice/bin, or its host mount).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The real runtime the wrapper runs: its program name.
+        #[arg(long, default_value = "runc")]
+        delegate: String,
+    },
 }
 
 /// Prints `sluice: <message>` and returns the failure exit code.

@@ -30,6 +30,7 @@ pub async fn enroll(
             session,
             cgroup: Some(cgroup),
             upstream_proxy,
+            ..CreateSandbox::default()
         })
         .await
     {
@@ -73,12 +74,13 @@ pub async fn unenroll(config: &Config, cgroup: &Path) -> ExitCode {
 }
 
 /// Prints the enrolled sandboxes.
-pub async fn list(config: &Config) -> ExitCode {
+pub async fn list(config: &Config, json: bool) -> ExitCode {
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
     };
     match client.sandboxes().await {
+        Ok(list) if json => super::print_json(&list),
         Ok(list) => {
             println!(
                 "{:<6} {:<12} {:<8} {:<10} CGROUP",

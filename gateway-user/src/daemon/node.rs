@@ -249,6 +249,7 @@ impl Node {
             owned: true,
             extra_attach: false,
             upstream_proxy,
+            container: None,
         };
         let built = (|| {
             sandbox.cgroup_id =
@@ -286,9 +287,17 @@ impl Node {
                 existing.id
             )));
         }
+        if req.container.is_some() && req.pid.is_none() {
+            return Err(NodeError::BadRequest(
+                "container: give the container's first process (pid) too".into(),
+            ));
+        }
+        if let Some(pid) = req.pid {
+            self.check_container_process(path, pid)?;
+        }
         let extra_attach = !path.starts_with(&self.parent_cgroup);
         let upstream_proxy = self.sandbox_proxy(req.upstream_proxy)?;
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             id: self.registry.allocate_id(),
             cgroup: path.to_path_buf(),
             cgroup_id,
@@ -297,17 +306,63 @@ impl Node {
             owned: false,
             extra_attach,
             upstream_proxy,
+            container: req.container,
         };
-        if extra_attach {
-            self.capture
-                .attach_extra(path)
-                .map_err(|e| NodeError::Failed(e.to_string()))?;
+        if let Some(pid) = req.pid
+            && !self.in_own_netns(pid)?
+        {
+            let name = format!(
+                "{}{}",
+                leftovers::netns_prefix(&self.parent_cgroup),
+                sandbox.id
+            );
+            let ns = netns::attach(&name, pid).map_err(|e| NodeError::Failed(e.to_string()))?;
+            sandbox.netns = Some(ns);
+        }
+        if extra_attach && let Err(e) = self.capture.attach_extra(path) {
+            let _ = self.teardown(&sandbox);
+            return Err(NodeError::Failed(e.to_string()));
         }
         if let Err(e) = self.activate(&sandbox) {
             let _ = self.teardown(&sandbox);
             return Err(e);
         }
         self.commit(sandbox)
+    }
+
+    /// Checks that `pid` (a container's first process) lives in `cgroup` and that its network
+    /// namespace is not one another sandbox's listeners already serve.
+    fn check_container_process(&self, cgroup: &Path, pid: u32) -> Result<(), NodeError> {
+        let members = cgroup::procs(cgroup).map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        if !members.contains(&pid) {
+            return Err(NodeError::BadRequest(format!(
+                "pid {pid} is not in cgroup {}: give the container's first process",
+                cgroup.display()
+            )));
+        }
+        let ns = netns::identity(&proc_netns(pid))
+            .map_err(|e| NodeError::BadRequest(format!("pid {pid}: its network namespace: {e}")))?;
+        let shared = self.registry.list().into_iter().find(|s| {
+            s.netns
+                .as_deref()
+                .is_some_and(|path| netns::identity(path).is_ok_and(|other| other == ns))
+        });
+        match shared {
+            Some(other) => Err(NodeError::Conflict(format!(
+                "pid {pid}'s network namespace already has sandbox {}'s listeners: containers \
+                 sharing a network namespace (a pod's) are not supported yet",
+                other.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `pid` shares the daemon's network namespace (its listeners then serve it).
+    fn in_own_netns(&self, pid: u32) -> Result<bool, NodeError> {
+        let failed = |e: std::io::Error| NodeError::Failed(format!("network namespace: {e}"));
+        let own = netns::identity(Path::new("/proc/self/ns/net")).map_err(failed)?;
+        let theirs = netns::identity(&proc_netns(pid)).map_err(failed)?;
+        Ok(own == theirs)
     }
 
     /// Starts the sandbox's in-namespace listeners (if any) and registers it with the kernel.
@@ -387,6 +442,11 @@ impl Node {
 fn is_taken(error: &cgroup::CgroupError) -> bool {
     matches!(error, cgroup::CgroupError::Io { source, .. }
         if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+/// The network namespace file of process `pid`.
+fn proc_netns(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
 
 /// The audit identity of a sandbox itself (no process).

@@ -41,4 +41,7 @@ pub struct Sandbox {
     /// configuration, overriding its session's. Default is none set (the session decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_proxy: Option<String>,
+    /// The container it was enrolled for (by the OCI runtime wrapper), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }

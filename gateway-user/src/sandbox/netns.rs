@@ -44,7 +44,28 @@ pub fn create(name: &str) -> Result<PathBuf, NetnsError> {
     Ok(Path::new(NETNS_DIR).join(name))
 }
 
-/// Deletes a named namespace created by [`create`] (a missing one is fine).
+/// Names the network namespace of process `pid` (a container's) `name`, with loopback up,
+/// and returns its path: the name keeps the namespace reachable after a daemon restart, and
+/// [`delete`] removes only the name.
+pub fn attach(name: &str, pid: u32) -> Result<PathBuf, NetnsError> {
+    ip(&["netns", "attach", name, &pid.to_string()])?;
+    if let Err(e) = ip(&["-n", name, "link", "set", "lo", "up"]) {
+        let _ = ip(&["netns", "delete", name]);
+        return Err(e);
+    }
+    Ok(Path::new(NETNS_DIR).join(name))
+}
+
+/// The identity (device, inode) of a network namespace file (`/proc/PID/ns/net`, a name
+/// under [`NETNS_DIR`]): equal identities are the same namespace.
+pub fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Deletes a named namespace created by [`create`] or named by [`attach`] (a missing one
+/// is fine); an attached namespace lives on while its container holds it.
 pub fn delete(path: &Path) -> Result<(), NetnsError> {
     if !path.exists() {
         return Ok(());

@@ -149,6 +149,7 @@ mod tests {
             owned: true,
             extra_attach: false,
             upstream_proxy: None,
+            container: None,
         }
     }
 

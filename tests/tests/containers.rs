@@ -1,0 +1,427 @@
+//! Containers captured from birth: real podman and runc, with Sluice's OCI runtime wrapper
+//! (`sluice-runtime-runc`) in front of runc. A container annotated `sluice.dev/session` (or
+//! `sluice.dev/capture`) is enrolled between `create` and `start`, so its entrypoint's first
+//! connection is captured; one without the annotation is untouched; if enrollment fails the
+//! container does not start; deleting it removes every trace.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::net::SocketAddr;
+
+use tests::podman::Podman;
+use tests::sluice::{Options, Sluice};
+use tests::upstream::{self, RunningUpstream};
+use tests::{NetLab, TestCa, addrs};
+
+const SECRET: &str = "sk-live-container-0123456789abcdef";
+
+/// Fields drop in order: the containers go before the daemon and the namespaces.
+struct World {
+    podman: Podman,
+    lab: NetLab,
+    _ca: TestCa,
+    _ca_file: tempfile::TempPath,
+    api: RunningUpstream,
+    sluice: Sluice,
+}
+
+fn world(name: &str) -> World {
+    let lab = NetLab::new(name).unwrap();
+    let ca = TestCa::new().unwrap();
+    let ca_file = ca.pem_file().unwrap();
+    let api = upstream::https(&ca)
+        .hostname("api.test")
+        .echo()
+        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
+        .unwrap();
+    let sluice = Sluice::start(
+        &lab,
+        &Options {
+            extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
+            dns_hosts: vec![("api.test".into(), addrs::FAR_HOST.to_string())],
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let podman = Podman::new(&sluice, &lab.node_ns_path()).unwrap();
+    World {
+        lab,
+        _ca: ca,
+        _ca_file: ca_file,
+        api,
+        sluice,
+        podman,
+    }
+}
+
+impl World {
+    /// A session holding `SECRET` for api.test; (id, the placeholder the sandbox sees).
+    fn session(&self) -> (String, String) {
+        let (id, _) = self
+            .sluice
+            .create_session(
+                &["--cred", "API_KEY=env:SECRET@api.test"],
+                &[("SECRET", SECRET)],
+            )
+            .unwrap();
+        let out = self
+            .sluice
+            .command()
+            .args(["env", "--session", &id, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let placeholder = env["API_KEY"].as_str().unwrap().to_owned();
+        assert_ne!(placeholder, SECRET);
+        (id, placeholder)
+    }
+
+    /// The requests the test host received under `/name`, with their `Authorization`.
+    fn received(&self, name: &str) -> Vec<Option<String>> {
+        let prefix = format!("/{name}");
+        self.api
+            .requests()
+            .iter()
+            .filter(|r| r.uri.path().starts_with(&prefix))
+            .map(|r| {
+                r.headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The sandboxes the daemon lists.
+    fn sandboxes(&self) -> Vec<serde_json::Value> {
+        let out = self
+            .sluice
+            .command()
+            .args(["sandboxes", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The entrypoint itself: an HTTPS request carrying the placeholder (trusting Sluice's CA,
+/// mounted at `/sluice-ca.pem`), then a UDP datagram that is not DNS.
+fn first_connection_script(path: &str) -> String {
+    format!(
+        "curl -sS --max-time 10 -o /dev/null --cacert /sluice-ca.pem \
+         -H \"Authorization: Bearer $API_KEY\" https://api.test/{path}; echo curl=$?; \
+         python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\
+         .sendto(b\"x\", (\"203.0.113.99\", 9999))'; echo udp=$?"
+    )
+}
+
+/// The `--volume` that shows a container Sluice's CA at `/sluice-ca.pem`.
+fn ca_volume(sluice: &Sluice) -> String {
+    format!(
+        "{}:/sluice-ca.pem:ro",
+        sluice.state_dir().join("ca.pem").display()
+    )
+}
+
+#[test]
+fn an_annotated_container_is_captured_from_its_first_connection() {
+    let w = world("ctr1");
+    let (session, placeholder) = w.session();
+    let annotation = format!("sluice.dev/session={session}");
+    let api_key = format!("API_KEY={placeholder}");
+    let ca = ca_volume(&w.sluice);
+
+    // Its own network namespace (loopback only): Sluice's listeners are bound inside it.
+    let out = w
+        .podman
+        .run(
+            &[
+                "--rm",
+                "--network",
+                "none",
+                "--annotation",
+                &annotation,
+                "--env",
+                &api_key,
+                "--volume",
+                &ca,
+            ],
+            &first_connection_script("first"),
+        )
+        .unwrap();
+    let said = text(&out);
+    eprintln!("container: {said}");
+    assert!(out.status.success() && said.contains("curl=0"), "{said}");
+    assert_eq!(
+        w.received("first"),
+        [Some(format!("Bearer {SECRET}"))],
+        "the real credential was swapped in toward its host"
+    );
+    let record = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "request" && r["url"].as_str().is_some_and(|u| u.ends_with("/first"))
+        })
+        .unwrap();
+    assert_eq!(record["session"], session.as_str(), "{record}");
+    assert!(
+        !said.contains("udp=0"),
+        "UDP other than DNS is refused: {said}"
+    );
+
+    // The node's network (podman runs in the lab's node namespace): the daemon's own
+    // listeners serve it, and UDP out of it is refused by the kernel, not by a missing route.
+    let out = w
+        .podman
+        .run(
+            &[
+                "--rm",
+                "--network",
+                "host",
+                "--annotation",
+                &annotation,
+                "--env",
+                &api_key,
+                "--volume",
+                &ca,
+            ],
+            &first_connection_script("host-network"),
+        )
+        .unwrap();
+    let said = text(&out);
+    eprintln!("container (host network): {said}");
+    assert!(said.contains("curl=0"), "{said}");
+    assert_eq!(
+        w.received("host-network"),
+        [Some(format!("Bearer {SECRET}"))]
+    );
+    assert!(
+        said.contains("not permitted") && !said.contains("udp=0"),
+        "{said}"
+    );
+    assert!(
+        w.sandboxes().is_empty(),
+        "--rm unenrolled both: {:?}",
+        w.sandboxes()
+    );
+}
+
+#[test]
+fn a_container_without_the_annotation_is_untouched() {
+    let w = world("ctr2");
+    let route = w.lab.route_dev(addrs::FAR_HOST.into()).unwrap();
+    assert!(route.starts_with("veth") || !route.is_empty(), "{route}");
+    // The same container on the node's network, without the annotation: it reaches the test
+    // host directly (by address: Sluice's DNS is not in its path), with its placeholder.
+    let script = format!(
+        "curl -sS -k --max-time 10 -o /dev/null -H 'Authorization: Bearer placeholder' \
+         https://{}/untouched; echo curl=$?",
+        addrs::FAR_HOST
+    );
+    let out = w
+        .podman
+        .run(&["--rm", "--network", "host"], &script)
+        .unwrap();
+    let said = text(&out);
+    assert!(said.contains("curl=0"), "{said}");
+    assert_eq!(w.received("untouched"), [Some("Bearer placeholder".into())]);
+    assert!(w.sandboxes().is_empty());
+    assert!(
+        !w.sluice
+            .audit()
+            .iter()
+            .any(|r| r["kind"] == "sandbox" || r["kind"] == "request"),
+        "nothing was enrolled or recorded"
+    );
+
+    // A typo in a sluice.dev annotation is refused, not ignored.
+    let out = w
+        .podman
+        .run(
+            &["--rm", "--annotation", "sluice.dev/sesion=ses_x"],
+            "echo ENTRYPOINT-RAN",
+        )
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && !said.contains("ENTRYPOINT-RAN")
+            && said.contains("sluice.dev/sesion"),
+        "{said}"
+    );
+}
+
+#[test]
+fn an_annotated_container_never_runs_uncaptured() {
+    let mut w = world("ctr3");
+    let (session, _) = w.session();
+    let annotation = format!("sluice.dev/session={session}");
+
+    // The daemon stopped: the container does not start, and says why.
+    w.sluice.stop();
+    let out = w
+        .podman
+        .run(
+            &["--rm", "--network", "host", "--annotation", &annotation],
+            &format!(
+                "curl -sS -k --max-time 5 https://{}/while-stopped; echo ENTRYPOINT-RAN",
+                addrs::FAR_HOST
+            ),
+        )
+        .unwrap();
+    let said = text(&out);
+    eprintln!("with the daemon stopped: {said}");
+    assert!(!out.status.success(), "{said}");
+    assert!(!said.contains("ENTRYPOINT-RAN") && w.received("while-stopped").is_empty());
+    assert!(
+        said.contains("sluice"),
+        "the runtime shows Sluice's message: {said}"
+    );
+
+    // The daemon killed after the container started: its connections are refused, never
+    // direct (the pinned programs keep enforcing).
+    w.sluice.restart().unwrap();
+    let out = w
+        .podman
+        .command(&[
+            "run",
+            "-d",
+            "--ulimit",
+            "host",
+            "--volume",
+            tests::podman::USR_MOUNT,
+            "--name",
+            "after-kill",
+            "--network",
+            "host",
+            "--annotation",
+            &annotation,
+            "--rootfs",
+            &w.podman.rootfs.to_string_lossy(),
+            "/bin/sleep",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    w.sluice.kill9();
+    let out = w
+        .podman
+        .command(&[
+            "exec",
+            "after-kill",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "curl -sS -k --max-time 5 https://{}/after-kill; echo curl=$?",
+                addrs::FAR_HOST
+            ),
+        ])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    eprintln!("with the daemon killed: {said}");
+    assert!(said.contains("curl=") && !said.contains("curl=0"), "{said}");
+    assert!(w.received("after-kill").is_empty(), "nothing went direct");
+}
+
+#[test]
+fn deleting_a_container_removes_every_trace() {
+    let w = world("ctr4");
+    let (session, _) = w.session();
+    let annotation = format!("sluice.dev/session={session}");
+    let out = w
+        .podman
+        .command(&[
+            "run",
+            "-d",
+            "--ulimit",
+            "host",
+            "--volume",
+            tests::podman::USR_MOUNT,
+            "--name",
+            "doomed",
+            "--network",
+            "none",
+            "--annotation",
+            &annotation,
+            "--rootfs",
+            &w.podman.rootfs.to_string_lossy(),
+            "/bin/sleep",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let sandboxes = w.sandboxes();
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    let sandbox = &sandboxes[0];
+    assert_eq!(sandbox["container"], id.as_str(), "{sandbox}");
+    assert_eq!(sandbox["session"], session.as_str());
+    let cgroup = sandbox["cgroup"].as_str().unwrap().to_owned();
+    let netns = sandbox["netns"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(&netns).exists());
+    let attached = bpftool_cgroup(&cgroup);
+    assert!(attached.contains("cgroup_inet4_connect"), "{attached}");
+    assert_eq!(sandbox_map_entries(&w.sluice), 1);
+
+    let out = w
+        .podman
+        .command(&["rm", "--force", "--time", "0", "doomed"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(w.sandboxes().is_empty(), "{:?}", w.sandboxes());
+    assert!(
+        !std::path::Path::new(&netns).exists(),
+        "the namespace name is gone"
+    );
+    assert!(
+        !std::path::Path::new(&cgroup).exists(),
+        "the cgroup is gone"
+    );
+    assert_eq!(
+        sandbox_map_entries(&w.sluice),
+        0,
+        "the kernel map entry is gone"
+    );
+    let removed = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "sandbox"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("removed"))
+        })
+        .unwrap();
+    assert_eq!(removed["session"], session.as_str(), "{removed}");
+}
+
+/// `bpftool cgroup show PATH`.
+fn bpftool_cgroup(path: &str) -> String {
+    let out = std::process::Command::new("bpftool")
+        .args(["cgroup", "show", path])
+        .output()
+        .unwrap();
+    text(&out)
+}
+
+/// Entries of the daemon's pinned sandbox map.
+fn sandbox_map_entries(sluice: &Sluice) -> usize {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(sluice.pin_dir.join("SLUICE_SANDBOXES"))
+        .output()
+        .unwrap();
+    let dump: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    dump.as_array().map_or(0, Vec::len)
+}
