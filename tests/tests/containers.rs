@@ -421,7 +421,7 @@ fn sandbox_map_entries(sluice: &Sluice) -> usize {
         .arg(sluice.pin_dir.join("SLUICE_SANDBOXES"))
         .output()
         .unwrap();
-    let dump: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert!(out.status.success(), "{}", text(&out));
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     dump.as_array().map_or(0, Vec::len)
 }
