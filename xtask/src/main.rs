@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod image;
 mod layers;
 mod setup;
 mod test;
@@ -42,6 +43,8 @@ enum Task {
         /// The source directory of the crate to check. Default is gateway-user/src.
         src: Option<std::path::PathBuf>,
     },
+    /// Build the node image (release binary, no base image, no pull) into podman's store.
+    Image(image::ImageArgs),
     /// Benchmark Sluice against direct and peer proxies (PERFORMANCE.md); writes bench/results/.
     Bench(bench::BenchArgs),
     /// Load clients the benchmark runs (inside sandboxes for the capture path).
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => test::run(filter.as_deref()),
         Task::Layers { src } => layers::run(src.as_deref()),
         Task::Bench(args) => bench::run(&args),
+        Task::Image(args) => image::run(&args),
         Task::BenchClient(args) => bench::client::run(args),
     };
     match result {

@@ -25,6 +25,11 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     let mut suite = cargo_test();
     suite.args(["--workspace", "--exclude", "vm-tests"]);
     suite.env("SLUICE_BIN", &bin);
+    // The image test runs `cargo xtask image` through this very binary (a nested cargo
+    // would wait on the lock this run holds).
+    if let Ok(me) = std::env::current_exe() {
+        suite.env("SLUICE_XTASK", me);
+    }
     with_threads(&mut suite, filter, 2);
     let mut totals = Totals::default();
     let first = run_counted(suite, &mut totals);

@@ -32,6 +32,15 @@ pub enum CaptureError {
          run `mount -t bpf bpf /sys/fs/bpf` as root"
     )]
     MountBpffs(#[source] nix::Error),
+    /// bpffs is missing and this is not the node's own mount namespace (a container, or a
+    /// service with a private one): a bpffs mounted here would vanish, with the pins and so
+    /// the capture, when the daemon stops.
+    #[error(
+        "gateway: no bpffs at /sys/fs/bpf in this mount namespace, which is not the node's \
+         (a container?): mount the node's /sys/fs/bpf here (podman: `-v /sys/fs/bpf:/sys/fs/bpf`, \
+         Kubernetes: a hostPath volume); pins in a bpffs of its own would vanish with it"
+    )]
+    BpffsNotShared,
     /// The pin directory is not on a bpf filesystem.
     #[error(
         "gateway: pin directory {0} is not on a bpf filesystem; use a directory under /sys/fs/bpf"

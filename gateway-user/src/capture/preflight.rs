@@ -67,6 +67,9 @@ pub(crate) fn ensure_bpffs(pin_dir: &Path) -> Result<(), CaptureError> {
     if !pin_dir.starts_with(default) || bpf_mounts.iter().any(|m| m == default) {
         return Err(CaptureError::PinDirNotOnBpffs(pin_dir.to_path_buf()));
     }
+    if !in_node_mount_namespace() {
+        return Err(CaptureError::BpffsNotShared);
+    }
     nix::mount::mount(
         Some("bpf"),
         default,
@@ -77,6 +80,15 @@ pub(crate) fn ensure_bpffs(pin_dir: &Path) -> Result<(), CaptureError> {
     .map_err(CaptureError::MountBpffs)?;
     tracing::info!(path = BPFFS, "gateway: mounted bpffs");
     Ok(())
+}
+
+/// Whether this process shares the mount namespace of the node's init (pid 1 of the root
+/// PID namespace): never when it is pid 1 itself (a container's entrypoint) or cannot tell.
+fn in_node_mount_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |path: &str| fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    std::process::id() != 1
+        && id("/proc/1/ns/mnt").is_some_and(|init| Some(init) == id("/proc/self/ns/mnt"))
 }
 
 /// Fail unless `cgroup` lies strictly below the cgroup2 mount `mount` (never its root) and
