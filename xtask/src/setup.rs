@@ -69,6 +69,11 @@ const UV_VERSION: &str = "0.13.9";
 /// Where the trust matrix finds uv.
 const UV_PATH: &str = "/usr/local/bin/uv";
 
+/// The kubernetes-validate release (with the API schemas offline) the manifest test runs.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// Where it is installed (`PYTHONPATH` for `/usr/bin/python3 -m kubernetes_validate`).
+const KUBERNETES_VALIDATE_DIR: &str = "/usr/local/lib/sluice-test/kubernetes-validate";
+
 /// The bpf-linker release known to work with LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -84,6 +89,7 @@ pub fn run(needs: Needs) -> anyhow::Result<()> {
     apt_packages(&packages)?;
     if needs.test {
         uv()?;
+        kubernetes_validate()?;
     }
     if needs.build {
         nightly_rust_src()?;
@@ -190,6 +196,32 @@ fn uv() -> anyhow::Result<()> {
     let mut unpack = Command::new("/usr/bin/python3");
     unpack.args(["-c", &extract]).arg(dir.path()).arg(UV_PATH);
     cmd::status(unpack).context("setup: unpack uv")
+}
+
+/// kubernetes-validate and its dependencies, from PyPI, in a directory of their own.
+fn kubernetes_validate() -> anyhow::Result<()> {
+    let dir = std::path::Path::new(KUBERNETES_VALIDATE_DIR);
+    if dir.join("kubernetes_validate").is_dir() {
+        eprintln!("setup: kubernetes-validate present ({KUBERNETES_VALIDATE_DIR})");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("setup: kubernetes-validate is missing; run this command as root to install it");
+    }
+    eprintln!("setup: installing {KUBERNETES_VALIDATE} from PyPI to {KUBERNETES_VALIDATE_DIR}");
+    let mut install = Command::new("/usr/bin/python3");
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-warn-script-location",
+        ])
+        .arg("--target")
+        .arg(dir)
+        .arg(KUBERNETES_VALIDATE);
+    cmd::status(install).context("setup: install kubernetes-validate")
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
