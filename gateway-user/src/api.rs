@@ -34,6 +34,10 @@ pub struct CreateSandbox {
     /// The container id, for the runtime wrapper to find the sandbox again on `delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Enroll an existing cgroup even though its processes already hold network sockets
+    /// (those stay uncaptured); recorded in the audit log. Without it, that is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// A sandbox as the API shows it.

@@ -425,3 +425,114 @@ fn sandbox_map_entries(sluice: &Sluice) -> usize {
     let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     dump.as_array().map_or(0, Vec::len)
 }
+
+#[test]
+fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
+    let w = world("ctr5");
+    let start = |name: &str, command: &[&str]| {
+        let rootfs = w.podman.rootfs.to_string_lossy().into_owned();
+        let mut args = vec![
+            "run",
+            "-d",
+            "--ulimit",
+            "host",
+            "--volume",
+            tests::podman::USR_MOUNT,
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--rootfs",
+            &rootfs,
+        ];
+        args.extend_from_slice(command);
+        let out = w.podman.command(&args).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let enroll = |args: &[&str]| {
+        let out = w
+            .sluice
+            .command()
+            .arg("enroll")
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+
+    // Started without the wrapper's help, holding no socket: enrolled by its (short) id,
+    // and what runs in it from then on is captured.
+    let quiet = start("quiet", &["/bin/sleep", "300"]);
+    let (ok, said) = enroll(&["--container-id", &quiet[..12]]);
+    assert!(ok, "{said}");
+    assert!(said.contains(&quiet), "the cgroup named after it: {said}");
+    let out = w
+        .podman
+        .command(&[
+            "exec",
+            "quiet",
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            // The host network's resolver is not Sluice's: name the address, keep the SNI.
+            "--resolve",
+            &format!("api.test:443:{}", addrs::FAR_HOST),
+            "https://api.test/enrolled-by-id",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    w.sluice
+        .wait_audit(|r| {
+            r["kind"] == "request"
+                && r["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("/enrolled-by-id"))
+        })
+        .unwrap();
+
+    // Holding a socket opened before enrollment: refused, unless forced (and recorded).
+    let holder = start(
+        "holder",
+        &[
+            "python3",
+            "-c",
+            "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('127.0.0.1', 0)); print('ready', flush=True); time.sleep(300)",
+        ],
+    );
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let logs = w.podman.command(&["logs", "holder"]).output().unwrap();
+        text(&logs).contains("ready")
+    });
+    assert!(ready, "the holder never bound its socket");
+    let (ok, said) = enroll(&["--container-id", &holder]);
+    assert!(!ok && said.contains("escape capture"), "{said}");
+    let (ok, said) = enroll(&["--container-id", &holder, "--force"]);
+    assert!(ok, "{said}");
+    let forced = w
+        .sluice
+        .wait_audit(|r| {
+            r["kind"] == "sandbox"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("forced"))
+        })
+        .unwrap();
+    assert!(
+        forced["reason"].as_str().unwrap().contains("1 socket"),
+        "{forced}"
+    );
+
+    // A pod UID or a container id nobody runs: said so.
+    let (ok, said) = enroll(&["--container-id", "0123456789abcdef"]);
+    assert!(!ok && said.contains("no cgroup"), "{said}");
+    let (ok, said) = enroll(&["--pod-uid", "not-a-uid"]);
+    assert!(!ok && said.contains("metadata.uid"), "{said}");
+}

@@ -38,11 +38,25 @@ enum Command {
     Run,
     /// Run a command in a new sandbox: its sockets are captured from birth.
     Exec(exec::ExecArgs),
-    /// Enroll an existing cgroup (e.g. a container's) as a sandbox.
+    /// Enroll a running workload's cgroup as a sandbox: give its cgroup, its container id
+    /// or its pod UID. Refused when it already holds network sockets (they would escape
+    /// capture) unless --force.
+    #[command(group(clap::ArgGroup::new("workload").required(true).args(["cgroup", "container_id", "pod_uid"])))]
     Enroll {
         /// The cgroup v2 directory.
         #[arg(long)]
-        cgroup: PathBuf,
+        cgroup: Option<PathBuf>,
+        /// A container id (docker, podman, containerd, CRI-O; at least 12 hex digits): its
+        /// cgroup is found under the cgroup2 mount (systemd or cgroupfs driver).
+        #[arg(long, value_name = "ID")]
+        container_id: Option<String>,
+        /// A Kubernetes pod UID (`metadata.uid`): the pod's cgroup, every container in it.
+        #[arg(long, value_name = "UID")]
+        pod_uid: Option<String>,
+        /// Enroll even if the workload already holds network sockets (they stay
+        /// uncaptured); recorded in the audit log.
+        #[arg(long)]
+        force: bool,
         /// The session the sandbox runs under.
         #[arg(long)]
         session: Option<String>,
@@ -171,9 +185,26 @@ impl Cli {
                 Command::Exec(args) => exec::run(&config, self.config.as_deref(), args).await,
                 Command::Enroll {
                     cgroup,
+                    container_id,
+                    pod_uid,
+                    force,
                     session,
                     upstream_proxy,
-                } => sandboxes::enroll(&config, cgroup, session, upstream_proxy).await,
+                } => {
+                    let target = match (cgroup, container_id, pod_uid) {
+                        (Some(path), _, _) => sandboxes::Target::Cgroup(path),
+                        (_, Some(id), _) => sandboxes::Target::Workload(
+                            crate::sandbox::locate::Workload::Container(id),
+                        ),
+                        (_, _, Some(uid)) => {
+                            sandboxes::Target::Workload(crate::sandbox::locate::Workload::Pod(uid))
+                        }
+                        (None, None, None) => {
+                            return fail(&"give --cgroup, --container-id or --pod-uid");
+                        }
+                    };
+                    sandboxes::enroll(&config, target, force, session, upstream_proxy).await
+                }
                 Command::Unenroll { cgroup } => sandboxes::unenroll(&config, &cgroup).await,
                 Command::Sandboxes { json } => sandboxes::list(&config, json).await,
                 Command::Session(command) => session::run(&config, command).await,

@@ -5,17 +5,40 @@ use std::process::ExitCode;
 
 use crate::api::CreateSandbox;
 use crate::config::Config;
+use crate::sandbox::locate::{Workload, locate};
 
-/// Enrolls an existing cgroup.
+/// What `sluice enroll` names.
+#[derive(Debug)]
+pub enum Target {
+    /// A cgroup directory.
+    Cgroup(PathBuf),
+    /// A container or pod, whose cgroup is looked up.
+    Workload(Workload),
+}
+
+/// Enrolls a running workload's cgroup.
 pub async fn enroll(
     config: &Config,
-    cgroup: PathBuf,
+    target: Target,
+    force: bool,
     session: Option<String>,
     upstream_proxy: Option<String>,
 ) -> ExitCode {
     let client = match super::client(config) {
         Ok(c) => c,
         Err(e) => return super::fail(&e),
+    };
+    let cgroup = match target {
+        Target::Cgroup(path) => path,
+        Target::Workload(workload) => {
+            let found = crate::capture::cgroup2_mount()
+                .map_err(|e| e.to_string())
+                .and_then(|root| locate(&root, &workload).map_err(|e| e.to_string()));
+            match found {
+                Ok(path) => path,
+                Err(e) => return super::fail(&e),
+            }
+        }
     };
     if !cgroup.is_dir() {
         return super::fail(&format!(
@@ -30,6 +53,7 @@ pub async fn enroll(
             session,
             cgroup: Some(cgroup),
             upstream_proxy,
+            force,
             ..CreateSandbox::default()
         })
         .await

@@ -14,7 +14,7 @@ use crate::capture::{self, Capture};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::proxy::{ProxyContext, serve_transparent};
-use crate::sandbox::{Registry, Sandbox, cgroup, netns};
+use crate::sandbox::{Registry, Sandbox, cgroup, netns, sockets};
 
 /// Why a sandbox operation failed; maps onto an HTTP status in the control API.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +295,18 @@ impl Node {
         if let Some(pid) = req.pid {
             self.check_container_process(path, pid)?;
         }
+        let early = sockets::holders(path).map_err(|e| {
+            NodeError::BadRequest(format!("cgroup {}: its processes: {e}", path.display()))
+        })?;
+        if !early.is_empty() && !req.force {
+            return Err(NodeError::Conflict(format!(
+                "cgroup {} already holds network sockets that would escape capture ({}); \
+                 restart the workload inside an enrolled cgroup (the runtime wrapper, `sluice \
+                 exec`), or pass --force to enroll it anyway (recorded in the audit log)",
+                path.display(),
+                describe_holders(&early)
+            )));
+        }
         let extra_attach = !path.starts_with(&self.parent_cgroup);
         let upstream_proxy = self.sandbox_proxy(req.upstream_proxy)?;
         let mut sandbox = Sandbox {
@@ -327,7 +339,17 @@ impl Node {
             let _ = self.teardown(&sandbox);
             return Err(e);
         }
-        self.commit(sandbox)
+        let sandbox = self.commit(sandbox)?;
+        if !early.is_empty() {
+            self.audit_sandbox(
+                &sandbox,
+                &format!(
+                    "forced: sockets opened before enrollment stay uncaptured ({})",
+                    describe_holders(&early)
+                ),
+            );
+        }
+        Ok(sandbox)
     }
 
     /// Checks that `pid` (a container's first process) lives in `cgroup` and that its network
@@ -442,6 +464,18 @@ impl Node {
 fn is_taken(error: &cgroup::CgroupError) -> bool {
     matches!(error, cgroup::CgroupError::Io { source, .. }
         if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+/// `pid 12 (3 sockets), pid 40 (1 socket)`.
+fn describe_holders(holders: &[sockets::Holder]) -> String {
+    holders
+        .iter()
+        .map(|h| {
+            let plural = if h.sockets == 1 { "" } else { "s" };
+            format!("pid {} ({} socket{plural})", h.pid, h.sockets)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The network namespace file of process `pid`.

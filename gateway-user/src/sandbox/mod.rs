@@ -9,10 +9,12 @@ pub mod confine;
 pub mod environment;
 pub mod identity;
 pub mod launch;
+pub mod locate;
 pub mod mounts;
 pub mod netns;
 mod registry;
 pub mod seccomp;
+pub mod sockets;
 
 use std::path::PathBuf;
 
