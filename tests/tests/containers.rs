@@ -362,6 +362,9 @@ fn deleting_a_container_removes_every_trace() {
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let sandboxes = w.sandboxes();
+    eprintln!("sluice sandboxes --json: {sandboxes:?}");
+    let listed = w.sluice.command().arg("sandboxes").output().unwrap();
+    eprintln!("sluice sandboxes:\n{}", text(&listed));
     assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
     let sandbox = &sandboxes[0];
     assert_eq!(sandbox["container"], id.as_str(), "{sandbox}");
@@ -403,6 +406,98 @@ fn deleting_a_container_removes_every_trace() {
         })
         .unwrap();
     assert_eq!(removed["session"], session.as_str(), "{removed}");
+
+    // Created through the wrapper, then unenrolled before its start: `start` refuses it.
+    let out = w
+        .podman
+        .command(&[
+            "create",
+            "--ulimit",
+            "host",
+            "--volume",
+            tests::podman::USR_MOUNT,
+            "--name",
+            "unenrolled",
+            "--network",
+            "none",
+            "--annotation",
+            &annotation,
+            "--rootfs",
+            &w.podman.rootfs.to_string_lossy(),
+            "/bin/sh",
+            "-c",
+            "echo ENTRYPOINT-RAN",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // `podman init` runs the runtime's `create` (the wrapper enrolls), not its `start`.
+    let out = w.podman.command(&["init", "unenrolled"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let sandboxes = w.sandboxes();
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    let cgroup = sandboxes[0]["cgroup"].as_str().unwrap().to_owned();
+    let out = w
+        .sluice
+        .command()
+        .args(["unenroll", "--cgroup", &cgroup])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = w
+        .podman
+        .command(&["start", "--attach", "unenrolled"])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    eprintln!("start after unenroll: {said}");
+    assert!(
+        !out.status.success() && !said.contains("ENTRYPOINT-RAN"),
+        "{said}"
+    );
+    assert!(said.contains("not enrolled with Sluice"), "{said}");
+    let _ = w.podman.command(&["rm", "--force", "unenrolled"]).output();
+
+    // Deleted behind the wrapper's back (its note of the enrollment lost): the daemon notices
+    // the cgroup is gone and unenrolls it by itself.
+    let out = w
+        .podman
+        .command(&[
+            "run",
+            "-d",
+            "--ulimit",
+            "host",
+            "--volume",
+            tests::podman::USR_MOUNT,
+            "--name",
+            "orphan",
+            "--network",
+            "none",
+            "--annotation",
+            &annotation,
+            "--rootfs",
+            &w.podman.rootfs.to_string_lossy(),
+            "/bin/sleep",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(w.sandboxes().len(), 1);
+    std::fs::remove_file(w.sluice.state_dir().join("containers").join(&id)).unwrap();
+    let out = w
+        .podman
+        .command(&["rm", "--force", "--time", "0", "orphan"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let swept = (0..150).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        w.sandboxes().is_empty()
+    });
+    assert!(swept, "still enrolled: {:?}", w.sandboxes());
+    assert_eq!(sandbox_map_entries(&w.sluice), 0);
 }
 
 /// `bpftool cgroup show PATH`.
@@ -465,6 +560,7 @@ fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
     // and what runs in it from then on is captured.
     let quiet = start("quiet", &["/bin/sleep", "300"]);
     let (ok, said) = enroll(&["--container-id", &quiet[..12]]);
+    eprintln!("sluice enroll --container-id {}: {said}", &quiet[..12]);
     assert!(ok, "{said}");
     assert!(said.contains(&quiet), "the cgroup named after it: {said}");
     let out = w
@@ -513,6 +609,7 @@ fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
     });
     assert!(ready, "the holder never bound its socket");
     let (ok, said) = enroll(&["--container-id", &holder]);
+    eprintln!("sluice enroll --container-id (holding a socket): {said}");
     assert!(!ok && said.contains("escape capture"), "{said}");
     let (ok, said) = enroll(&["--container-id", &holder, "--force"]);
     assert!(ok, "{said}");

@@ -247,6 +247,16 @@ impl Capture {
         }
     }
 
+    /// Detach the programs attached to the cgroup whose id is `cgroup_id`, wherever it was:
+    /// never those of another cgroup that took its path since (a restarted container).
+    pub fn detach_extra_id(&self, cgroup_id: u64) -> Result<(), CaptureError> {
+        let dir = self.layout.extra(cgroup_id);
+        if dir.exists() {
+            pins::remove_links(&dir)?;
+        }
+        Ok(())
+    }
+
     fn loaded(&self) -> MutexGuard<'_, Option<Loaded>> {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }

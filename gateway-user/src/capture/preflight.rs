@@ -86,8 +86,13 @@ pub(crate) fn ensure_bpffs(pin_dir: &Path) -> Result<(), CaptureError> {
 /// PID namespace): never when it is pid 1 itself (a container's entrypoint) or cannot tell.
 fn in_node_mount_namespace() -> bool {
     use std::os::unix::fs::MetadataExt as _;
+    /// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
+    const INIT_PID_NS: u64 = 0xEFFF_FFFC;
     let id = |path: &str| fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
-    std::process::id() != 1
+    // Without the node's PID namespace, /proc/1 is the container's own init.
+    let node_pids = fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INIT_PID_NS);
+    node_pids
+        && std::process::id() != 1
         && id("/proc/1/ns/mnt").is_some_and(|init| Some(init) == id("/proc/self/ns/mnt"))
 }
 

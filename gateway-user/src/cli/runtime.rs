@@ -62,16 +62,20 @@ pub fn wrapper_main() -> ExitCode {
     };
     match parsed.command.as_deref() {
         Some("create") => create(&argv0, &delegate, &args, &parsed),
-        Some("run") => match wanted(&parsed) {
+        // Both create and start a container in one step: no moment to enroll it.
+        Some(command @ ("run" | "restore")) => match wanted(&parsed) {
             Ok(Capture::No) => exec(&delegate, &args),
             Ok(Capture::Yes { .. }) => refuse(
                 &parsed,
                 parsed.create_target().map(|t| t.1),
-                &"`run` cannot enroll a container between its creation and its start; \
-                  use `create` then `start` (podman and containerd do)",
+                &format!(
+                    "`{command}` cannot enroll a container between its creation and its \
+                     start; use `create` then `start` (podman and containerd do)"
+                ),
             ),
             Err(e) => refuse(&parsed, parsed.create_target().map(|t| t.1), &e),
         },
+        Some("start") => start(&argv0, &delegate, &args, &parsed),
         Some("delete") => delete(&argv0, &delegate, &args, &parsed),
         _ => exec(&delegate, &args),
     }
@@ -107,13 +111,22 @@ fn delegate_for(argv0: &OsStr) -> Result<PathBuf, String> {
     ))
 }
 
-/// What the bundle of a `create`/`run` asks for.
+/// What the bundle of a `create`/`run`/`restore` asks for (crun's `--config` names the
+/// spec file the runtime reads; else the bundle's `config.json`).
 fn wanted(parsed: &RuntimeArgs) -> Result<Capture, String> {
     let Some((bundle, _)) = parsed.create_target() else {
         return Ok(Capture::No);
     };
-    let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let spec = parsed
+        .option("--config")
+        .or_else(|| parsed.option("-f"))
+        .map_or_else(|| bundle.join("config.json"), PathBuf::from);
+    capture_of(&spec)
+}
+
+/// What the runtime spec at `path` asks for.
+fn capture_of(path: &Path) -> Result<Capture, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     #[derive(serde::Deserialize)]
     struct Spec {
         #[serde(default)]
@@ -243,27 +256,79 @@ fn delete(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
     code
 }
 
-/// The pid of the created container's first process (`RUNTIME state ID`).
-fn container_pid(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<u32, String> {
+/// What `RUNTIME state ID` says of a container.
+#[derive(Debug, serde::Deserialize)]
+struct State {
+    pid: u32,
+    #[serde(default)]
+    bundle: Option<PathBuf>,
+}
+
+fn container_state(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<State, String> {
     let out = Command::new(delegate)
         .args(&parsed.globals)
         .args(["state", id])
         .output()
         .map_err(|e| format!("{} state: {e}", delegate.display()))?;
-    #[derive(serde::Deserialize)]
-    struct State {
-        pid: u32,
-    }
-    let state: State = serde_json::from_slice(&out.stdout).map_err(|e| {
+    serde_json::from_slice(&out.stdout).map_err(|e| {
         format!(
             "{} state {id}: {e}: {}",
             delegate.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         )
-    })?;
-    match state.pid {
+    })
+}
+
+/// The pid of the created container's first process.
+fn container_pid(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<u32, String> {
+    match container_state(delegate, parsed, id)?.pid {
         0 => Err(format!("container {id} has no process")),
         pid => Ok(pid),
+    }
+}
+
+/// `start`: a container whose bundle asks for capture starts only if the daemon has it
+/// enrolled, in the cgroup its first process is in now (a wrapper killed between `create`
+/// and enrollment, a runtime that bypassed the wrapper's `create`, a stale enrollment of
+/// an earlier container of the same id: all refused).
+fn start(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArgs) -> ExitCode {
+    let Some(id) = parsed.container_id() else {
+        return exec(delegate, args);
+    };
+    // A container the runtime does not know: its own error says so.
+    let Ok(state) = container_state(delegate, parsed, &id) else {
+        return exec(delegate, args);
+    };
+    let capture = match &state.bundle {
+        Some(bundle) => capture_of(&bundle.join("config.json")),
+        None => Ok(Capture::No),
+    };
+    match capture {
+        Ok(Capture::No) => return exec(delegate, args),
+        Ok(Capture::Yes { .. }) => {}
+        Err(e) => return refuse(parsed, Some(id), &e),
+    }
+    let enrolled = (|| {
+        let cgroup = cgroup_of(state.pid)?;
+        let cgroup_id = crate::capture::cgroup_id(&cgroup).map_err(|e| e.to_string())?;
+        let (_, client) = wrapper_client(argv0)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let list = runtime
+            .block_on(client.sandboxes())
+            .map_err(|e| format!("the Sluice daemon does not answer ({e})"))?;
+        list.iter()
+            .any(|s| s.container.as_deref() == Some(&id) && s.cgroup_id == cgroup_id)
+            .then_some(())
+            .ok_or_else(|| {
+                "it is not enrolled with Sluice (was it created through the wrapper?)".to_owned()
+            })
+    })();
+    match enrolled {
+        Ok(()) => exec(delegate, args),
+        Err(e) => refuse(parsed, Some(id), &e),
     }
 }
 

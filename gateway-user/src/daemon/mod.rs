@@ -155,6 +155,7 @@ impl Prepared {
             .context("daemon: bind the transparent and DNS listeners")?;
         node.serve(set, &drain, None)?;
         node.restore();
+        drain.spawn(sweep_vanished(node.clone()));
         if let Some(addr) = listen.proxy {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -369,6 +370,22 @@ impl Signals {
                 _ = self.hup.recv() => {
                     let _ = tokio::task::block_in_place(|| node.reload(Trigger::Signal));
                 }
+            }
+        }
+    }
+}
+
+/// Every 10 s, unregisters enrolled sandboxes whose cgroup is gone ([`Node::sweep_vanished`]).
+async fn sweep_vanished(node: Arc<Node>) {
+    let stopping = node.drain.stopping();
+    tokio::pin!(stopping);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = &mut stopping => return,
+            _ = tick.tick() => {
+                let node = node.clone();
+                let _ = tokio::task::spawn_blocking(move || node.sweep_vanished()).await;
             }
         }
     }

@@ -166,10 +166,21 @@ impl Node {
             } else {
                 Err(NodeError::NotFound("cgroup gone or empty".into()))
             };
-            if let Err(e) = result {
-                tracing::warn!(sandbox = sandbox.id, error = %e, "restore: dropping sandbox");
-                let _ = self.teardown(&sandbox);
-                let _ = self.registry.remove(sandbox.id);
+            match result {
+                Ok(()) => {}
+                // A workload Sluice did not start keeps running whatever happens here: never
+                // release it. It stays registered and attached (its connections go to its
+                // namespace's port, where nothing of Sluice's answers: refused, not direct).
+                Err(e) if alive && !sandbox.owned => tracing::error!(
+                    sandbox = sandbox.id,
+                    error = %e,
+                    "restore: the sandbox's listeners are not back; it stays captured, its connections refused"
+                ),
+                Err(e) => {
+                    tracing::warn!(sandbox = sandbox.id, error = %e, "restore: dropping sandbox");
+                    let _ = self.teardown(&sandbox);
+                    let _ = self.registry.remove(sandbox.id);
+                }
             }
         }
         let reaped = leftovers::reap(&self.parent_cgroup, &self.registry.list());
@@ -180,6 +191,26 @@ impl Node {
                 "restore: removed leftovers of a previous run"
             );
         }
+    }
+
+    /// Unregisters enrolled sandboxes whose cgroup is gone (a container deleted without the
+    /// runtime wrapper's `delete`, a runtime that removed the cgroup itself): their map
+    /// entries, programs and namespace names go with them. Returns how many.
+    pub fn sweep_vanished(&self) -> usize {
+        let mut swept = 0;
+        for sandbox in self.registry.list() {
+            let alive = capture::cgroup_id(&sandbox.cgroup).is_ok_and(|id| id == sandbox.cgroup_id);
+            if sandbox.owned || alive {
+                continue;
+            }
+            tracing::info!(sandbox = sandbox.id, cgroup = %sandbox.cgroup.display(), "sandbox: its cgroup is gone; unenrolling");
+            let _ = self.teardown(&sandbox);
+            if self.registry.remove(sandbox.id).is_ok() {
+                self.audit_sandbox(&sandbox, "removed (cgroup gone)");
+                swept += 1;
+            }
+        }
+        swept
     }
 
     /// A fresh sandbox id whose cgroup directory does not exist yet, with the directory made
@@ -389,6 +420,15 @@ impl Node {
 
     /// Starts the sandbox's in-namespace listeners (if any) and registers it with the kernel.
     fn activate(&self, sandbox: &Sandbox) -> Result<(), NodeError> {
+        // The kernel entry first: whatever fails after, the sandbox is captured.
+        let entry = SandboxEntry {
+            sandbox_id: sandbox.id,
+            flags: 0,
+            _pad: 0,
+        };
+        self.capture
+            .register_sandbox(sandbox.cgroup_id, entry)
+            .map_err(|e| NodeError::Failed(e.to_string()))?;
         if let Some(ns) = &sandbox.netns {
             let listen = &self.config.listen;
             let set = listeners::bind_in(ns, listen.transparent_port, listen.dns_port)
@@ -398,14 +438,7 @@ impl Node {
                 .map_err(|e| NodeError::Failed(e.to_string()))?;
             self.drains().insert(sandbox.id, drain);
         }
-        let entry = SandboxEntry {
-            sandbox_id: sandbox.id,
-            flags: 0,
-            _pad: 0,
-        };
-        self.capture
-            .register_sandbox(sandbox.cgroup_id, entry)
-            .map_err(|e| NodeError::Failed(e.to_string()))
+        Ok(())
     }
 
     fn commit(&self, sandbox: Sandbox) -> Result<Arc<Sandbox>, NodeError> {
@@ -436,7 +469,7 @@ impl Node {
         }
         if sandbox.extra_attach {
             self.capture
-                .detach_extra(&sandbox.cgroup)
+                .detach_extra_id(sandbox.cgroup_id)
                 .map_err(|e| fail(e.to_string()))?;
         }
         if let Some(ns) = &sandbox.netns {

@@ -55,7 +55,8 @@ impl RuntimeArgs {
                 break;
             }
             parsed.globals.push(arg.clone());
-            if GLOBAL_VALUES.contains(&text.as_ref())
+            // runc also takes `-root X` for `--root X`.
+            if GLOBAL_VALUES.contains(&long_form(&text).as_str())
                 && let Some(value) = args.get(i + 1)
             {
                 parsed.globals.push(value.clone());
@@ -71,6 +72,11 @@ impl RuntimeArgs {
         option_value(&self.globals, name)
     }
 
+    /// The value of the command's option `name` (`--config`…), if given.
+    pub fn option(&self, name: &str) -> Option<&OsStr> {
+        option_value(&self.rest, name)
+    }
+
     /// For `create` (and `run`): the bundle directory (`--bundle`, `-b`, else the current
     /// directory) and the container id (the last argument that is not an option or an
     /// option's value).
@@ -83,7 +89,9 @@ impl RuntimeArgs {
         while let Some(arg) = self.rest.get(i) {
             let text = arg.to_string_lossy();
             if text.starts_with('-') {
-                if CREATE_VALUES.contains(&text.as_ref()) {
+                if CREATE_VALUES.contains(&text.as_ref())
+                    || CREATE_VALUES.contains(&long_form(&text).as_str())
+                {
                     i += 1;
                 }
             } else {
@@ -105,11 +113,27 @@ impl RuntimeArgs {
     }
 }
 
-/// The value of `name` in `args`: `name value` or `name=value`.
+/// `--name` for `-name` or `--name` (runc's flag library takes either); single letters stay.
+fn long_form(text: &str) -> String {
+    let bare = text.trim_start_matches('-');
+    if bare.len() > 1 {
+        format!("--{bare}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The value of `name` in `args`: `name value` or `name=value` (`-name` for `--name` too).
 fn option_value<'a>(args: &'a [OsString], name: &str) -> Option<&'a OsStr> {
+    let single = name
+        .strip_prefix('-')
+        .filter(|n| n.starts_with('-') && n.len() > 2);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let bytes = arg.as_bytes();
+        if single.is_some_and(|s| bytes == s.as_bytes()) {
+            return iter.next().map(OsString::as_os_str);
+        }
         if bytes == name.as_bytes() {
             return iter.next().map(OsString::as_os_str);
         }
@@ -176,6 +200,14 @@ mod tests {
         assert_eq!(
             shim.create_target(),
             Some((PathBuf::from("/run/containerd/x"), "ctr-1".into()))
+        );
+        // runc's single-dash spelling of its long options.
+        let single = RuntimeArgs::parse(&args(&["-root", "/r", "create", "-bundle", "/b", "x"]));
+        assert_eq!(single.command.as_deref(), Some("create"));
+        assert_eq!(single.global("--root"), Some(OsStr::new("/r")));
+        assert_eq!(
+            single.create_target(),
+            Some((PathBuf::from("/b"), "x".into()))
         );
         let delete = RuntimeArgs::parse(&args(&["--root", "/r", "delete", "--force", "ctr-1"]));
         assert_eq!(delete.command.as_deref(), Some("delete"));

@@ -25,7 +25,10 @@ pub fn holders(cgroup: &Path) -> std::io::Result<Vec<Holder>> {
         if fds.is_empty() {
             continue;
         }
-        let network = network_inodes(pid);
+        // Its own namespace's sockets, and the node's (passed in from outside, e.g. by
+        // socket activation: just as uncaptured).
+        let mut network = network_inodes(&format!("/proc/{pid}/net"));
+        network.extend(network_inodes("/proc/self/net"));
         let sockets = fds.iter().filter(|i| network.contains(i)).count();
         if sockets > 0 {
             found.push(Holder { pid, sockets });
@@ -63,13 +66,14 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
-/// The inodes of TCP, UDP and raw sockets in `pid`'s network namespace.
-fn network_inodes(pid: u32) -> HashSet<u64> {
+/// The inodes of TCP, UDP and raw sockets in the network namespace whose `/proc/…/net`
+/// directory is `net`.
+fn network_inodes(net: &str) -> HashSet<u64> {
     let mut inodes = HashSet::new();
     for table in [
         "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udplite", "udplite6",
     ] {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+        if let Ok(text) = std::fs::read_to_string(format!("{net}/{table}")) {
             inodes.extend(table_inodes(&text));
         }
     }
@@ -98,7 +102,7 @@ mod tests {
     fn this_process_holding_a_tcp_listener_is_found_by_its_sockets() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mine = socket_inodes(std::process::id());
-        let network = network_inodes(std::process::id());
+        let network = network_inodes("/proc/self/net");
         assert!(mine.iter().any(|i| network.contains(i)));
         drop(listener);
     }
