@@ -47,6 +47,7 @@
 //!   in-process daemon: [`NetLab::spawn_in_node`] (threads it spawns stay in the namespace).
 
 pub mod addrs;
+pub mod api_lab;
 pub mod certs;
 pub mod cgroup;
 pub mod netlab;

@@ -81,6 +81,25 @@ impl Podman {
     }
 }
 
+impl Podman {
+    /// `podman run -d --name NAME FLAGS… ROOTFS COMMAND…` (the node's `/usr` mounted).
+    pub fn detached(
+        &self,
+        name: &str,
+        flags: &[&str],
+        command: &[&str],
+    ) -> std::io::Result<Output> {
+        let rootfs = self.rootfs.to_string_lossy().into_owned();
+        let mut args = vec![
+            "run", "-d", "--ulimit", "host", "--volume", USR_MOUNT, "--name", name,
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", &rootfs]);
+        args.extend_from_slice(command);
+        self.command(&args).output()
+    }
+}
+
 impl Drop for Podman {
     fn drop(&mut self) {
         // Containers the test left behind, then the store.

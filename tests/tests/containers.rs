@@ -6,11 +6,10 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-use std::net::SocketAddr;
-
+use tests::api_lab::ApiLab;
 use tests::podman::Podman;
-use tests::sluice::{Options, Sluice};
-use tests::upstream::{self, RunningUpstream};
+use tests::sluice::Sluice;
+use tests::upstream::RunningUpstream;
 use tests::{NetLab, TestCa, addrs};
 
 const SECRET: &str = "sk-live-container-0123456789abcdef";
@@ -26,31 +25,21 @@ struct World {
 }
 
 fn world(name: &str) -> World {
-    let lab = NetLab::new(name).unwrap();
-    let ca = TestCa::new().unwrap();
-    let ca_file = ca.pem_file().unwrap();
-    let api = upstream::https(&ca)
-        .hostname("api.test")
-        .echo()
-        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
-        .unwrap();
-    let sluice = Sluice::start(
-        &lab,
-        &Options {
-            extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
-            dns_hosts: vec![("api.test".into(), addrs::FAR_HOST.to_string())],
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let ApiLab {
+        sluice,
+        api,
+        ca_file,
+        ca,
+        lab,
+    } = ApiLab::start(name).unwrap();
     let podman = Podman::new(&sluice, &lab.node_ns_path()).unwrap();
     World {
+        podman,
         lab,
         _ca: ca,
         _ca_file: ca_file,
         api,
         sluice,
-        podman,
     }
 }
 
@@ -289,25 +278,11 @@ fn an_annotated_container_never_runs_uncaptured() {
     w.sluice.restart().unwrap();
     let out = w
         .podman
-        .command(&[
-            "run",
-            "-d",
-            "--ulimit",
-            "host",
-            "--volume",
-            tests::podman::USR_MOUNT,
-            "--name",
+        .detached(
             "after-kill",
-            "--network",
-            "host",
-            "--annotation",
-            &annotation,
-            "--rootfs",
-            &w.podman.rootfs.to_string_lossy(),
-            "/bin/sleep",
-            "300",
-        ])
-        .output()
+            &["--network", "host", "--annotation", &annotation],
+            &["/bin/sleep", "300"],
+        )
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     w.sluice.kill9();
@@ -338,25 +313,11 @@ fn deleting_a_container_removes_every_trace() {
     let annotation = format!("sluice.dev/session={session}");
     let out = w
         .podman
-        .command(&[
-            "run",
-            "-d",
-            "--ulimit",
-            "host",
-            "--volume",
-            tests::podman::USR_MOUNT,
-            "--name",
+        .detached(
             "doomed",
-            "--network",
-            "none",
-            "--annotation",
-            &annotation,
-            "--rootfs",
-            &w.podman.rootfs.to_string_lossy(),
-            "/bin/sleep",
-            "300",
-        ])
-        .output()
+            &["--network", "none", "--annotation", &annotation],
+            &["/bin/sleep", "300"],
+        )
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -462,25 +423,11 @@ fn deleting_a_container_removes_every_trace() {
     // the cgroup is gone and unenrolls it by itself.
     let out = w
         .podman
-        .command(&[
-            "run",
-            "-d",
-            "--ulimit",
-            "host",
-            "--volume",
-            tests::podman::USR_MOUNT,
-            "--name",
+        .detached(
             "orphan",
-            "--network",
-            "none",
-            "--annotation",
-            &annotation,
-            "--rootfs",
-            &w.podman.rootfs.to_string_lossy(),
-            "/bin/sleep",
-            "300",
-        ])
-        .output()
+            &["--network", "none", "--annotation", &annotation],
+            &["/bin/sleep", "300"],
+        )
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -525,23 +472,10 @@ fn sandbox_map_entries(sluice: &Sluice) -> usize {
 fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
     let w = world("ctr5");
     let start = |name: &str, command: &[&str]| {
-        let rootfs = w.podman.rootfs.to_string_lossy().into_owned();
-        let mut args = vec![
-            "run",
-            "-d",
-            "--ulimit",
-            "host",
-            "--volume",
-            tests::podman::USR_MOUNT,
-            "--name",
-            name,
-            "--network",
-            "host",
-            "--rootfs",
-            &rootfs,
-        ];
-        args.extend_from_slice(command);
-        let out = w.podman.command(&args).output().unwrap();
+        let out = w
+            .podman
+            .detached(name, &["--network", "host"], command)
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
@@ -632,4 +566,59 @@ fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
     assert!(!ok && said.contains("no cgroup"), "{said}");
     let (ok, said) = enroll(&["--pod-uid", "not-a-uid"]);
     assert!(!ok && said.contains("metadata.uid"), "{said}");
+}
+
+#[test]
+fn a_container_in_its_own_namespace_stays_captured_across_a_daemon_restart() {
+    let mut w = world("ctr6");
+    let (session, placeholder) = w.session();
+    let annotation = format!("sluice.dev/session={session}");
+    let api_key = format!("API_KEY={placeholder}");
+    let ca = ca_volume(&w.sluice);
+    let out = w
+        .podman
+        .detached(
+            "survivor",
+            &[
+                "--network",
+                "none",
+                "--annotation",
+                &annotation,
+                "--env",
+                &api_key,
+                "--volume",
+                &ca,
+            ],
+            &["/bin/sleep", "300"],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let request = |path: &str| {
+        let script = format!(
+            "curl -sS --max-time 10 -o /dev/null --cacert /sluice-ca.pem \
+             -H \"Authorization: Bearer $API_KEY\" https://api.test/{path}; echo curl=$?"
+        );
+        let out = w
+            .podman
+            .command(&["exec", "survivor", "/bin/sh", "-c", &script])
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let said = request("before-restart");
+    assert!(said.contains("curl=0"), "{said}");
+
+    w.sluice.stop();
+    w.sluice.restart().unwrap();
+    // The restarted daemon binds its listeners in the container's namespace again.
+    let said = request("after-restart");
+    eprintln!("after the restart: {said}");
+    assert!(said.contains("curl=0"), "{said}");
+    assert_eq!(
+        w.received("after-restart"),
+        [Some(format!("Bearer {SECRET}"))]
+    );
+    let sandboxes = w.sandboxes();
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    assert_eq!(sandboxes[0]["container"].as_str().map(str::len), Some(64));
 }

@@ -8,13 +8,13 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use sha2::Digest;
-use tests::sluice::{Options, Sluice};
-use tests::upstream::{self, RunningUpstream};
-use tests::{NetLab, TestCa, addrs};
+use tests::api_lab::ApiLab;
+use tests::sluice::Sluice;
+use tests::upstream::RunningUpstream;
+use tests::{NetLab, TestCa};
 
 /// Each client of the matrix: a name (the path it requests) and its command line; `java` and
 /// `go` are the shared paths of `Fetch.java` and `fetch.go`.
@@ -156,23 +156,13 @@ struct World {
 }
 
 fn world(name: &str) -> World {
-    let lab = NetLab::new(name).unwrap();
-    let ca = TestCa::new().unwrap();
-    let ca_file = ca.pem_file().unwrap();
-    let api = upstream::https(&ca)
-        .hostname("api.test")
-        .echo()
-        .start(&lab, SocketAddr::new(addrs::FAR_HOST.into(), 443))
-        .unwrap();
-    let sluice = Sluice::start(
-        &lab,
-        &Options {
-            extra_toml: format!("[upstream]\nextra_roots = [{:?}]\n", ca_file.to_path_buf()),
-            dns_hosts: vec![("api.test".into(), addrs::FAR_HOST.to_string())],
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let ApiLab {
+        sluice,
+        api,
+        ca_file,
+        ca,
+        lab,
+    } = ApiLab::start(name).unwrap();
     World {
         _lab: lab,
         _ca: ca,
