@@ -6,41 +6,32 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
+use tests::addrs;
 use tests::api_lab::ApiLab;
 use tests::podman::Podman;
 use tests::sluice::Sluice;
-use tests::upstream::RunningUpstream;
-use tests::{NetLab, TestCa, addrs};
 
 const SECRET: &str = "sk-live-container-0123456789abcdef";
 
-/// Fields drop in order: the containers go before the daemon and the namespaces.
+/// The api.test stage and a podman of the test's own. Fields drop in order: the containers
+/// go before the daemon and the namespaces.
 struct World {
     podman: Podman,
-    lab: NetLab,
-    _ca: TestCa,
-    _ca_file: tempfile::TempPath,
-    api: RunningUpstream,
-    sluice: Sluice,
+    base: ApiLab,
+}
+
+impl std::ops::Deref for World {
+    type Target = ApiLab;
+
+    fn deref(&self) -> &ApiLab {
+        &self.base
+    }
 }
 
 fn world(name: &str) -> World {
-    let ApiLab {
-        sluice,
-        api,
-        ca_file,
-        ca,
-        lab,
-    } = ApiLab::start(name).unwrap();
-    let podman = Podman::new(&sluice, &lab.node_ns_path()).unwrap();
-    World {
-        podman,
-        lab,
-        _ca: ca,
-        _ca_file: ca_file,
-        api,
-        sluice,
-    }
+    let base = ApiLab::start(name).unwrap();
+    let podman = Podman::new(&base.sluice, &base.lab.node_ns_path()).unwrap();
+    World { podman, base }
 }
 
 impl World {
@@ -64,6 +55,25 @@ impl World {
         let placeholder = env["API_KEY"].as_str().unwrap().to_owned();
         assert_ne!(placeholder, SECRET);
         (id, placeholder)
+    }
+
+    /// A new session's `podman run` flags for a container in `network`: the annotation, the
+    /// placeholder in `$API_KEY`, Sluice's CA at `/sluice-ca.pem`; (session, flags).
+    fn captured(&self, network: &str) -> (String, Vec<String>) {
+        let (session, placeholder) = self.session();
+        let flags = [
+            "--network",
+            network,
+            "--annotation",
+            &format!("sluice.dev/session={session}"),
+            "--env",
+            &format!("API_KEY={placeholder}"),
+            "--volume",
+            &ca_volume(&self.sluice),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        (session, flags)
     }
 
     /// The requests the test host received under `/name`, with their `Authorization`.
@@ -103,10 +113,17 @@ fn text(out: &std::process::Output) -> String {
 /// mounted at `/sluice-ca.pem`), then a UDP datagram that is not DNS.
 fn first_connection_script(path: &str) -> String {
     format!(
+        "{}; python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\
+         .sendto(b\"x\", (\"203.0.113.99\", 9999))'; echo udp=$?",
+        curl_script(path)
+    )
+}
+
+/// An HTTPS request to api.test/`path` with the placeholder, trusting Sluice's CA.
+fn curl_script(path: &str) -> String {
+    format!(
         "curl -sS --max-time 10 -o /dev/null --cacert /sluice-ca.pem \
-         -H \"Authorization: Bearer $API_KEY\" https://api.test/{path}; echo curl=$?; \
-         python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\
-         .sendto(b\"x\", (\"203.0.113.99\", 9999))'; echo udp=$?"
+         -H \"Authorization: Bearer $API_KEY\" https://api.test/{path}; echo curl=$?"
     )
 }
 
@@ -121,28 +138,13 @@ fn ca_volume(sluice: &Sluice) -> String {
 #[test]
 fn an_annotated_container_is_captured_from_its_first_connection() {
     let w = world("ctr1");
-    let (session, placeholder) = w.session();
-    let annotation = format!("sluice.dev/session={session}");
-    let api_key = format!("API_KEY={placeholder}");
-    let ca = ca_volume(&w.sluice);
-
     // Its own network namespace (loopback only): Sluice's listeners are bound inside it.
+    let (session, flags) = w.captured("none");
+    let mut run: Vec<&str> = vec!["--rm"];
+    run.extend(flags.iter().map(String::as_str));
     let out = w
         .podman
-        .run(
-            &[
-                "--rm",
-                "--network",
-                "none",
-                "--annotation",
-                &annotation,
-                "--env",
-                &api_key,
-                "--volume",
-                &ca,
-            ],
-            &first_connection_script("first"),
-        )
+        .run(&run, &first_connection_script("first"))
         .unwrap();
     let said = text(&out);
     eprintln!("container: {said}");
@@ -166,22 +168,12 @@ fn an_annotated_container_is_captured_from_its_first_connection() {
 
     // The node's network (podman runs in the lab's node namespace): the daemon's own
     // listeners serve it, and UDP out of it is refused by the kernel, not by a missing route.
+    let (_, flags) = w.captured("host");
+    let mut run: Vec<&str> = vec!["--rm"];
+    run.extend(flags.iter().map(String::as_str));
     let out = w
         .podman
-        .run(
-            &[
-                "--rm",
-                "--network",
-                "host",
-                "--annotation",
-                &annotation,
-                "--env",
-                &api_key,
-                "--volume",
-                &ca,
-            ],
-            &first_connection_script("host-network"),
-        )
+        .run(&run, &first_connection_script("host-network"))
         .unwrap();
     let said = text(&out);
     eprintln!("container (host network): {said}");
@@ -253,7 +245,7 @@ fn an_annotated_container_never_runs_uncaptured() {
     let annotation = format!("sluice.dev/session={session}");
 
     // The daemon stopped: the container does not start, and says why.
-    w.sluice.stop();
+    w.base.sluice.stop();
     let out = w
         .podman
         .run(
@@ -275,7 +267,7 @@ fn an_annotated_container_never_runs_uncaptured() {
 
     // The daemon killed after the container started: its connections are refused, never
     // direct (the pinned programs keep enforcing).
-    w.sluice.restart().unwrap();
+    w.base.sluice.restart().unwrap();
     let out = w
         .podman
         .detached(
@@ -285,7 +277,7 @@ fn an_annotated_container_never_runs_uncaptured() {
         )
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    w.sluice.kill9();
+    w.base.sluice.kill9();
     let out = w
         .podman
         .command(&[
@@ -571,36 +563,17 @@ fn a_running_container_is_enrolled_by_its_id_unless_it_holds_sockets() {
 #[test]
 fn a_container_in_its_own_namespace_stays_captured_across_a_daemon_restart() {
     let mut w = world("ctr6");
-    let (session, placeholder) = w.session();
-    let annotation = format!("sluice.dev/session={session}");
-    let api_key = format!("API_KEY={placeholder}");
-    let ca = ca_volume(&w.sluice);
+    let (_, flags) = w.captured("none");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let out = w
         .podman
-        .detached(
-            "survivor",
-            &[
-                "--network",
-                "none",
-                "--annotation",
-                &annotation,
-                "--env",
-                &api_key,
-                "--volume",
-                &ca,
-            ],
-            &["/bin/sleep", "300"],
-        )
+        .detached("survivor", &flags, &["/bin/sleep", "300"])
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let request = |path: &str| {
-        let script = format!(
-            "curl -sS --max-time 10 -o /dev/null --cacert /sluice-ca.pem \
-             -H \"Authorization: Bearer $API_KEY\" https://api.test/{path}; echo curl=$?"
-        );
         let out = w
             .podman
-            .command(&["exec", "survivor", "/bin/sh", "-c", &script])
+            .command(&["exec", "survivor", "/bin/sh", "-c", &curl_script(path)])
             .output()
             .unwrap();
         text(&out)
@@ -608,8 +581,8 @@ fn a_container_in_its_own_namespace_stays_captured_across_a_daemon_restart() {
     let said = request("before-restart");
     assert!(said.contains("curl=0"), "{said}");
 
-    w.sluice.stop();
-    w.sluice.restart().unwrap();
+    w.base.sluice.stop();
+    w.base.sluice.restart().unwrap();
     // The restarted daemon binds its listeners in the container's namespace again.
     let said = request("after-restart");
     eprintln!("after the restart: {said}");

@@ -12,9 +12,6 @@ use std::path::Path;
 
 use sha2::Digest;
 use tests::api_lab::ApiLab;
-use tests::sluice::Sluice;
-use tests::upstream::RunningUpstream;
-use tests::{NetLab, TestCa};
 
 /// Each client of the matrix: a name (the path it requests) and its command line; `java` and
 /// `go` are the shared paths of `Fetch.java` and `fetch.go`.
@@ -147,29 +144,19 @@ fn clients(java: &str, go: &str) -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
-struct World {
-    _lab: NetLab,
-    _ca: TestCa,
-    _ca_file: tempfile::TempPath,
-    api: RunningUpstream,
-    sluice: Sluice,
+/// The api.test stage, with the matrix's helpers.
+struct World(ApiLab);
+
+impl std::ops::Deref for World {
+    type Target = ApiLab;
+
+    fn deref(&self) -> &ApiLab {
+        &self.0
+    }
 }
 
 fn world(name: &str) -> World {
-    let ApiLab {
-        sluice,
-        api,
-        ca_file,
-        ca,
-        lab,
-    } = ApiLab::start(name).unwrap();
-    World {
-        _lab: lab,
-        _ca: ca,
-        _ca_file: ca_file,
-        api,
-        sluice,
-    }
+    World(ApiLab::start(name).unwrap())
 }
 
 impl World {
@@ -371,7 +358,7 @@ except Exception as e:
 fn a_pinned_client_is_counted_recorded_and_proposed_for_passthrough() {
     let w = world("trust4");
     let (session, _) = w.sluice.create_session(&[], &[]).unwrap();
-    let upstream_ca = std::fs::read(&w._ca_file).unwrap();
+    let upstream_ca = std::fs::read(&w.ca_file).unwrap();
     let upstream_ca = w
         .sluice
         .public_file("upstream-ca.pem", &upstream_ca)
