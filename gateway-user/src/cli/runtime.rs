@@ -230,6 +230,10 @@ fn delete(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
     if !status.success() || !marker.exists() {
         return code;
     }
+    // The sandbox this wrapper enrolled for it: never another container's of the same id.
+    let enrolled: Option<u64> = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
     let removed = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -237,7 +241,10 @@ fn delete(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
             .map_err(|e| e.to_string())?;
         runtime.block_on(async {
             let list = client.sandboxes().await.map_err(|e| e.to_string())?;
-            for sandbox in list.iter().filter(|s| s.container.as_deref() == Some(&id)) {
+            let ours = |s: &&crate::api::SandboxView| {
+                s.container.as_deref() == Some(&id) && enrolled.is_none_or(|n| n == s.id)
+            };
+            for sandbox in list.iter().filter(ours) {
                 client
                     .remove_sandbox(sandbox.id)
                     .await
@@ -250,7 +257,7 @@ fn delete(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
         Ok(()) => {
             let _ = std::fs::remove_file(&marker);
         }
-        // The container is gone; the daemon drops its sandbox when it next starts.
+        // The container is gone; the daemon's sweep drops its sandbox (its cgroup is gone).
         Err(e) => eprintln!("{WRAPPER_NAME}: container {id}: not unenrolled: {e}"),
     }
     code
