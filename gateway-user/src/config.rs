@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::net::Cidr;
-use crate::policy::{CompiledPolicy, PolicySpec};
+use crate::policy::{CompiledPolicy, PolicyError, PolicySpec};
 use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
@@ -92,13 +92,16 @@ impl PolicyConfig {
     /// The node's rules as the base policy every connection is routed by (a session's
     /// policy is layered over it, see [`CompiledPolicy::layered_over`]); the error names the
     /// bad entry.
-    pub fn compile(&self) -> Result<CompiledPolicy, String> {
+    pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
         let spec = PolicySpec {
             passthrough: self.passthrough.clone(),
             tcp_allow: self.tcp_allow.clone(),
             ..PolicySpec::default()
         };
-        CompiledPolicy::compile(&spec).map_err(|e| format!("policy.{e}"))
+        CompiledPolicy::compile(&spec).map_err(|e| PolicyError {
+            field: format!("policy.{}", e.field),
+            reason: e.reason,
+        })
     }
 }
 
@@ -272,12 +275,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema.
-    #[error("config: parse {path}: {message}")]
+    #[error("config: parse {path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message, naming the line and field.
-        message: String,
+        /// The parser's error, naming the line and field.
+        source: toml::de::Error,
     },
     /// A value is out of range or inconsistent.
     #[error("config: {0}")]
@@ -301,9 +304,9 @@ impl Config {
 
     /// Parses and validates the text of the file `path`; every error names the file.
     pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config = Config::parse(text).map_err(|message| ConfigError::Parse {
+        let config = Config::parse(text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         })?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid(why) => ConfigError::Invalid(format!("{}: {why}", path.display())),
@@ -313,8 +316,8 @@ impl Config {
     }
 
     /// Parses TOML text; the error names the offending line and field.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Checks values that parse but cannot work together.
@@ -345,8 +348,10 @@ impl Config {
                 self.dns.max_names_per_minute
             )));
         }
-        self.policy.compile().map_err(ConfigError::Invalid)?;
-        Sessions::from_config(&self.sessions).map_err(ConfigError::Invalid)?;
+        self.policy
+            .compile()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Sessions::from_config(&self.sessions).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         crate::upstream::NodeProxies::build(&self.upstream.proxies, None)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for cidr in &self.upstream.allow_internal {
@@ -485,16 +490,19 @@ mod tests {
                 "secret",
             ),
         ] {
-            let err = Config::parse(bad)
-                .and_then(|c| c.validate().map_err(|e| e.to_string()))
-                .unwrap_err();
+            let err = match Config::parse(bad) {
+                Ok(c) => c.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
             assert!(err.contains(says), "{bad}: {err}");
         }
     }
 
     #[test]
     fn unknown_field_is_named() {
-        let err = Config::parse("[listen]\ntransparent_prot = 1\n").unwrap_err();
+        let err = Config::parse("[listen]\ntransparent_prot = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("transparent_prot"), "{err}");
     }
 

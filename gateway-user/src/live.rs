@@ -11,9 +11,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::net::Cidr;
-use crate::policy::CompiledPolicy;
-use crate::session::Sessions;
+use crate::net::{Cidr, CidrError};
+use crate::policy::{CompiledPolicy, PolicyError};
+use crate::session::{BadDigest, Sessions};
 
 /// The live part of the configuration, built (and so checked) before it is swapped in.
 #[derive(Debug)]
@@ -30,17 +30,31 @@ pub struct Live {
     pub hosts: HashMap<String, Vec<IpAddr>>,
 }
 
+/// Why the live part of a configuration cannot be built; each names its field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// A node policy entry (`policy.…`).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// An `upstream.allow_internal` range.
+    #[error("upstream.allow_internal: {0}")]
+    AllowInternal(CidrError),
+    /// A configured session.
+    #[error(transparent)]
+    Sessions(#[from] BadDigest),
+}
+
 /// The shared, swappable [`Live`]: one atomic store per reload.
 pub type LiveStore = Arc<ArcSwap<Live>>;
 
 impl Live {
     /// The live parts of `config`; the error names the bad entry.
-    pub fn build(config: &Config) -> Result<Live, String> {
+    pub fn build(config: &Config) -> Result<Live, LiveError> {
         let allow_internal = config
             .upstream
             .allow_internal
             .iter()
-            .map(|c| Cidr::parse(c).map_err(|e| format!("upstream.allow_internal: {e}")))
+            .map(|c| Cidr::parse(c).map_err(LiveError::AllowInternal))
             .collect::<Result<_, _>>()?;
         Ok(Live {
             policy: Arc::new(config.policy.compile()?),

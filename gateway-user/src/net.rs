@@ -18,6 +18,22 @@ pub struct Cidr {
     prefix: u8,
 }
 
+/// Why a text is not a [`Cidr`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// The part before `/` is not an IP address.
+    #[error("{0:?} is not an address")]
+    Address(String),
+    /// The prefix length is not a number in range for the address family.
+    #[error("{text:?}: prefix length must be 0..={max}")]
+    Prefix {
+        /// The text as given.
+        text: String,
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+}
+
 /// Why an upstream address is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Internal {
@@ -55,7 +71,7 @@ impl fmt::Display for Internal {
 
 impl Cidr {
     /// Parses `addr/prefix` (or a bare address, meaning a single host).
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
@@ -63,7 +79,7 @@ impl Cidr {
         let addr: IpAddr = addr
             .trim()
             .parse()
-            .map_err(|_| format!("{text:?} is not an address"))?;
+            .map_err(|_| CidrError::Address(text.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p
@@ -71,7 +87,10 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?}: prefix length must be 0..={max}"))?,
+                .ok_or_else(|| CidrError::Prefix {
+                    text: text.to_owned(),
+                    max,
+                })?,
             None => max,
         };
         Ok(Cidr { addr, prefix })

@@ -462,7 +462,7 @@ fn passthrough_entries_table() {
         ("[2001:db8::1]:443", "HOST:PORT"),
         ("", "host"),
     ] {
-        let err = compile(&[bad]).unwrap_err();
+        let err = compile(&[bad]).unwrap_err().to_string();
         assert!(
             err.starts_with("policy.passthrough[0]: ") && err.contains(piece),
             "{bad:?}: {err}"

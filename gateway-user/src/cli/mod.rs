@@ -261,14 +261,15 @@ fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
     }
 }
 
+/// The admin token could not be read (the daemon writes it on first start).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; the daemon creates it on first start: is `sluice run` running, and are you root?")]
+pub struct NoToken(#[from] crate::control::auth::AuthError);
+
 /// A control API client for the daemon named by `config`.
-fn client(config: &Config) -> Result<crate::control::client::ControlClient, String> {
+fn client(config: &Config) -> Result<crate::control::client::ControlClient, NoToken> {
     let path = config.admin_token_path();
-    let token = crate::control::auth::AdminToken::read(&path).map_err(|e| {
-        format!(
-            "{e}; the daemon creates it on first start: is `sluice run` running, and are you root?"
-        )
-    })?;
+    let token = crate::control::auth::AdminToken::read(&path)?;
     Ok(crate::control::client::ControlClient::new(
         config.listen.control,
         token,

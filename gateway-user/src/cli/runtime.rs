@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use crate::api::CreateSandbox;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::control::client::ClientError;
 use crate::oci::annotations::{self, Capture};
 use crate::oci::args::RuntimeArgs;
 
@@ -83,7 +84,7 @@ pub fn wrapper_main() -> ExitCode {
 
 /// The real runtime: the wrapper name's suffix (`sluice-runtime-runc` → `runc`), else crun,
 /// else runc; never the wrapper itself.
-fn delegate_for(argv0: &OsStr) -> Result<PathBuf, String> {
+fn delegate_for(argv0: &OsStr) -> Result<PathBuf, WrapperError> {
     let name = Path::new(argv0)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -104,16 +105,105 @@ fn delegate_for(argv0: &OsStr) -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!(
-        "no OCI runtime {} in {}: install it, or name the wrapper sluice-runtime-<runtime>",
-        wanted.join(" or "),
-        SEARCH.join(", ")
-    ))
+    Err(WrapperError::NoRuntime {
+        wanted: wanted.join(" or "),
+        searched: SEARCH.join(", "),
+    })
+}
+
+/// Why the wrapper refuses a container (its message goes to stderr and the runtime's log).
+#[derive(Debug, thiserror::Error)]
+enum WrapperError {
+    /// No real runtime to delegate to.
+    #[error(
+        "no OCI runtime {wanted} in {searched}: install it, or name the wrapper \
+         sluice-runtime-<runtime>"
+    )]
+    NoRuntime {
+        /// The runtimes looked for.
+        wanted: String,
+        /// Where.
+        searched: String,
+    },
+    /// The runtime spec could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadSpec {
+        /// The spec file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The runtime spec is not JSON of an OCI spec.
+    #[error("{path} is not an OCI runtime spec: {source}")]
+    Spec {
+        /// The spec file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A `sluice.dev/` annotation is unknown or malformed.
+    #[error(transparent)]
+    Annotation(#[from] annotations::AnnotationError),
+    /// The real runtime could not be run.
+    #[error("cannot run {path}: {source}")]
+    Run {
+        /// The runtime.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The real runtime's `state` did not answer with JSON.
+    #[error("{path} state {id}: {source}: {stderr}")]
+    State {
+        /// The runtime.
+        path: PathBuf,
+        /// The container.
+        id: String,
+        /// The parser's error.
+        source: serde_json::Error,
+        /// What the runtime printed on stderr.
+        stderr: String,
+    },
+    /// The created container has no process.
+    #[error("container {0} has no process")]
+    NoProcess(String),
+    /// The process's cgroup could not be read.
+    #[error("/proc/{pid}/cgroup: {source}")]
+    ReadCgroup {
+        /// The process.
+        pid: u32,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The process is in no cgroup v2 directory.
+    #[error("pid {0} is in no cgroup v2 directory")]
+    NoCgroup(u32),
+    /// The cgroup2 mount or a cgroup's id could not be read.
+    #[error("{0}")]
+    Capture(String),
+    /// The wrapper's configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The admin token (the daemon writes it on first start).
+    #[error(transparent)]
+    Token(#[from] super::NoToken),
+    /// The async runtime could not start.
+    #[error("async runtime: {0}")]
+    Async(std::io::Error),
+    /// The daemon did not answer.
+    #[error("the Sluice daemon does not answer ({0}); start it (`sluice run`)")]
+    Daemon(ClientError),
+    /// The daemon refused the enrollment.
+    #[error("{0}")]
+    Enroll(ClientError),
+    /// The started container's cgroup is not enrolled for it.
+    #[error("it is not enrolled with Sluice (was it created through the wrapper?)")]
+    NotEnrolled,
 }
 
 /// What the bundle of a `create`/`run`/`restore` asks for (crun's `--config` names the
 /// spec file the runtime reads; else the bundle's `config.json`).
-fn wanted(parsed: &RuntimeArgs) -> Result<Capture, String> {
+fn wanted(parsed: &RuntimeArgs) -> Result<Capture, WrapperError> {
     let Some((bundle, _)) = parsed.create_target() else {
         return Ok(Capture::No);
     };
@@ -125,16 +215,21 @@ fn wanted(parsed: &RuntimeArgs) -> Result<Capture, String> {
 }
 
 /// What the runtime spec at `path` asks for.
-fn capture_of(path: &Path) -> Result<Capture, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn capture_of(path: &Path) -> Result<Capture, WrapperError> {
+    let text = std::fs::read(path).map_err(|source| WrapperError::ReadSpec {
+        path: path.to_owned(),
+        source,
+    })?;
     #[derive(serde::Deserialize)]
     struct Spec {
         #[serde(default)]
         annotations: BTreeMap<String, String>,
     }
-    let spec: Spec = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not an OCI runtime spec: {e}", path.display()))?;
-    annotations::capture(&spec.annotations).map_err(|e| e.to_string())
+    let spec: Spec = serde_json::from_slice(&text).map_err(|source| WrapperError::Spec {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(annotations::capture(&spec.annotations)?)
 }
 
 fn create(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArgs) -> ExitCode {
@@ -159,26 +254,22 @@ fn create(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return refuse(parsed, Some(id), &format!("async runtime: {e}")),
+        Err(e) => return refuse(parsed, Some(id), &WrapperError::Async(e)),
     };
     // Fail before creating anything when the daemon is not there.
     if let Err(e) = runtime.block_on(client.health()) {
-        return refuse(
-            parsed,
-            Some(id),
-            &format!("the Sluice daemon does not answer ({e}); start it (`sluice run`)"),
-        );
+        return refuse(parsed, Some(id), &WrapperError::Daemon(e));
     }
     let status = Command::new(delegate).args(args).status();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => return ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8),
-        Err(e) => {
-            return refuse(
-                parsed,
-                Some(id),
-                &format!("cannot run {}: {e}", delegate.display()),
-            );
+        Err(source) => {
+            let e = WrapperError::Run {
+                path: delegate.to_owned(),
+                source,
+            };
+            return refuse(parsed, Some(id), &e);
         }
     }
     let enrolled = container_pid(delegate, parsed, &id).and_then(|pid| {
@@ -193,7 +284,7 @@ fn create(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArg
         };
         runtime
             .block_on(client.create_sandbox(&request))
-            .map_err(|e| e.to_string())
+            .map_err(WrapperError::Enroll)
     });
     match enrolled {
         Ok(sandbox) => {
@@ -271,25 +362,27 @@ struct State {
     bundle: Option<PathBuf>,
 }
 
-fn container_state(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<State, String> {
+fn container_state(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<State, WrapperError> {
     let out = Command::new(delegate)
         .args(&parsed.globals)
         .args(["state", id])
         .output()
-        .map_err(|e| format!("{} state: {e}", delegate.display()))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "{} state {id}: {e}: {}",
-            delegate.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
+        .map_err(|source| WrapperError::Run {
+            path: delegate.to_owned(),
+            source,
+        })?;
+    serde_json::from_slice(&out.stdout).map_err(|source| WrapperError::State {
+        path: delegate.to_owned(),
+        id: id.to_owned(),
+        source,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
 }
 
 /// The pid of the created container's first process.
-fn container_pid(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<u32, String> {
+fn container_pid(delegate: &Path, parsed: &RuntimeArgs, id: &str) -> Result<u32, WrapperError> {
     match container_state(delegate, parsed, id)?.pid {
-        0 => Err(format!("container {id} has no process")),
+        0 => Err(WrapperError::NoProcess(id.to_owned())),
         pid => Ok(pid),
     }
 }
@@ -317,21 +410,21 @@ fn start(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArgs
     }
     let enrolled = (|| {
         let cgroup = cgroup_of(state.pid)?;
-        let cgroup_id = crate::capture::cgroup_id(&cgroup).map_err(|e| e.to_string())?;
+        let cgroup_id = crate::capture::cgroup_id(&cgroup).map_err(|e| {
+            WrapperError::Capture(format!("cgroup id of {}: {e}", cgroup.display()))
+        })?;
         let (_, client) = wrapper_client(argv0)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(WrapperError::Async)?;
         let list = runtime
             .block_on(client.sandboxes())
-            .map_err(|e| format!("the Sluice daemon does not answer ({e})"))?;
+            .map_err(WrapperError::Daemon)?;
         list.iter()
             .any(|s| s.container.as_deref() == Some(&id) && s.cgroup_id == cgroup_id)
             .then_some(())
-            .ok_or_else(|| {
-                "it is not enrolled with Sluice (was it created through the wrapper?)".to_owned()
-            })
+            .ok_or(WrapperError::NotEnrolled)
     })();
     match enrolled {
         Ok(()) => exec(delegate, args),
@@ -340,21 +433,22 @@ fn start(argv0: &OsStr, delegate: &Path, args: &[OsString], parsed: &RuntimeArgs
 }
 
 /// The cgroup v2 directory of `pid`, as this (the node's) mount namespace names it.
-fn cgroup_of(pid: u32) -> Result<PathBuf, String> {
+fn cgroup_of(pid: u32) -> Result<PathBuf, WrapperError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map_err(|e| format!("/proc/{pid}/cgroup: {e}"))?;
+        .map_err(|source| WrapperError::ReadCgroup { pid, source })?;
     let relative = text
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| format!("pid {pid} is in no cgroup v2 directory"))?;
-    let mount = crate::capture::cgroup2_mount().map_err(|e| e.to_string())?;
+        .ok_or(WrapperError::NoCgroup(pid))?;
+    let mount =
+        crate::capture::cgroup2_mount().map_err(|e| WrapperError::Capture(e.to_string()))?;
     Ok(mount.join(relative.trim_start_matches('/')))
 }
 
 /// The control API client, from the wrapper's configuration (see the module docs).
 fn wrapper_client(
     argv0: &OsStr,
-) -> Result<(Config, crate::control::client::ControlClient), String> {
+) -> Result<(Config, crate::control::client::ControlClient), WrapperError> {
     let beside = {
         let mut path = argv0.to_owned();
         path.push(".toml");
@@ -365,7 +459,7 @@ fn wrapper_client(
         None if beside.is_file() => Some(beside),
         None => None,
     };
-    let config = Config::load(path.as_deref()).map_err(|e| e.to_string())?;
+    let config = Config::load(path.as_deref())?;
     let client = super::client(&config)?;
     Ok((config, client))
 }

@@ -98,7 +98,7 @@ pub async fn run(config: &Config, command: SessionCommand) -> ExitCode {
                 .await
                 .map(|created| print_created(&created, args.json))
                 .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         },
         SessionCommand::List { json } => client
             .sessions()
@@ -122,8 +122,55 @@ pub async fn run(config: &Config, command: SessionCommand) -> ExitCode {
     }
 }
 
+/// A flag whose value cannot be used; the message names the flag and the fix, never the
+/// value (it may be a secret).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FlagError {
+    /// `env:VAR` names an unset variable.
+    #[error("{flag}: environment variable {var} is not set")]
+    Unset {
+        /// The flag.
+        flag: String,
+        /// The variable.
+        var: String,
+    },
+    /// `file:PATH` or `-` could not be read.
+    #[error("{flag}: read {from}: {source}")]
+    Read {
+        /// The flag.
+        flag: String,
+        /// The file, or `stdin`.
+        from: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The value is empty.
+    #[error("{flag}: the value is empty")]
+    Empty {
+        /// The flag.
+        flag: String,
+    },
+    /// `--cred` is not `NAME=VALUE@HOST[,HOST]`.
+    #[error("--cred: {0}; expected NAME=VALUE@HOST[,HOST]")]
+    Cred(&'static str),
+    /// `--cred-query` / `--cred-body` names no `--cred`.
+    #[error("{flag} {name}: no --cred {name}=… was given")]
+    NoCred {
+        /// The flag.
+        flag: &'static str,
+        /// The credential name.
+        name: String,
+    },
+    /// `--rule` is not `HOST=METHODS:PATHS`.
+    #[error("--rule {0:?}: expected HOST=METHODS:PATHS, e.g. api.example.com=GET,POST:/v1/")]
+    Rule(String),
+    /// `--rate` is not `HOST=N`.
+    #[error("--rate {0:?}: expected HOST=N (requests per minute, at least 1)")]
+    Rate(String),
+}
+
 /// The API request `args` describe; errors name the flag and the fix.
-fn build(args: &CreateArgs) -> Result<CreateSession, String> {
+fn build(args: &CreateArgs) -> Result<CreateSession, FlagError> {
     let mut credentials = Vec::new();
     for text in &args.creds {
         credentials.push(parse_cred(text, &mut std::io::stdin())?);
@@ -140,7 +187,10 @@ fn build(args: &CreateArgs) -> Result<CreateSession, String> {
             let cred = credentials
                 .iter_mut()
                 .find(|c| &c.name == name)
-                .ok_or_else(|| format!("{flag} {name}: no --cred {name}=… was given"))?;
+                .ok_or_else(|| FlagError::NoCred {
+                    flag,
+                    name: name.clone(),
+                })?;
             set(cred);
         }
     }
@@ -182,41 +232,52 @@ fn build(args: &CreateArgs) -> Result<CreateSession, String> {
 
 /// `value` as given, or read from `env:VAR`, `file:PATH` or `-` (stdin) so a secret stays
 /// out of `ps` and shell history; `what` names the flag in errors. Never empty.
-pub(super) fn read_value(what: &str, value: &str, stdin: &mut dyn Read) -> Result<String, String> {
+pub(super) fn read_value(
+    what: &str,
+    value: &str,
+    stdin: &mut dyn Read,
+) -> Result<String, FlagError> {
+    let read = |from: &str| {
+        let flag = what.to_owned();
+        let from = from.to_owned();
+        move |source| FlagError::Read { flag, from, source }
+    };
     let value = if let Some(var) = value.strip_prefix("env:") {
-        std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))?
+        std::env::var(var).map_err(|_| FlagError::Unset {
+            flag: what.to_owned(),
+            var: var.to_owned(),
+        })?
     } else if let Some(path) = value.strip_prefix("file:") {
         std::fs::read_to_string(path)
-            .map_err(|e| format!("{what}: read {path}: {e}"))?
+            .map_err(read(path))?
             .trim_end_matches(['\r', '\n'])
             .to_owned()
     } else if value == "-" {
         let mut buf = String::new();
-        stdin
-            .read_to_string(&mut buf)
-            .map_err(|e| format!("{what}: read stdin: {e}"))?;
+        stdin.read_to_string(&mut buf).map_err(read("stdin"))?;
         buf.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         value.to_owned()
     };
     if value.is_empty() {
-        return Err(format!("{what}: the value is empty"));
+        return Err(FlagError::Empty {
+            flag: what.to_owned(),
+        });
     }
     Ok(value)
 }
 
 /// `NAME=VALUE@HOST[,HOST]`, VALUE literal or `env:VAR`, `file:PATH`, `-`.
-fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, String> {
-    let bad = |why: &str| format!("--cred: {why}; expected NAME=VALUE@HOST[,HOST]");
-    let (name, rest) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
-    let (value, hosts) = rest.rsplit_once('@').ok_or_else(|| bad("no `@HOST`"))?;
+fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, FlagError> {
+    let (name, rest) = text.split_once('=').ok_or(FlagError::Cred("no `=`"))?;
+    let (value, hosts) = rest.rsplit_once('@').ok_or(FlagError::Cred("no `@HOST`"))?;
     let hosts: Vec<String> = hosts
         .split(',')
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .collect();
     if name.is_empty() || hosts.is_empty() {
-        return Err(bad("empty name or host list"));
+        return Err(FlagError::Cred("empty name or host list"));
     }
     let value = read_value(&format!("--cred {name}"), value, stdin)?;
     Ok(CredentialInput {
@@ -228,10 +289,8 @@ fn parse_cred(text: &str, stdin: &mut dyn Read) -> Result<CredentialInput, Strin
 }
 
 /// `HOST=METHODS:PATHS` (`GET,POST:/v1/,/v2/`; either side may be empty).
-fn parse_rule(text: &str) -> Result<HostRule, String> {
-    let bad = || {
-        format!("--rule {text:?}: expected HOST=METHODS:PATHS, e.g. api.example.com=GET,POST:/v1/")
-    };
+fn parse_rule(text: &str) -> Result<HostRule, FlagError> {
+    let bad = || FlagError::Rule(text.to_owned());
     let (host, rest) = text.split_once('=').ok_or_else(bad)?;
     let (methods, paths) = rest.split_once(':').ok_or_else(bad)?;
     let list = |s: &str| -> Vec<String> {
@@ -252,8 +311,8 @@ fn parse_rule(text: &str) -> Result<HostRule, String> {
 }
 
 /// `HOST=N`.
-fn parse_rate(text: &str) -> Result<RateLimit, String> {
-    let bad = || format!("--rate {text:?}: expected HOST=N (requests per minute, at least 1)");
+fn parse_rate(text: &str) -> Result<RateLimit, FlagError> {
+    let bad = || FlagError::Rate(text.to_owned());
     let (host, n) = text.split_once('=').ok_or_else(bad)?;
     let per_minute: u32 = n.trim().parse().map_err(|_| bad())?;
     if per_minute == 0 || host.is_empty() {
@@ -372,7 +431,7 @@ mod tests {
         let spec = format!("K=file:{}@h.test", file.path().display());
         assert_eq!(parse_cred(&spec, &mut empty).unwrap().value, "from-file");
         for bad in ["K", "K=v", "=v@h", "K=v@", "K=env:SLUICE_TEST_UNSET_VAR@h"] {
-            let err = parse_cred(bad, &mut empty).unwrap_err();
+            let err = parse_cred(bad, &mut empty).unwrap_err().to_string();
             assert!(err.contains("--cred"), "{bad}: {err}");
             assert!(!err.contains("v@"), "{bad}: no value echoed: {err}");
         }
@@ -416,6 +475,11 @@ mod tests {
             cred_query: vec!["NOPE".into()],
             ..CreateArgs::default()
         };
-        assert!(build(&missing).unwrap_err().contains("--cred-query NOPE"));
+        assert!(
+            build(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("--cred-query NOPE")
+        );
     }
 }

@@ -68,14 +68,24 @@ impl ConfigDiff {
     }
 }
 
+/// A configuration that could not be rendered as TOML to be compared.
+#[derive(Debug, thiserror::Error)]
+#[error("config: render the {which} configuration: {source}")]
+pub struct RenderError {
+    /// `running` or `new`.
+    pub which: &'static str,
+    /// The serialiser's error.
+    pub source: toml::ser::Error,
+}
+
 /// Compares the running configuration `old` with `new`.
 ///
 /// # Errors
 /// A configuration that cannot be rendered as TOML (not expected of a parsed one); the caller
 /// must then refuse the reload.
-pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, String> {
-    let render = |c: &Config, which: &str| {
-        Value::try_from(c).map_err(|e| format!("config: render the {which} configuration: {e}"))
+pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RenderError> {
+    let render = |c: &Config, which: &'static str| {
+        Value::try_from(c).map_err(|source| RenderError { which, source })
     };
     let (old, new) = (render(old, "running")?, render(new, "new")?);
     let mut out = ConfigDiff::default();

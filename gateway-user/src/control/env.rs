@@ -38,6 +38,15 @@ pub enum EnvFormat {
     K8s,
 }
 
+/// A variable that refers to `$SLUICE_SESSION_TOKEN` (or spans lines) asked for as a docker
+/// env file, which docker reads literally.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0}: a docker env file is read literally and cannot refer to $SLUICE_SESSION_TOKEN; use \
+     --format sh or dotenv, or pass {0} with `docker run -e` after expanding it"
+)]
+pub struct DockerLiteral(pub String);
+
 impl SandboxEnv {
     /// The variables for a sandbox of `session` (none: a node-level sandbox), with the
     /// trust files `files`; `proxy` is the explicit proxy's address in proxy mode.
@@ -80,7 +89,7 @@ impl SandboxEnv {
     /// # Errors
     /// A docker env file cannot refer to `$SLUICE_SESSION_TOKEN` (docker reads it
     /// literally): proxy-mode variables are refused there with what to do instead.
-    pub fn render(&self, format: EnvFormat) -> Result<String, String> {
+    pub fn render(&self, format: EnvFormat) -> Result<String, DockerLiteral> {
         let mut out = String::new();
         match format {
             EnvFormat::Sh => {
@@ -105,11 +114,7 @@ impl SandboxEnv {
             EnvFormat::Docker => {
                 for (k, v) in &self.vars {
                     if v.contains(TOKEN_REF) || v.contains('\n') {
-                        return Err(format!(
-                            "{k}: a docker env file is read literally and cannot refer to \
-                             $SLUICE_SESSION_TOKEN; use --format sh or dotenv, or pass {k} \
-                             with `docker run -e` after expanding it"
-                        ));
+                        return Err(DockerLiteral(k.clone()));
                     }
                     out.push_str(&format!("{k}={v}\n"));
                 }
@@ -240,7 +245,7 @@ mod tests {
             k8s.contains("value: \"http://sluice:$(SLUICE_SESSION_TOKEN)@127.0.0.1:3128\""),
             "{k8s}"
         );
-        let err = env.render(EnvFormat::Docker).unwrap_err();
+        let err = env.render(EnvFormat::Docker).unwrap_err().to_string();
         assert!(
             err.contains("HTTPS_PROXY") && err.contains("--format sh"),
             "{err}"

@@ -210,9 +210,11 @@ async fn route(
         (Method::POST, ["v1", "reload"]) => {
             match tokio::task::block_in_place(|| node.reload(Trigger::Api)) {
                 Ok(report) => json(StatusCode::OK, &report),
-                Err(e @ ReloadError::Invalid(_)) => {
-                    error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
-                }
+                Err(
+                    e @ (ReloadError::Invalid(_)
+                    | ReloadError::Live { .. }
+                    | ReloadError::Render(_)),
+                ) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
                 Err(e @ ReloadError::NeedsRestart(_)) => {
                     error(StatusCode::CONFLICT, &e.to_string())
                 }

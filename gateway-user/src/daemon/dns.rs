@@ -163,14 +163,14 @@ impl SandboxPolicy {
             Err(why) => return Admit::Refuse(format!("session cannot be used: {why}")),
         };
         if let Err(why) = name_allowed(name, &policy) {
-            return Admit::Deny(why);
+            return Admit::Deny(why.to_string());
         }
         match self
             .budget
             .spend(who.sandbox, name, tokio::time::Instant::now())
         {
             Ok(()) => Admit::Resolve,
-            Err(why) => Admit::Refuse(why),
+            Err(why) => Admit::Refuse(why.to_string()),
         }
     }
 }

@@ -17,15 +17,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::Node;
 use crate::api::ReloadReport;
 use crate::audit::{Decision, Kind, Record};
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, diff::diff};
-use crate::live::Live;
+use crate::config::diff::{RenderError, diff};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::live::{Live, LiveError};
 
 /// Why a reload was refused; the running configuration stays in every case.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     /// The file cannot be read, parsed or validated.
     #[error("reload refused: {0}; the running configuration stays")]
-    Invalid(String),
+    Invalid(#[from] ConfigError),
+    /// The file's live part cannot be built (a policy entry, a range, a session).
+    #[error("reload refused: {file}: {error}; the running configuration stays")]
+    Live {
+        /// The file read.
+        file: String,
+        /// What is wrong with it.
+        error: LiveError,
+    },
+    /// The running or the new configuration cannot be compared.
+    #[error("reload refused: {0}; the running configuration stays")]
+    Render(#[from] RenderError),
     /// Fields changed that only a restart can change.
     #[error(
         "reload refused: {0} cannot change while sluice runs: restart to change it \
@@ -116,12 +128,15 @@ fn prepare(
     loaded: Result<Config, ConfigError>,
     source: &str,
 ) -> Result<Prepared, ReloadError> {
-    let config = loaded.map_err(|e| ReloadError::Invalid(e.to_string()))?;
-    let changes = diff(running, &config).map_err(ReloadError::Invalid)?;
+    let config = loaded?;
+    let changes = diff(running, &config)?;
     if !changes.restart.is_empty() {
         return Err(ReloadError::NeedsRestart(changes.restart_fields()));
     }
-    let live = Live::build(&config).map_err(|e| ReloadError::Invalid(format!("{source}: {e}")))?;
+    let live = Live::build(&config).map_err(|error| ReloadError::Live {
+        file: source.to_owned(),
+        error,
+    })?;
     let changed = changes.live.iter().map(ToString::to_string).collect();
     Ok(Prepared {
         config,

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Node;
 use crate::session::{MasterKey, StoredProxy};
 use crate::session::{ProxyTable, StoreError};
-use crate::upstream::egress::ProxyUrl;
+use crate::upstream::egress::{ProxyConfigError, ProxyUrl};
 use crate::upstream::{NodeProxies, UpstreamProxy};
 
 /// How often the proxies are reread without an announcement.
@@ -99,9 +99,7 @@ fn built(table: &ProxyTable, now: &NodeProxies, key: &MasterKey) -> NodeProxies 
     };
     for entry in &table.proxies {
         let result = if now.list.iter().any(|p| p.id == entry.id) {
-            Err("the node's file defines a proxy of the same id here; \
-                 give the API's another id"
-                .to_owned())
+            Err(Unusable::SameIdAsFile)
         } else {
             build(entry, key)
         };
@@ -111,7 +109,7 @@ fn built(table: &ProxyTable, now: &NodeProxies, key: &MasterKey) -> NodeProxies 
                 if let Ok(url) = ProxyUrl::parse(&entry.url) {
                     next.broken_addresses.push((url.host, url.port));
                 }
-                next.broken.push((entry.id.clone(), reason));
+                next.broken.push((entry.id.clone(), reason.to_string()));
             }
         }
     }
@@ -128,16 +126,35 @@ fn built(table: &ProxyTable, now: &NodeProxies, key: &MasterKey) -> NodeProxies 
     now.with_stored(next)
 }
 
+/// Why a stored proxy cannot be used on this node (it is then kept as broken).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// The node's file defines a proxy of the same id.
+    #[error("the node's file defines a proxy of the same id here; give the API's another id")]
+    SameIdAsFile,
+    /// The seal does not open with this node's master key.
+    #[error(
+        "its seal does not open with this node's master key (written or changed by someone \
+         without it)"
+    )]
+    Seal,
+    /// The opened specification is not a usable proxy.
+    #[error(transparent)]
+    Spec(#[from] ProxyConfigError),
+    /// The opened password is not UTF-8.
+    #[error("{0}")]
+    Password(&'static str),
+}
+
 /// One stored proxy, its password opened.
-fn build(entry: &StoredProxy, key: &MasterKey) -> Result<UpstreamProxy, String> {
-    let (spec, password) = entry.open(key).map_err(|_| {
-        "its seal does not open with this node's master key (written or changed by \
-         someone without it)"
-            .to_owned()
-    })?;
-    let mut proxy = spec.build().map_err(|e| e.to_string())?;
+fn build(entry: &StoredProxy, key: &MasterKey) -> Result<UpstreamProxy, Unusable> {
+    let (spec, password) = entry.open(key).map_err(|_| Unusable::Seal)?;
+    let mut proxy = spec.build()?;
     if let Some(password) = password {
-        proxy.url.set_encoded_password(password.expose())?;
+        proxy
+            .url
+            .set_encoded_password(password.expose())
+            .map_err(Unusable::Password)?;
     }
     proxy.revision = revision(entry);
     Ok(proxy)

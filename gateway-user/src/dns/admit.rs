@@ -14,17 +14,28 @@
 
 use crate::policy::{self, CompiledPolicy, Verdict};
 
+/// Why a name may not resolve: the rule that refuses it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameRefused {
+    /// The deny list names it.
+    #[error("session policy: {0}")]
+    Denied(String),
+    /// The allow list does not name it, and no `tcp_allow` entry does either.
+    #[error("session policy: {0}; no tcp_allow entry names it")]
+    NotAllowed(String),
+}
+
 /// Whether `name` (lowercase, no trailing dot) may resolve for a sandbox whose connections
 /// are decided by `policy`; the error names the rule that refuses it.
 ///
 /// # Security
 /// Deny wins over every other entry; under an allow list, a name no rule names is refused.
-pub fn name_allowed(name: &str, policy: &CompiledPolicy) -> Result<(), String> {
+pub fn name_allowed(name: &str, policy: &CompiledPolicy) -> Result<(), NameRefused> {
     let deny = policy::evaluate_deny(policy, name);
     if let Verdict::Refuse(refusal) = deny.verdict
         && deny.enforced
     {
-        return Err(format!("session policy: {}", refusal.rule));
+        return Err(NameRefused::Denied(refusal.rule));
     }
     let decision = policy::evaluate_name(policy, name);
     let Verdict::Refuse(refusal) = decision.verdict else {
@@ -33,10 +44,7 @@ pub fn name_allowed(name: &str, policy: &CompiledPolicy) -> Result<(), String> {
     if policy.tcp_allow_names(name) || !decision.enforced {
         return Ok(());
     }
-    Err(format!(
-        "session policy: {}; no tcp_allow entry names it",
-        refusal.rule
-    ))
+    Err(NameRefused::NotAllowed(refusal.rule))
 }
 
 #[cfg(test)]
@@ -103,7 +111,9 @@ mod tests {
         for (name, session, want) in cases {
             match (name_allowed(name, session.unwrap_or(&node)), want) {
                 (Ok(()), Ok(())) => {}
-                (Err(got), Err(want)) => assert!(got.contains(want), "{name}: {got}"),
+                (Err(got), Err(want)) => {
+                    assert!(got.to_string().contains(want), "{name}: {got}");
+                }
                 (got, want) => unreachable!("{name}: got {got:?}, want {want:?}"),
             }
         }

@@ -31,6 +31,13 @@ struct Window {
     names: HashSet<String>,
 }
 
+/// A sandbox asked for more distinct names in a minute than its budget (which it holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "dns: this sandbox asked for more than {0} distinct names in a minute (dns.max_names_per_minute)"
+)]
+pub struct OverBudget(pub usize);
+
 impl NameBudget {
     /// A budget of `per_minute` distinct names per sandbox per minute.
     pub fn new(per_minute: u32) -> NameBudget {
@@ -48,7 +55,7 @@ impl NameBudget {
 
     /// Counts `name` for `sandbox` at `now`; the error says the cap was reached (the name is
     /// then not counted, and must be refused).
-    pub fn spend(&self, sandbox: u64, name: &str, now: Instant) -> Result<(), String> {
+    pub fn spend(&self, sandbox: u64, name: &str, now: Instant) -> Result<(), OverBudget> {
         let mut windows = self
             .windows
             .lock()
@@ -69,11 +76,7 @@ impl NameBudget {
         }
         if window.names.len() >= self.per_window {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(format!(
-                "dns: this sandbox asked for more than {} distinct names in a minute \
-                 (dns.max_names_per_minute)",
-                self.per_window
-            ));
+            return Err(OverBudget(self.per_window));
         }
         window.names.insert(name.to_owned());
         Ok(())
@@ -92,7 +95,11 @@ mod tests {
         assert!(budget.spend(1, "b.test", t0).is_ok());
         assert!(budget.spend(1, "a.test", t0).is_ok(), "repeats are free");
         let over = budget.spend(1, "c.test", t0).unwrap_err();
-        assert!(over.contains("more than 2 distinct names"), "{over}");
+        assert_eq!(over, OverBudget(2));
+        assert!(
+            over.to_string().contains("more than 2 distinct names"),
+            "{over}"
+        );
         assert!(
             budget.spend(2, "c.test", t0).is_ok(),
             "another sandbox has its own"

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::host::{Host, HostPattern, PatternError};
-use crate::net::Cidr;
+use crate::net::{Cidr, CidrError};
 
 use super::spec::{Enforcement, PiiMode, PolicySpec};
 
@@ -31,7 +31,64 @@ pub struct PolicyError {
     /// The offending field, e.g. `rules[2].paths[0]`.
     pub field: String,
     /// What is wrong and how to fix it.
-    pub reason: String,
+    pub reason: Invalid,
+}
+
+/// What is wrong with one policy entry; the message says how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// A host entry that is not a name, address or `*.suffix` pattern.
+    #[error(transparent)]
+    Host(#[from] PatternError),
+    /// A method that is not an RFC 9110 token.
+    #[error("{0:?} is not an HTTP method (e.g. GET, POST)")]
+    Method(String),
+    /// A path prefix that does not start with `/`.
+    #[error("must start with /")]
+    PathNotAbsolute,
+    /// A path prefix with a query, fragment, space or control character.
+    #[error("{0:?} must be a plain path prefix (no query, fragment, spaces or control characters)")]
+    PathCharacters(String),
+    /// A path prefix with `.` or `..` segments.
+    #[error("{0:?} must not contain . or .. segments")]
+    PathDotSegment(String),
+    /// A rate limit of zero.
+    #[error("must be at least 1 (use deny to block a host)")]
+    ZeroRate,
+    /// A passthrough entry that is not `HOST` or `HOST:PORT`.
+    #[error(
+        "{0:?} is not HOST or HOST:PORT with a port 1..=65535 (e.g. pinned.example.com or pinned.example.com:8443)"
+    )]
+    Passthrough(String),
+    /// A passthrough entry naming an address (passthrough matches the TLS server name).
+    #[error("{0:?}: a passthrough entry names a TLS server name, not an address")]
+    PassthroughAddress(String),
+    /// A `tcp_allow` entry that is not `HOST_OR_CIDR:PORT`.
+    #[error(
+        "{0:?} is not HOST_OR_CIDR:PORT (e.g. db.example.com:5432, 203.0.113.0/24:443, [2001:db8::/32]:22)"
+    )]
+    Tcp(String),
+    /// A `tcp_allow` entry with port 0.
+    #[error("{0:?}: port must be 1..=65535")]
+    TcpPort(String),
+    /// A `tcp_allow` IPv6 target without brackets.
+    #[error("{0:?}: write IPv6 targets in brackets ([2001:db8::1]:443)")]
+    TcpBrackets(String),
+    /// A `tcp_allow` address range that does not parse.
+    #[error(transparent)]
+    TcpRange(#[from] CidrError),
+    /// A `tcp_allow` host entry that is a wildcard.
+    #[error(
+        "{text:?}: a host entry must be an exact name: opaque TCP carries no name, so \
+         Sluice matches the destination against the addresses the name resolves to, and a \
+         wildcard has none (use an address range, e.g. 203.0.113.0/24:{port})"
+    )]
+    TcpWildcard {
+        /// The entry as written.
+        text: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 /// A validated, indexed policy, ready for [`super::evaluate`] and friends.
@@ -154,7 +211,7 @@ impl CompiledPolicy {
             if limit.per_minute == 0 {
                 return Err(err(
                     format!("rate_limits[{i}].per_minute"),
-                    "must be at least 1 (use deny to block a host)".into(),
+                    Invalid::ZeroRate,
                 ));
             }
             rate_index.insert(&host, i);
@@ -176,12 +233,7 @@ impl CompiledPolicy {
             if let HostMatch::Pattern(HostPattern::Exact(name)) = &host
                 && name.parse::<IpAddr>().is_ok()
             {
-                return Err(err(
-                    field(),
-                    format!(
-                        "{text:?}: a passthrough entry names a TLS server name, not an address"
-                    ),
-                ));
+                return Err(err(field(), Invalid::PassthroughAddress(text.clone())));
             }
             passthrough_index.insert(&host, i);
             passthrough.push(host);
@@ -343,38 +395,36 @@ impl HostIndex {
     }
 }
 
-fn err(field: String, reason: String) -> PolicyError {
+fn err(field: String, reason: Invalid) -> PolicyError {
     PolicyError { field, reason }
 }
 
 fn parse_host(text: &str, field: impl Fn() -> String) -> Result<HostMatch, PolicyError> {
-    HostMatch::parse(text).map_err(|e| err(field(), e.to_string()))
+    HostMatch::parse(text).map_err(|e| err(field(), e.into()))
 }
 
 /// Uppercases an HTTP method after checking it is an RFC 9110 token.
-fn parse_method(method: &str) -> Result<String, String> {
+fn parse_method(method: &str) -> Result<String, Invalid> {
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if method.is_empty() || method.len() > 32 || !method.bytes().all(tchar) {
-        return Err(format!("{method:?} is not an HTTP method (e.g. GET, POST)"));
+        return Err(Invalid::Method(method.to_owned()));
     }
     Ok(method.to_ascii_uppercase())
 }
 
 /// Checks a path prefix: starts with `/`, no query, fragment, spaces or dot segments.
-fn parse_path(path: &str) -> Result<String, String> {
+fn parse_path(path: &str) -> Result<String, Invalid> {
     if !path.starts_with('/') {
-        return Err("must start with /".into());
+        return Err(Invalid::PathNotAbsolute);
     }
     if path
         .bytes()
         .any(|b| b == b'?' || b == b'#' || b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        return Err(format!(
-            "{path:?} must be a plain path prefix (no query, fragment, spaces or control characters)"
-        ));
+        return Err(Invalid::PathCharacters(path.to_owned()));
     }
     if has_dot_segment(path) {
-        return Err(format!("{path:?} must not contain . or .. segments"));
+        return Err(Invalid::PathDotSegment(path.to_owned()));
     }
     Ok(path.to_owned())
 }
@@ -392,39 +442,31 @@ pub(crate) fn has_dot_segment(path: &str) -> bool {
 pub const PASSTHROUGH_DEFAULT_PORT: u16 = 443;
 
 /// Splits a passthrough entry into its host pattern and port (`HOST` means port 443).
-fn split_passthrough(text: &str) -> Result<(&str, u16), String> {
+fn split_passthrough(text: &str) -> Result<(&str, u16), Invalid> {
     let trimmed = text.trim();
     let Some((host, port)) = trimmed.rsplit_once(':') else {
         return Ok((trimmed, PASSTHROUGH_DEFAULT_PORT));
     };
     match port.parse::<u16>() {
         Ok(port) if port > 0 && !host.contains(':') => Ok((host, port)),
-        _ => Err(format!(
-            "{text:?} is not HOST or HOST:PORT with a port 1..=65535 (e.g. pinned.example.com or pinned.example.com:8443)"
-        )),
+        _ => Err(Invalid::Passthrough(text.to_owned())),
     }
 }
 
 /// Parses `HOST_OR_CIDR:PORT` (`[v6]:port` or `[v6/len]:port` for IPv6). A host must be an
 /// exact name: it is matched by resolving it, and a wildcard has no addresses.
-fn parse_tcp(text: &str) -> Result<TcpAllow, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not HOST_OR_CIDR:PORT (e.g. db.example.com:5432, 203.0.113.0/24:443, [2001:db8::/32]:22)"
-        )
-    };
+fn parse_tcp(text: &str) -> Result<TcpAllow, Invalid> {
+    let bad = || Invalid::Tcp(text.to_owned());
     let (target, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
     let port = match port.parse::<u16>() {
-        Ok(0) => return Err(format!("{text:?}: port must be 1..=65535")),
+        Ok(0) => return Err(Invalid::TcpPort(text.to_owned())),
         Ok(port) => port,
         Err(_) => return Err(bad()),
     };
     let target = match target.strip_prefix('[') {
         Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
         None if target.contains(':') => {
-            return Err(format!(
-                "{text:?}: write IPv6 targets in brackets ([2001:db8::1]:443)"
-            ));
+            return Err(Invalid::TcpBrackets(text.to_owned()));
         }
         None => target,
     };
@@ -432,19 +474,18 @@ fn parse_tcp(text: &str) -> Result<TcpAllow, String> {
         match Cidr::parse(target) {
             Ok(cidr) => TcpMatch::Cidr(cidr),
             Err(_) if !target.contains(':') && !target.contains('/') => {
-                TcpMatch::Host(HostMatch::parse(target).map_err(|e| e.to_string())?)
+                TcpMatch::Host(HostMatch::parse(target)?)
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     } else {
-        TcpMatch::Host(HostMatch::parse(target).map_err(|e| e.to_string())?)
+        TcpMatch::Host(HostMatch::parse(target)?)
     };
     if let TcpMatch::Host(HostMatch::Any | HostMatch::Pattern(HostPattern::Suffix(_))) = target {
-        return Err(format!(
-            "{text:?}: a host entry must be an exact name: opaque TCP carries no name, so \
-             Sluice matches the destination against the addresses the name resolves to, and a \
-             wildcard has none (use an address range, e.g. 203.0.113.0/24:{port})"
-        ));
+        return Err(Invalid::TcpWildcard {
+            text: text.to_owned(),
+            port,
+        });
     }
     Ok(TcpAllow { target, port })
 }

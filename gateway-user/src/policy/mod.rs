@@ -14,7 +14,7 @@ pub mod ratelimit;
 pub mod spec;
 pub mod suggest;
 
-pub use compiled::{CompiledPolicy, HostMatch, PolicyError};
+pub use compiled::{CompiledPolicy, HostMatch, Invalid, PolicyError};
 pub use eval::{
     Decision, RateRule, Refusal, RequestInfo, Verdict, evaluate, evaluate_deny, evaluate_host,
     evaluate_name, evaluate_tcp, rate_limit_for,

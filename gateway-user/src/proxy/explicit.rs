@@ -26,11 +26,11 @@ use super::{ProxyContext, listener, pipeline};
 use crate::audit::{ConnAudit, Kind, Mode, Outcome, Record, Said, Side, Who};
 use crate::conn::{Conn, ConnId, Peer};
 use crate::detect::Prefixed;
-use crate::dns::Resolver;
+use crate::dns::{DnsError, Resolver};
 use crate::drain::Drain;
 use crate::host::Host;
 use crate::intercept::forward_absolute;
-use crate::session::SessionCache;
+use crate::session::{AuthError, SessionCache};
 use crate::upstream::{Body, check_destination};
 
 /// What the explicit proxy needs besides the shared proxy context.
@@ -67,17 +67,28 @@ pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, dr
     .await;
 }
 
+/// Why a proxy client is not let in.
+#[derive(Debug, thiserror::Error)]
+enum Unauthenticated {
+    /// No `Proxy-Authorization: Basic sluice:<token>`.
+    #[error("no session token")]
+    NoToken,
+    /// The token names no usable session.
+    #[error(transparent)]
+    Session(#[from] AuthError),
+}
+
 /// The session id behind a proxy token: configured sessions first, then the store.
-async fn authenticate(proxy: &ExplicitProxy, token: Option<String>) -> Result<String, String> {
-    let token = token.ok_or("no session token")?;
+async fn authenticate(
+    proxy: &ExplicitProxy,
+    token: Option<String>,
+) -> Result<String, Unauthenticated> {
+    let token = token.ok_or(Unauthenticated::NoToken)?;
     let configured = proxy.ctx.live.load().sessions.authenticate(&token);
     if let Some(session) = configured {
         return Ok(session.id.clone());
     }
-    match proxy.cache.authenticate(&token).await {
-        Ok(session) => Ok(session.id.clone()),
-        Err(e) => Err(e.to_string()),
-    }
+    Ok(proxy.cache.authenticate(&token).await?.id.clone())
 }
 
 async fn handle(
@@ -212,18 +223,15 @@ fn token(header: Option<&str>) -> Option<String> {
     (user == "sluice" && !password.is_empty()).then(|| password.to_owned())
 }
 
-async fn resolve(resolver: &Resolver, host: &Host, port: u16) -> Result<SocketAddr, String> {
+async fn resolve(resolver: &Resolver, host: &Host, port: u16) -> Result<SocketAddr, DnsError> {
     if let Some(ip) = host.ip() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let addrs = resolver
-        .lookup(host.as_str())
-        .await
-        .map_err(|e| e.to_string())?;
+    let addrs = resolver.lookup(host.as_str()).await?;
     addrs
         .first()
         .map(|ip| SocketAddr::new(*ip, port))
-        .ok_or_else(|| "no addresses".to_owned())
+        .ok_or(DnsError::NotFound)
 }
 
 fn empty() -> Body {

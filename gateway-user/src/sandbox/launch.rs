@@ -78,21 +78,57 @@ pub fn run(launch: &Launch) -> ExitCode {
     }
 }
 
-fn launcher(launch: &Launch) -> Result<u8, String> {
+/// Why the sandbox could not be set up (the workload never ran).
+#[derive(Debug, thiserror::Error)]
+enum LaunchError {
+    /// A system call failed at `step`.
+    #[error("sandbox: {step}: {errno}")]
+    Sys {
+        /// What was being done.
+        step: &'static str,
+        /// The error the kernel returned.
+        errno: nix::Error,
+    },
+    /// The launcher gave up before mapping the user namespace.
+    #[error("sandbox: the launcher did not map the user namespace")]
+    NotMapped,
+    /// Closing descriptors or dropping capabilities.
+    #[error(transparent)]
+    Confine(#[from] confine::ConfineError),
+    /// Entering the cgroup.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    /// Entering the network namespace.
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    /// Laying out the mounts.
+    #[error(transparent)]
+    Mounts(#[from] mounts::MountError),
+    /// Installing the seccomp filter.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+}
+
+/// `map_err` for a failed system call at `step`.
+fn at(step: &'static str) -> impl FnOnce(nix::Error) -> LaunchError {
+    move |errno| LaunchError::Sys { step, errno }
+}
+
+fn launcher(launch: &Launch) -> Result<u8, LaunchError> {
     use nix::sched::{CloneFlags, unshare};
-    confine::close_inherited_fds().map_err(|e| e.to_string())?;
+    confine::close_inherited_fds()?;
     // The working directory is held by reference: after the masks it is re-entered by path
     // (see `reenter`), so a caller's directory under a hidden place is not a way around them.
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    cgroup::enter(&launch.cgroup).map_err(|e| e.to_string())?;
+    cgroup::enter(&launch.cgroup)?;
     if let Some(ns) = &launch.netns {
-        netns::enter(ns).map_err(|e| e.to_string())?;
+        netns::enter(ns)?;
     }
-    mounts::prepare(&launch.mounts).map_err(|e| e.to_string())?;
+    mounts::prepare(&launch.mounts)?;
     unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-        .map_err(|e| format!("sandbox: unshare the PID namespace: {e}"))?;
+        .map_err(at("unshare the PID namespace"))?;
     // The sandbox's PID 1 mounts its own /proc over this one: keep a handle on the node's.
-    let node_proc = open_dir("/proc")?;
+    let node_proc = open_proc()?;
     let signals = block_signals()?;
     let (ready_read, ready_write) = pipe()?;
     let (go_read, go_write) = pipe()?;
@@ -112,8 +148,7 @@ fn launcher(launch: &Launch) -> Result<u8, String> {
             drop((ready_write, go_read));
             if wait_byte(&ready_read) {
                 map_ids(&node_proc, child, &launch.identity)?;
-                nix::unistd::write(&go_write, b"g")
-                    .map_err(|e| format!("sandbox: start the workload: {e}"))?;
+                nix::unistd::write(&go_write, b"g").map_err(at("start the workload"))?;
             }
             drop(go_write);
             Ok(supervise(child, &signals, false))
@@ -128,28 +163,26 @@ fn init(
     signals: &SigSet,
     ready: OwnedFd,
     go: OwnedFd,
-) -> Result<u8, String> {
+) -> Result<u8, LaunchError> {
     use nix::sched::{CloneFlags, unshare};
     let identity = &launch.identity;
-    mounts::fresh_proc().map_err(|e| e.to_string())?;
+    mounts::fresh_proc()?;
     let home = mounts::private_home(
         identity.home.as_deref(),
         identity.outside,
         identity.outside_gid,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     reenter(cwd, &home);
-    unshare(CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| format!("sandbox: unshare the user namespace: {e}"))?;
-    nix::unistd::write(&ready, b"r").map_err(|e| format!("sandbox: signal the launcher: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(at("unshare the user namespace"))?;
+    nix::unistd::write(&ready, b"r").map_err(at("signal the launcher"))?;
     drop(ready);
     if !wait_byte(&go) {
-        return Err("sandbox: the launcher did not map the user namespace".into());
+        return Err(LaunchError::NotMapped);
     }
     drop(go);
     become_workload_user(identity)?;
-    confine::drop_capabilities().map_err(|e| e.to_string())?;
-    seccomp::apply().map_err(|e| e.to_string())?;
+    confine::drop_capabilities()?;
+    seccomp::apply()?;
     match fork()? {
         ForkResult::Child => {
             let error = exec(launch, &home, signals);
@@ -193,22 +226,20 @@ fn reenter(cwd: &std::path::Path, home: &std::path::Path) {
 }
 
 /// Takes the workload's ids inside the (now mapped) user namespace.
-fn become_workload_user(identity: &Identity) -> Result<(), String> {
+fn become_workload_user(identity: &Identity) -> Result<(), LaunchError> {
     use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
     let gid = Gid::from_raw(identity.inside_gid);
     let uid = Uid::from_raw(identity.inside);
-    setgroups(&[gid]).map_err(|e| format!("sandbox: set groups: {e}"))?;
-    setresgid(gid, gid, gid).map_err(|e| format!("sandbox: set the group id: {e}"))?;
-    setresuid(uid, uid, uid).map_err(|e| format!("sandbox: set the user id: {e}"))
+    setgroups(&[gid]).map_err(at("set groups"))?;
+    setresgid(gid, gid, gid).map_err(at("set the group id"))?;
+    setresuid(uid, uid, uid).map_err(at("set the user id"))
 }
 
 /// Writes `child`'s user-namespace id maps (only the node's root may map other ids) through
 /// `proc`, the node's `/proc`.
-fn map_ids(proc: &OwnedFd, child: Pid, identity: &Identity) -> Result<(), String> {
+fn map_ids(proc: &OwnedFd, child: Pid, identity: &Identity) -> Result<(), LaunchError> {
     use nix::fcntl::{OFlag, openat};
-    let write = |file: &str, line: String| {
-        let fail =
-            |e: &dyn std::fmt::Display| format!("sandbox: write {file} of the user namespace: {e}");
+    let write = |file: &str, step: &'static str, line: String| {
         let path = format!("{child}/{file}");
         let fd = openat(
             proc,
@@ -216,12 +247,20 @@ fn map_ids(proc: &OwnedFd, child: Pid, identity: &Identity) -> Result<(), String
             OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .map_err(|e| fail(&e))?;
-        nix::unistd::write(&fd, line.as_bytes()).map_err(|e| fail(&e))?;
-        Ok::<(), String>(())
+        .map_err(at(step))?;
+        nix::unistd::write(&fd, line.as_bytes()).map_err(at(step))?;
+        Ok::<(), LaunchError>(())
     };
-    write("uid_map", identity.uid_map())?;
-    write("gid_map", identity.gid_map())
+    write(
+        "uid_map",
+        "write uid_map of the user namespace",
+        identity.uid_map(),
+    )?;
+    write(
+        "gid_map",
+        "write gid_map of the user namespace",
+        identity.gid_map(),
+    )
 }
 
 /// Waits for `child`, passing forwarded signals on; `reaper` also reaps every other child
@@ -252,29 +291,29 @@ fn supervise(child: Pid, signals: &SigSet, reaper: bool) -> u8 {
 }
 
 /// Blocks the forwarded signals and SIGCHLD (they are taken with `sigwait`).
-fn block_signals() -> Result<SigSet, String> {
+fn block_signals() -> Result<SigSet, LaunchError> {
     let mut set = SigSet::empty();
     for signal in FORWARDED {
         set.add(signal);
     }
     set.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|e| format!("sandbox: block signals: {e}"))?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(at("block signals"))?;
     Ok(set)
 }
 
-fn open_dir(path: &str) -> Result<OwnedFd, String> {
+/// The node's `/proc`, held open.
+fn open_proc() -> Result<OwnedFd, LaunchError> {
     use nix::fcntl::{OFlag, open};
     open(
-        path,
+        "/proc",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| format!("sandbox: open {path}: {e}"))
+    .map_err(at("open /proc"))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("sandbox: pipe: {e}"))
+fn pipe() -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(at("pipe"))
 }
 
 /// Whether one byte arrived (false on EOF: the other side gave up).
@@ -293,8 +332,8 @@ fn wait_byte(fd: &OwnedFd) -> bool {
     unsafe_code,
     reason = "fork(2) in a single-threaded process: the launcher and init never start threads"
 )]
-fn fork() -> Result<ForkResult, String> {
+fn fork() -> Result<ForkResult, LaunchError> {
     // SAFETY: `sluice internal-enter` runs before any runtime or thread is started (see
     // `cli::Cli::run`), so the child inherits no locks held by other threads.
-    unsafe { nix::unistd::fork() }.map_err(|e| format!("sandbox: fork: {e}"))
+    unsafe { nix::unistd::fork() }.map_err(at("fork"))
 }

@@ -27,7 +27,7 @@ pub use embedded::EmbeddedStore;
 pub use model::{NewSession, Session, SessionState, SessionView, StoredCredential};
 pub use proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy};
 pub use redis::RedisStore;
-pub use static_config::{SessionConfig, Sessions};
+pub use static_config::{BadDigest, SessionConfig, Sessions};
 pub use store::{RESYNC, SessionStore, StoreError, StoreFuture};
 pub use token::{Token, TokenDigest};
 pub use validate::ValidationError;

@@ -22,6 +22,11 @@ pub struct SessionConfig {
     pub token_sha256: String,
 }
 
+/// A configured session whose `token_sha256` is not 64 hex characters.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("sessions: {0:?}: token_sha256 must be 64 hex characters")]
+pub struct BadDigest(pub String);
+
 /// Sessions by token digest.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -31,16 +36,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// Indexes the configured sessions; the error names a malformed digest.
-    pub fn from_config(sessions: &[SessionConfig]) -> Result<Sessions, String> {
+    pub fn from_config(sessions: &[SessionConfig]) -> Result<Sessions, BadDigest> {
         let mut by_digest = HashMap::new();
         let mut ids = HashSet::new();
         for session in sessions {
-            let digest = parse_hex32(&session.token_sha256).ok_or_else(|| {
-                format!(
-                    "sessions: {:?}: token_sha256 must be 64 hex characters",
-                    session.id
-                )
-            })?;
+            let digest =
+                parse_hex32(&session.token_sha256).ok_or_else(|| BadDigest(session.id.clone()))?;
             by_digest.insert(digest, Arc::new(session.clone()));
             ids.insert(session.id.clone());
         }
@@ -96,6 +97,6 @@ mod tests {
             id: "s2".into(),
             token_sha256: "zz".into(),
         }]);
-        assert!(bad.unwrap_err().contains("s2"));
+        assert!(bad.unwrap_err().to_string().contains("s2"));
     }
 }
