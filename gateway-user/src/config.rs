@@ -390,14 +390,20 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| self.state_dir.join("audit-spool")),
             spool_max_bytes: audit.spool_max_bytes,
-            node_id: audit.node_id.clone().unwrap_or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_owned())
-                    .ok()
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "node".to_owned())
-            }),
+            node_id: self.node_name(),
         }
+    }
+
+    /// The node's name in audit records and on the dashboard: `audit.node_id`, else the host
+    /// name.
+    pub fn node_name(&self) -> String {
+        self.audit.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".to_owned())
+        })
     }
 
     /// The admin token file of the control API.

@@ -74,6 +74,9 @@ fn main() -> ExitCode {
 
 fn run_daemon(args: &[String]) -> anyhow::Result<()> {
     setup::run(setup::Needs::BUILD)?;
+    if setup::is_root() {
+        setup::node_bpffs()?;
+    }
     let bin = cmd::build_sluice(true)?;
     let mut run = std::process::Command::new(bin);
     run.arg("run").args(args);

@@ -62,6 +62,8 @@ const TEST_PACKAGES: &[&str] = &[
     // (crun refuses this machine's hybrid cgroup layout).
     "podman",
     "runc",
+    // The dashboard's browser test (tests/tests/dashboard.rs): Playwright drives this build.
+    "chromium",
 ];
 
 /// The uv release the trust matrix runs (from PyPI: uv has no Debian package).
@@ -73,6 +75,11 @@ const UV_PATH: &str = "/usr/local/bin/uv";
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 /// Where it is installed (`PYTHONPATH` for `/usr/bin/python3 -m kubernetes_validate`).
 const KUBERNETES_VALIDATE_DIR: &str = "/usr/local/lib/sluice-test/kubernetes-validate";
+
+/// The Playwright release the dashboard test drives Chromium with (from PyPI, for
+/// `/usr/bin/python3`). Its own browser downloads are never used: the driver launches the
+/// Debian `chromium`, so `playwright install` is not run.
+const PLAYWRIGHT_VERSION: &str = "1.65.3";
 
 /// The bpf-linker release known to work with LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -90,10 +97,37 @@ pub fn run(needs: Needs) -> anyhow::Result<()> {
     if needs.test {
         uv()?;
         kubernetes_validate()?;
+        playwright()?;
     }
     if needs.build {
         nightly_rust_src()?;
         bpf_linker()?;
+    }
+    Ok(())
+}
+
+/// Mounts bpffs at `/sys/fs/bpf` when it is missing (a fresh machine has none, see
+/// KERNEL.md): the daemon pins its programs there. The daemon mounts it itself only when it
+/// can tell it shares the node's mount namespace, which it cannot on a machine whose pid 1
+/// hides its namespaces; here, run by the operator on the node, there is no doubt.
+pub fn node_bpffs() -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").context("read /proc/self/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, point, kind) = (fields.next(), fields.next(), fields.next());
+        point == Some("/sys/fs/bpf") && kind == Some("bpf")
+    });
+    if mounted {
+        println!("setup: bpffs at /sys/fs/bpf: ok");
+        return Ok(());
+    }
+    println!("setup: mounting bpffs at /sys/fs/bpf");
+    let status = Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .context("run mount")?;
+    if !status.success() {
+        bail!("mount -t bpf bpf /sys/fs/bpf failed ({status}); mount it by hand and retry");
     }
     Ok(())
 }
@@ -222,6 +256,40 @@ fn kubernetes_validate() -> anyhow::Result<()> {
         .arg(dir)
         .arg(KUBERNETES_VALIDATE);
     cmd::status(install).context("setup: install kubernetes-validate")
+}
+
+/// Playwright for the system Python, pinned, from PyPI.
+fn playwright() -> anyhow::Result<()> {
+    let mut probe = Command::new("/usr/bin/python3");
+    probe.args([
+        "-c",
+        "import importlib.metadata as m, sys; \
+         sys.exit(m.version('playwright') != sys.argv[1])",
+        PLAYWRIGHT_VERSION,
+    ]);
+    if cmd::succeeds(&mut probe) {
+        eprintln!("setup: playwright {PLAYWRIGHT_VERSION} present (/usr/bin/python3)");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "setup: playwright {PLAYWRIGHT_VERSION} is missing for /usr/bin/python3; \
+             run this command as root to install it"
+        );
+    }
+    eprintln!("setup: installing playwright {PLAYWRIGHT_VERSION} from PyPI for /usr/bin/python3");
+    let mut install = Command::new("/usr/bin/python3");
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-warn-script-location",
+        ])
+        .args(["--break-system-packages", "--root-user-action=ignore"])
+        .arg(format!("playwright=={PLAYWRIGHT_VERSION}"));
+    cmd::status(install).context("setup: install playwright")
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

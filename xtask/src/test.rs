@@ -19,6 +19,7 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
         );
     }
     setup::run(setup::Needs::ALL)?;
+    setup::node_bpffs()?;
     let bin = cmd::build_sluice(true)?;
 
     // Unit tests and end-to-end tests; vm-tests last and one at a time (they share the kernel).

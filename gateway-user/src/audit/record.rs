@@ -18,6 +18,8 @@ pub enum Kind {
     Sandbox,
     /// The daemon reloaded its configuration (`allow`) or refused to (`deny`).
     Config,
+    /// A session was changed through the API (its policy replaced).
+    Session,
 }
 
 /// How the gateway handled a connection.

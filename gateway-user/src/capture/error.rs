@@ -36,9 +36,11 @@ pub enum CaptureError {
     /// service with a private one): a bpffs mounted here would vanish, with the pins and so
     /// the capture, when the daemon stops.
     #[error(
-        "gateway: no bpffs at /sys/fs/bpf in this mount namespace, which is not the node's \
-         (a container?): mount the node's /sys/fs/bpf here (podman: `-v /sys/fs/bpf:/sys/fs/bpf`, \
-         Kubernetes: a hostPath volume); pins in a bpffs of its own would vanish with it"
+        "gateway: no bpffs at /sys/fs/bpf, and this may not be the node's mount namespace \
+         (a container?): on the node itself, `mount -t bpf bpf /sys/fs/bpf` (`cargo xtask run` \
+         does); in a container, mount the node's /sys/fs/bpf here (podman: \
+         `-v /sys/fs/bpf:/sys/fs/bpf`, Kubernetes: a hostPath volume); pins in a bpffs of its \
+         own would vanish with it"
     )]
     BpffsNotShared,
     /// The pin directory is not on a bpf filesystem.

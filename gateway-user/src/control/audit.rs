@@ -57,7 +57,13 @@ pub async fn read(
     query: &AuditQuery,
     follow: Option<Duration>,
 ) -> Result<AuditRecords, Failure> {
-    let failed = |e: crate::audit::QueryError| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let failed = |e: crate::audit::QueryError| {
+        let status = match e {
+            crate::audit::QueryError::BadCursor(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, e.to_string())
+    };
     let page = match node.config.audit_target() {
         AuditTarget::File { path } => match follow {
             Some(wait) => follow_file(&path, query, wait).await,

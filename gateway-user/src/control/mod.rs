@@ -2,12 +2,15 @@
 //! bearer token. The CLI is a client of it.
 
 pub mod audit;
+mod audit_stream;
 pub mod auth;
 pub mod client;
 pub mod env;
 mod metrics;
+mod node_info;
 pub mod proxies;
 mod server;
 pub mod sessions;
+mod ui;
 
 pub use server::{OPENAPI, serve_control};

@@ -24,7 +24,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// Most control connections served at once; further accepts wait.
 const MAX_CONNECTIONS: usize = 256;
 
-type Reply = Response<Full<Bytes>>;
+/// A reply body: a whole one, or the audit event stream.
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+type Reply = Response<Body>;
 
 /// Serves the control API on `listener` until `drain` stops.
 pub async fn serve_control(
@@ -66,7 +68,7 @@ pub async fn serve_control(
 }
 
 async fn route(
-    node: &Node,
+    node: &Arc<Node>,
     token: &AdminToken,
     tests: &TestLimiter,
     req: Request<Incoming>,
@@ -79,6 +81,8 @@ async fn route(
         (&Method::GET, ["v1", "health"]) => return json(StatusCode::OK, &node.health()),
         // Public certificates only: what a sandbox platform's init script fetches.
         (&Method::GET, ["v1", "ca", "bundle"]) => return ca_bundle(node),
+        // The dashboard's files: no data in them, so no token (the page asks for it).
+        (&Method::GET | &Method::HEAD, ["ui", ..]) => return ui_file(&path),
         _ => {}
     }
     let auth = req
@@ -142,6 +146,14 @@ async fn route(
         | (Method::DELETE, ["v1", "sessions", id]) => {
             reply(StatusCode::OK, sessions::revoke(node, id).await)
         }
+        (Method::PUT, ["v1", "sessions", id, "policy"]) => {
+            match read_json::<crate::policy::PolicySpec>(req).await {
+                Ok(policy) => reply(StatusCode::OK, sessions::set_policy(node, id, policy).await),
+                Err(reply) => reply,
+            }
+        }
+        (Method::GET, ["v1", "node"]) => json(StatusCode::OK, &super::node_info::describe(node)),
+        (Method::GET, ["v1", "audit", "stream"]) => audit_stream(node, &query).await,
         (Method::GET, ["v1", "sessions", id, "env"]) => reply(
             StatusCode::OK,
             sandbox_env(node, Some(id), wants_proxy(&query)).await,
@@ -233,15 +245,16 @@ async fn route(
             [
                 "v1",
                 "health" | "sandboxes" | "sessions" | "audit" | "ca.pem" | "openapi.json"
-                | "reload" | "proxies" | "env",
+                | "reload" | "proxies" | "env" | "node",
             ]
             | ["metrics"],
         )
+        | (_, ["v1", "audit", "stream"])
         | (_, ["v1", "proxies", _, "test" | "default"])
         | (_, ["v1", "proxies", _])
         | (_, ["v1", "ca", "bundle"])
         | (_, ["v1", "sandboxes" | "sessions", _])
-        | (_, ["v1", "sessions", _, "revoke" | "env"]) => error(
+        | (_, ["v1", "sessions", _, "revoke" | "env" | "policy"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this path",
         ),
@@ -254,6 +267,62 @@ fn wants_proxy(query: &str) -> bool {
     query
         .split('&')
         .any(|kv| kv == "proxy=true" || kv == "proxy=1")
+}
+
+/// `GET /v1/audit/stream`: server-sent events (see [`super::audit_stream`]).
+async fn audit_stream(node: &Arc<Node>, query: &str) -> Reply {
+    let query = match super::audit_stream::parse(query) {
+        Ok(query) => query,
+        Err(failure) => return failed(failure),
+    };
+    match super::audit_stream::open(node.clone(), query).await {
+        Ok(events) => {
+            let mut reply = Response::new(events.boxed_unsync());
+            let headers = reply.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            reply
+        }
+        Err(failure) => failed(failure),
+    }
+}
+
+/// `/ui/<file>`: a dashboard file with headers that keep it from being framed, sniffed,
+/// cached or told where it was opened from; `/ui` moves to `/ui/` so relative imports work.
+fn ui_file(path: &str) -> Reply {
+    if path == "/ui" {
+        let mut reply = Response::new(Full::new(Bytes::new()).boxed_unsync());
+        *reply.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        reply
+            .headers_mut()
+            .insert(header::LOCATION, header::HeaderValue::from_static("/ui/"));
+        return reply;
+    }
+    let name = path.strip_prefix("/ui/").unwrap_or_default();
+    let Some((content_type, body)) = super::ui::asset(name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no such dashboard file: {path}"),
+        );
+    };
+    let mut reply = text(StatusCode::OK, content_type, body.to_owned());
+    let headers = reply.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, super::ui::CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    reply
 }
 
 /// `GET /v1/ca/bundle`: the node's roots and the Sluice CA, as sandboxes trust them.
@@ -366,7 +435,7 @@ fn failed((status, message): sessions::Failure) -> Reply {
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    let mut reply = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *reply.status_mut() = status;
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -452,7 +521,7 @@ fn error(status: StatusCode, message: &str) -> Reply {
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
+    let mut reply = Response::new(Full::new(Bytes::from(bytes)).boxed_unsync());
     *reply.status_mut() = status;
     reply.headers_mut().insert(
         header::CONTENT_TYPE,

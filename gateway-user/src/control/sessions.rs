@@ -8,8 +8,9 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::api::CreateSession;
+use crate::audit::{Decision, Kind, Record, Who};
 use crate::daemon::Node;
-use crate::policy::CompiledPolicy;
+use crate::policy::{CompiledPolicy, PolicySpec};
 use crate::session::{
     AuthError, NewSession, SessionState, SessionView, StoreError, model::unix_now,
 };
@@ -119,6 +120,43 @@ pub async fn revoke(node: &Node, id: &str) -> Result<SessionView, Failure> {
         return Err(not_found(id));
     }
     tracing::info!(session = %id, "session: revoked");
+    show(node, id).await
+}
+
+/// Replaces a session's policy on every node: connections opened from then on follow it
+/// (one already open keeps the policy it started with). The policy is compiled first, so
+/// a bad one is refused with the field at fault and nothing changes; a revoked or expired
+/// session is refused (409) since nothing would ever use the change.
+pub async fn set_policy(node: &Node, id: &str, policy: PolicySpec) -> Result<SessionView, Failure> {
+    CompiledPolicy::compile(&policy)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("policy.{e}")))?;
+    let store = &node.services.store;
+    let session = store
+        .get(id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| not_found(id))?;
+    if !session.is_usable(unix_now()) {
+        return Err((
+            StatusCode::CONFLICT,
+            format!(
+                "session {id} is {}: its policy can no longer change; create a new session",
+                session.state.as_str()
+            ),
+        ));
+    }
+    if !store.set_policy(id, &policy).await.map_err(store_failure)? {
+        return Err(not_found(id));
+    }
+    let mut record = Record::new(Kind::Session);
+    record.who = Some(Who {
+        session: Some(id.to_owned()),
+        ..Who::default()
+    });
+    record.decision = Decision::Allow;
+    record.reason = Some("policy replaced through the API".to_owned());
+    node.audit.write(record);
+    tracing::info!(session = %id, "session: policy replaced");
     show(node, id).await
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::credentials::{Bound, Scrubber, StreamError};
-use crate::policy::{CompiledPolicy, PolicyError};
+use crate::policy::{CompiledPolicy, PolicyError, PolicySpec};
 use crate::session::{CryptoError, MasterKey, Session, StoredCredential};
 
 /// Most sessions kept compiled; past it the cache starts over (compiling is cheap).
@@ -30,16 +30,25 @@ pub enum ScrubberError {
 /// Compiled policies and scrubbers by session id.
 #[derive(Debug, Default)]
 pub struct CompiledSessions {
-    by_id: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+    by_id: Mutex<HashMap<String, Compiled>>,
     /// Each session's policy layered over the node's rules it was layered over.
     layered: Mutex<HashMap<String, Layered>>,
     scrubbers: Mutex<HashMap<String, Arc<ScrubEntry>>>,
+}
+
+/// A session's policy compiled, and the spec it was compiled from (the API may replace a
+/// session's policy: a snapshot with another spec is compiled again).
+#[derive(Debug)]
+struct Compiled {
+    spec: PolicySpec,
+    policy: Arc<CompiledPolicy>,
 }
 
 /// A session's policy over the node's rules.
 #[derive(Debug)]
 struct Layered {
     node: Arc<CompiledPolicy>,
+    session: Arc<CompiledPolicy>,
     policy: Arc<CompiledPolicy>,
 }
 
@@ -51,34 +60,45 @@ struct ScrubEntry {
 }
 
 impl CompiledSessions {
-    /// The compiled policy of `session` (a session's policy never changes after creation).
+    /// The compiled policy of `session`, compiled again when the snapshot's policy differs
+    /// from the one cached (replaced through the API).
     pub fn get(&self, session: &Session) -> Result<Arc<CompiledPolicy>, PolicyError> {
-        if let Some(found) = lock(&self.by_id).get(&session.id) {
-            return Ok(found.clone());
+        if let Some(found) = lock(&self.by_id).get(&session.id)
+            && found.spec == session.policy
+        {
+            return Ok(found.policy.clone());
         }
         let compiled = Arc::new(CompiledPolicy::compile(&session.policy)?);
         let mut map = lock(&self.by_id);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(session.id.clone(), compiled.clone());
+        map.insert(
+            session.id.clone(),
+            Compiled {
+                spec: session.policy.clone(),
+                policy: compiled.clone(),
+            },
+        );
         Ok(compiled)
     }
 
     /// The policy connections of `session` are routed by: its own layered over `node`, the
     /// node's rules (see [`CompiledPolicy::layered_over`]). Rebuilt when the node's rules
-    /// were reloaded since.
+    /// were reloaded or the session's policy replaced since.
     pub fn layered(
         &self,
         session: &Session,
         node: &Arc<CompiledPolicy>,
     ) -> Result<Arc<CompiledPolicy>, PolicyError> {
+        let own = self.get(session)?;
         if let Some(found) = lock(&self.layered).get(&session.id)
             && Arc::ptr_eq(&found.node, node)
+            && Arc::ptr_eq(&found.session, &own)
         {
             return Ok(found.policy.clone());
         }
-        let policy = Arc::new(self.get(session)?.layered_over(node)?);
+        let policy = Arc::new(own.layered_over(node)?);
         let mut map = lock(&self.layered);
         if map.len() >= MAX_ENTRIES {
             map.clear();
@@ -87,6 +107,7 @@ impl CompiledSessions {
             session.id.clone(),
             Layered {
                 node: node.clone(),
+                session: own,
                 policy: policy.clone(),
             },
         );
@@ -146,4 +167,34 @@ impl CompiledSessions {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::Enforcement;
+    use crate::session::store::seal_new_session;
+    use crate::session::store::tests::new_session;
+
+    #[test]
+    fn a_replaced_policy_is_compiled_again_and_layered_again() {
+        let key = MasterKey::generate().unwrap();
+        let (mut session, _) =
+            seal_new_session(new_session(Duration::from_secs(60)), &key).unwrap();
+        let node = Arc::new(CompiledPolicy::compile(&PolicySpec::default()).unwrap());
+        let cache = CompiledSessions::default();
+        let before = cache.layered(&session, &node).unwrap();
+        assert!(Arc::ptr_eq(
+            &before,
+            &cache.layered(&session, &node).unwrap()
+        ));
+        session.policy.enforcement = Enforcement::Audit;
+        session.policy.passthrough = vec!["pinned.test".into()];
+        let after = cache.layered(&session, &node).unwrap();
+        assert_eq!(after.enforcement(), Enforcement::Audit);
+        assert!(after.is_passthrough("pinned.test") && !before.is_passthrough("pinned.test"));
+        assert_eq!(cache.get(&session).unwrap().spec(), &session.policy);
+    }
 }

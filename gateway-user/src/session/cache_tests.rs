@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
+use crate::policy::PolicySpec;
 use crate::session::crypto::MasterKey;
 use crate::session::embedded::EmbeddedStore;
 use crate::session::model::NewSession;
@@ -78,6 +79,9 @@ impl SessionStore for Scripted {
     }
     fn activate<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
         self.inner.activate(id)
+    }
+    fn set_policy<'a>(&'a self, id: &'a str, policy: &'a PolicySpec) -> StoreFuture<'a, bool> {
+        self.inner.set_policy(id, policy)
     }
     fn revocations(&self) -> broadcast::Receiver<String> {
         self.announce.subscribe()

@@ -21,6 +21,7 @@ use super::model::{NewSession, Session, SessionState, unix_now};
 use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy, new_epoch};
 use super::store::{SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
+use crate::policy::PolicySpec;
 
 /// The file name under the state directory.
 pub const SESSIONS_FILE: &str = "sessions.json";
@@ -169,6 +170,22 @@ impl EmbeddedStore {
         Ok(true)
     }
 
+    async fn set_policy_inner(&self, id: &str, policy: &PolicySpec) -> Result<bool, StoreError> {
+        let mut table = self.table.lock().await;
+        let Some(session) = table.by_id.get_mut(id) else {
+            return Ok(false);
+        };
+        let old = std::mem::replace(&mut session.policy, policy.clone());
+        if let Err(err) = self.persist(&table).await {
+            if let Some(session) = table.by_id.get_mut(id) {
+                session.policy = old;
+            }
+            return Err(err);
+        }
+        let _ = self.revoked.send(id.to_owned());
+        Ok(true)
+    }
+
     async fn activate_inner(&self, id: &str) -> Result<bool, StoreError> {
         let now = unix_now();
         let mut table = self.table.lock().await;
@@ -270,6 +287,10 @@ impl SessionStore for EmbeddedStore {
 
     fn activate<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(self.activate_inner(id))
+    }
+
+    fn set_policy<'a>(&'a self, id: &'a str, policy: &'a PolicySpec) -> StoreFuture<'a, bool> {
+        Box::pin(self.set_policy_inner(id, policy))
     }
 
     fn revocations(&self) -> broadcast::Receiver<String> {

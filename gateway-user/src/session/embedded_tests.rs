@@ -200,3 +200,31 @@ async fn stored_proxies_follow_the_store_contract_and_survive_reopen() {
     assert_eq!(table.proxies, [stored]);
     assert_eq!(table.default_id(), Some("kept"));
 }
+
+#[tokio::test]
+async fn a_new_policy_is_stored_announced_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let mut changes = store.revocations();
+    let (session, _) = store
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+    let policy = crate::policy::PolicySpec {
+        allow: Some(vec!["api.example.test".into()]),
+        ..Default::default()
+    };
+    assert!(store.set_policy(&session.id, &policy).await.unwrap());
+    let got = tokio::time::timeout(Duration::from_secs(1), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, session.id, "caches are told to read it again");
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let stored = reopened.get(&session.id).await.unwrap().unwrap();
+    assert_eq!(stored.policy, policy);
+    assert_eq!(stored.state, session.state, "only the policy changed");
+    assert!(!reopened.set_policy("ses_missing", &policy).await.unwrap());
+}

@@ -3,11 +3,12 @@
 //! Keys (`P` = the configured prefix, e.g. `sluice:`):
 //! - `P session:ID` — a hash: `session` = the session JSON as created, `state` = the current
 //!   state (authoritative; a hash so revoke/activate can change the state atomically in a
-//!   script without re-encoding the JSON). Expires at the session's `expires_at` (`EXPIREAT`).
+//!   script without re-encoding the JSON), `policy` = the policy JSON when it was replaced
+//!   after creation (it wins over the one in `session`). Expires at the session's `expires_at` (`EXPIREAT`).
 //! - `P token:DIGEST_HEX` — the session id, same expiry (`SET … EXAT`).
 //! - `P sessions` — the set of ids, for listing; ids whose hash has expired are removed when
 //!   listing.
-//! - channel `P revoked` — ids of revoked sessions.
+//! - channel `P revoked` — ids of revoked sessions and of sessions whose policy changed.
 //! - `P proxies` — a hash: upstream proxy id → the [`StoredProxy`] JSON (sealed whole);
 //!   `P proxy-default` — the [`StoredDefault`] JSON; `P proxy-epoch` — set with the first
 //!   entry, never removed; channel `P proxies-changed` — the id of each proxy written,
@@ -35,6 +36,7 @@ use super::model::{NewSession, Session, SessionState, mask_password, unix_now};
 use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy, new_epoch};
 use super::store::{RESYNC, SessionStore, StoreError, StoreFuture, seal_new_session};
 use super::token::{Token, TokenDigest};
+use crate::policy::PolicySpec;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,6 +52,15 @@ const REVOKE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'revoked')
 redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1";
+
+/// Sets the session's policy (a field over the one in its JSON) if the session exists and
+/// publishes its id, so every node's cache reads it again. KEYS[1] = session hash; ARGV[1] =
+/// the policy JSON, ARGV[2] = channel, ARGV[3] = id.
+const SET_POLICY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'policy', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1";
 
 /// Moves `pending` to `active`. KEYS[1] = session hash.
@@ -279,12 +290,13 @@ impl RedisStore {
     async fn get_inner(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let mut conn = self.commands.clone();
         let key = self.session_key(id);
-        let fields: (Option<String>, Option<String>) = self
+        let fields: Fields = self
             .run(
                 cmd("HMGET")
                     .arg(&key)
                     .arg("session")
                     .arg("state")
+                    .arg("policy")
                     .query_async(&mut conn),
             )
             .await?;
@@ -385,6 +397,14 @@ impl SessionStore for RedisStore {
         Box::pin(self.script(ACTIVATE, id, &[]))
     }
 
+    fn set_policy<'a>(&'a self, id: &'a str, policy: &'a PolicySpec) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let json = serde_json::to_string(policy).map_err(|err| corrupt(id, err))?;
+            let channel = format!("{}revoked", self.prefix);
+            self.script(SET_POLICY, id, &[&json, &channel, id]).await
+        })
+    }
+
     fn revocations(&self) -> broadcast::Receiver<String> {
         self.revoked.subscribe()
     }
@@ -465,14 +485,17 @@ impl fmt::Debug for RedisStore {
 
 /// A stored hash back to a session: the JSON, with the `state` field as the current state
 /// and expiry applied.
-fn decode(
-    id: &str,
-    (json, state): (Option<String>, Option<String>),
-) -> Result<Option<Session>, StoreError> {
+/// A session hash's `session`, `state` and `policy` fields.
+type Fields = (Option<String>, Option<String>, Option<String>);
+
+fn decode(id: &str, (json, state, policy): Fields) -> Result<Option<Session>, StoreError> {
     let Some(json) = json else {
         return Ok(None);
     };
     let mut session: Session = serde_json::from_str(&json).map_err(|err| corrupt(id, err))?;
+    if let Some(policy) = policy {
+        session.policy = serde_json::from_str(&policy).map_err(|err| corrupt(id, err))?;
+    }
     if let Some(state) = state {
         session.state = serde_json::from_value(serde_json::Value::String(state))
             .map_err(|err| corrupt(id, err))?;

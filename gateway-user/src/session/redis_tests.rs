@@ -128,6 +128,40 @@ async fn revocation_is_pushed_to_another_node() {
 }
 
 #[tokio::test]
+async fn a_new_policy_reaches_another_node() {
+    let server = RedisServer::start().unwrap();
+    let node_a = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let node_b = RedisStore::connect(&server.url(), "t:").await.unwrap();
+    let mut on_b = node_b.revocations();
+    let key = MasterKey::generate().unwrap();
+    let (session, _) = node_a
+        .create(new_session(Duration::from_secs(600)), &key)
+        .await
+        .unwrap();
+    let policy = crate::policy::PolicySpec {
+        deny: vec!["*.blocked.test".into()],
+        ..Default::default()
+    };
+    assert!(node_a.set_policy(&session.id, &policy).await.unwrap());
+    let got = tokio::time::timeout(HANG_GUARD, on_b.recv())
+        .await
+        .expect("node B is told to read the session again")
+        .unwrap();
+    assert_eq!(got, session.id);
+    let on_node_b = node_b.get(&session.id).await.unwrap().unwrap();
+    assert_eq!(on_node_b.policy, policy);
+    assert_eq!(on_node_b.state, SessionState::Pending);
+    assert!(!node_a.set_policy("ses_missing", &policy).await.unwrap());
+    let mut conn = raw(&server).await;
+    let exists: i64 = ::redis::cmd("EXISTS")
+        .arg("t:session:ses_missing")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "a policy for a missing session creates nothing");
+}
+
+#[tokio::test]
 async fn keyspace_holds_no_plaintext_secret_or_token() {
     let server = RedisServer::start().unwrap();
     let store = RedisStore::connect(&server.url(), "t:").await.unwrap();

@@ -15,6 +15,7 @@ use super::model::{
 use super::proxies::{ProxyTable, Put, Removed, StoredDefault, StoredProxy};
 use super::token::{Token, TokenDigest, TokenError, new_session_id};
 use super::validate::ValidationError;
+use crate::policy::PolicySpec;
 
 /// The id sent on [`SessionStore::revocations`] when revocations may have been missed (the
 /// store's subscription was re-established): every cached session must be dropped.
@@ -103,7 +104,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// active, revoked or expired).
     fn activate<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Ids of sessions revoked on any node, as they happen; [`RESYNC`] means "drop all".
+    /// Replaces the session's policy (already validated) and tells every node; `false` if
+    /// there is no such session. Connections opened afterwards follow the new policy.
+    fn set_policy<'a>(&'a self, id: &'a str, policy: &'a PolicySpec) -> StoreFuture<'a, bool>;
+
+    /// Ids of sessions revoked or changed on any node, as they happen: a cache drops them
+    /// and reads them again. [`RESYNC`] means "drop all".
     fn revocations(&self) -> broadcast::Receiver<String>;
 
     /// The upstream proxies created through the API, and their default.
