@@ -85,7 +85,9 @@ export const fmt = {
   },
   /** `HH:MM:SS.mmm` of an RFC 3339 time (UTC, as the record has it). */
   clock(t) {
-    return typeof t === 'string' && t.length >= 19 ? t.slice(11, 23) : String(t ?? '');
+    // RFC 3339 times drop trailing zeros of the fraction (`…18.43Z`): pad to milliseconds.
+    const m = typeof t === 'string' ? /T(\d\d:\d\d:\d\d)(?:\.(\d+))?/.exec(t) : null;
+    return m ? `${m[1]}.${(m[2] ?? '').padEnd(3, '0').slice(0, 3)}` : String(t ?? '');
   },
   /** Unix seconds as `YYYY-MM-DD HH:MM:SSZ`. */
   unix(s) {

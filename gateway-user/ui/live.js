@@ -191,7 +191,7 @@ export function mount(root, params) {
   const toolbar = h('div', { class: 'toolbar' },
     input('session', 'session id', 'live-sessions'), sessions, input('sandbox', 'sandbox id'),
     input('host', 'host or URL contains'), input('conn', 'connection id'),
-    select('kind', [['', 'any kind'], ['request', 'request'], ['connection', 'connection'], ['dns', 'dns'], ['sandbox', 'sandbox'], ['config', 'config']]),
+    select('kind', [['', 'any kind'], ['request', 'request'], ['connection', 'connection'], ['dns', 'dns'], ['sandbox', 'sandbox'], ['session', 'session'], ['config', 'config']]),
     select('decision', [['', 'any decision'], ['allow', 'allow'], ['deny', 'deny'], ['error', 'error'], ['would_refuse', 'would refuse'], ['refused', 'deny or would refuse']]),
     h('button', { type: 'button', testid: 'filter-clear', onclick: clear }, 'Clear filters'),
     pause, counts);

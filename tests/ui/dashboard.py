@@ -244,6 +244,10 @@ def scenario_live(ui):
     expect(ui.by("detail-decision")).to_have_text("deny")
     if record.get("conn"):
         expect(ui.by("detail-conn")).to_have_text(record["conn"])
+    # The screenshot shows the session's other rows beside the refusal's detail.
+    ui.by("filter-host").fill("")
+    expect(ui.by("live-row").nth(2)).to_be_visible(timeout=WAIT_MS)
+    expect(ui.by("detail-reason")).to_have_text(record["reason"])
     ui.page.screenshot(path=os.path.join(env.shots, "live.png"))
 
 

@@ -10,6 +10,10 @@ pub(super) struct Counters {
     pub spooled: AtomicU64,
     pub replayed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Request records queued (every intercepted HTTP request, whatever its decision).
+    pub requests: AtomicU64,
+    /// Records with decision `deny` queued (requests, connections, DNS queries).
+    pub refusals: AtomicU64,
 }
 
 impl Counters {

@@ -168,8 +168,13 @@ async fn file_mode_writes_are_queryable() {
             session: Some(session.to_owned()),
             ..Who::default()
         });
+        if kind == Kind::Connection {
+            record.decision = crate::audit::Decision::Deny;
+        }
         log.write(record);
     }
+    // What /metrics shows as sluice_requests_total and sluice_refusals_total.
+    assert_eq!((log.requests(), log.refusals()), (1, 1));
     drop(log);
     writer.finish().await.unwrap();
     let page = query_file(&path, &q(Some("x"), None, None, 10)).unwrap();

@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
-use super::Record;
 use super::counters::Counters;
 use super::error::AuditError;
 use super::redis_stream::{self, RedisTarget};
+use super::{Decision, Kind, Record};
 
 /// Default bound on the Redis writer's outage spool: 1 GiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
@@ -137,6 +137,12 @@ impl AuditLog {
     /// Queues a record, stamping its time. Never blocks, whatever the store is doing.
     pub fn write(&self, mut record: Record) {
         record.time = now_rfc3339();
+        if record.kind == Kind::Request {
+            Counters::add(&self.counters.requests, 1);
+        }
+        if record.decision == Decision::Deny {
+            Counters::add(&self.counters.refusals, 1);
+        }
         if self.tx.send(record).is_err() {
             Counters::add(&self.counters.dropped, 1);
             tracing::error!("audit: writer has stopped; a record was not written");
@@ -156,6 +162,16 @@ impl AuditLog {
     /// Spooled records later confirmed by Redis.
     pub fn replayed(&self) -> u64 {
         self.counters.replayed.load(Ordering::Relaxed)
+    }
+
+    /// Intercepted HTTP requests recorded, whatever their decision.
+    pub fn requests(&self) -> u64 {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+
+    /// Refusals recorded (decision `deny`: requests, connections and DNS queries).
+    pub fn refusals(&self) -> u64 {
+        self.counters.refusals.load(Ordering::Relaxed)
     }
 
     /// Records lost: spool full or failing, unwritable file, writer stopped. Alert on it.

@@ -26,6 +26,18 @@ pub fn render(node: &Node) -> String {
         health.connections as u64,
     );
     gauge(
+        "sluice_requests_total",
+        "Intercepted HTTP requests, whatever their decision.",
+        "counter",
+        node.audit.requests(),
+    );
+    gauge(
+        "sluice_refusals_total",
+        "Refusals (requests, connections and DNS queries with decision deny).",
+        "counter",
+        node.audit.refusals(),
+    );
+    gauge(
         "sluice_audit_records_written_total",
         "Audit records written.",
         "counter",

@@ -209,6 +209,11 @@ impl Daemon {
             sandboxes = node.registry.list().len(),
             "sluice: ready"
         );
+        tracing::info!(
+            "sluice: dashboard at http://{}/ui/ (log in with the token in {})",
+            listen.control,
+            node.config.admin_token_path().display()
+        );
 
         signals.serve(&node).await;
         tracing::info!(
