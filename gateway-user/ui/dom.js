@@ -2,6 +2,8 @@
 // property; nothing here parses HTML, so a sandbox-controlled string cannot become markup.
 
 const FORBIDDEN = new Set(['innerHTML', 'outerHTML', 'style', 'srcdoc']);
+/** What an href or src may be: an in-app route (`#/…`) or an object URL this page made. */
+const SAFE_URL = /^(#|blob:)/;
 
 /** Builds an element: props are `class`, `testid`, `on<event>` handlers, properties, attributes. */
 export function h(tag, props, ...children) {
@@ -25,8 +27,12 @@ function setProps(el, props) {
     if (FORBIDDEN.has(key)) throw new Error(`dom: ${key} is not allowed`);
     if (key === 'class') el.className = value;
     else if (key === 'testid') el.dataset.testid = value;
-    else if (key.startsWith('on') && typeof value === 'function') {
+    else if (key.startsWith('on')) {
+      // Handlers are functions of this code, never text (which would be script).
+      if (typeof value !== 'function') throw new Error(`dom: ${key} must be a function`);
       el.addEventListener(key.slice(2), value);
+    } else if ((key === 'href' || key === 'src') && !SAFE_URL.test(String(value))) {
+      throw new Error(`dom: ${key} ${JSON.stringify(String(value))} is not an in-app or blob URL`);
     } else if (key in el && typeof el[key] !== 'object') el[key] = value;
     else el.setAttribute(key, value === true ? '' : String(value));
   }
@@ -108,13 +114,14 @@ export function words(text) {
   return String(text || '').split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
 }
 
-/** Asks in a modal <dialog> (never window.confirm); resolves true when confirmed. */
+/** Asks in a modal <dialog> (never window.confirm); resolves true when confirmed. `question`
+ * is text or an element. */
 export function confirmDialog(question, action) {
   return new Promise((resolve) => {
     const dialog = h('dialog', { class: 'confirm', testid: 'confirm-dialog' });
     const done = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
     append(dialog, [
-      h('p', null, question),
+      question instanceof Node ? question : h('p', null, question),
       h('div', { class: 'actions' },
         h('button', { type: 'button', testid: 'confirm-cancel', onclick: () => done(false) }, 'Cancel'),
         h('button', { type: 'button', class: 'danger', testid: 'confirm-ok', onclick: () => done(true) }, action)),

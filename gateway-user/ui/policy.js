@@ -1,14 +1,72 @@
 // Policy: a session's refusals and would-be refusals, the policy its traffic suggests, and
 // applying that suggestion in one action (PUT /v1/sessions/{id}/policy).
+//
+// The suggestion is drawn from the session's traffic, which the agent controls, so it is
+// never applied as it is: it is merged over the current policy without lowering anything the
+// operator set (deny list, rate limits, PII mode, enforcement), every change is listed in a
+// confirmation (passthrough and raw TCP called out: they escape inspection), and exactly the
+// policy shown there is applied, whatever arrives meanwhile.
 
 import { get, put, sessionPath } from './api.js';
-import { h, kv, replace, showError } from './dom.js';
+import { h, kv, replace, showError, confirmDialog } from './dom.js';
 import { subscribe, who, refused } from './stream.js';
 import { RecordTable, recordDetail } from './live.js';
 import { policySummary } from './sessions.js';
 
 /** Records of the session read back from the audit log (the newest this many). */
 const HISTORY = 2000;
+
+/** PII modes from weakest to strictest. */
+const PII = ['off', 'detect', 'redact', 'block'];
+
+const union = (a, b) => [...new Set([...(a ?? []), ...(b ?? [])])].sort();
+
+/**
+ * The policy that applying `suggestion` to a session whose policy is `current` sets: the
+ * suggestion's hosts, rules, passthrough and TCP targets, with the current deny list and rate
+ * limits kept, and PII mode and enforcement never lowered.
+ */
+export function merged(current, suggestion) {
+  const pii = Math.max(PII.indexOf(current.pii ?? 'off'), PII.indexOf(suggestion.pii ?? 'off'), 0);
+  const enforce = (current.enforcement ?? 'enforce') === 'enforce' || (suggestion.enforcement ?? 'enforce') === 'enforce';
+  const out = {
+    allow: suggestion.allow ?? null,
+    deny: union(current.deny, suggestion.deny),
+    rules: suggestion.rules ?? [],
+    rate_limits: [...(current.rate_limits ?? []), ...(suggestion.rate_limits ?? [])],
+    tcp_allow: suggestion.tcp_allow ?? [],
+    passthrough: suggestion.passthrough ?? [],
+    pii: PII[pii],
+    enforcement: enforce ? 'enforce' : 'audit',
+  };
+  if (out.allow === null) delete out.allow;
+  for (const k of ['deny', 'rules', 'rate_limits', 'tcp_allow', 'passthrough']) if (!out[k].length) delete out[k];
+  return out;
+}
+
+/** What changes from `before` to `after`, as lines; `warn` marks the ones that widen escape. */
+export function policyChanges(before, after) {
+  const lines = [];
+  const diff = (label, a, b, warn) => {
+    const was = new Set(a ?? []);
+    const now = new Set(b ?? []);
+    const added = [...now].filter((x) => !was.has(x));
+    const removed = [...was].filter((x) => !now.has(x));
+    if (added.length) lines.push({ text: `${label}: + ${added.join(', ')}`, warn });
+    if (removed.length) lines.push({ text: `${label}: − ${removed.join(', ')}` });
+  };
+  if (!before.allow && after.allow) lines.push({ text: `allow: every host → only ${after.allow.join(', ') || 'none'}` });
+  else if (before.allow && !after.allow) lines.push({ text: 'allow: every host not denied', warn: true });
+  else diff('allow', before.allow, after.allow, false);
+  const rule = (r) => `${r.host} ${r.methods?.length ? r.methods.join(',') : 'any method'} ${r.paths?.length ? r.paths.join(',') : 'any path'}`;
+  diff('rules', (before.rules ?? []).map(rule), (after.rules ?? []).map(rule), false);
+  diff('deny', before.deny, after.deny, false);
+  diff('passthrough (no inspection, no credential injection or scrubbing, no PII scan)', before.passthrough, after.passthrough, true);
+  diff('tcp_allow (raw TCP, not inspected)', before.tcp_allow, after.tcp_allow, true);
+  if ((before.enforcement ?? 'enforce') !== after.enforcement) lines.push({ text: `enforcement: ${before.enforcement ?? 'enforce'} → ${after.enforcement}` });
+  if ((before.pii ?? 'off') !== after.pii) lines.push({ text: `pii: ${before.pii ?? 'off'} → ${after.pii}` });
+  return lines;
+}
 
 /** Mounts `#/policy` or `#/policy/<session id>`. */
 export function mount(root, params, rest) {
@@ -42,7 +100,7 @@ export function mount(root, params, rest) {
   replace(body,
     h('h3', null, 'Current policy'), current,
     h('h3', null, 'Refusals and would-be refusals'), h('div', { testid: 'refusals' }, table.el), detail,
-    h('h3', null, 'Suggested policy (what the session\'s traffic needs) ',
+    h('h3', null, 'Suggested policy (what the session\'s traffic needs, merged over the current one) ',
       h('button', { type: 'button', testid: 'suggest-refresh', onclick: suggest }, 'Refresh')),
     changes, suggested, h('div', { class: 'actions' }, apply), result);
 
@@ -53,22 +111,26 @@ export function mount(root, params, rest) {
     showChanges();
   };
 
+  const changeList = (lines) => (lines.length
+    ? h('ul', null, lines.map((l) => h('li', { class: l.warn ? 'warn' : null, testid: l.warn ? 'change-warn' : 'change' }, l.text)))
+    : h('p', null, 'no change'));
+
+  /** The current policy with the suggestion merged over it, and what that changes. */
+  const proposal = () => {
+    const next = merged(session.policy, suggestion);
+    return { next, lines: policyChanges(session.policy, next) };
+  };
+
   function showChanges() {
     if (!session || !suggestion) return;
-    const before = new Set(session.policy.allow ?? []);
-    const added = (suggestion.allow ?? []).filter((host) => !before.has(host));
-    const lines = [added.length ? `newly allowed: ${added.join(', ')}` : 'no new host'];
-    if (!suggestion.allow) lines.push('every host allowed');
-    if ((suggestion.enforcement ?? 'enforce') !== (session.policy.enforcement ?? 'enforce')) {
-      lines.push(`enforcement becomes ${suggestion.enforcement ?? 'enforce'} (now ${session.policy.enforcement})`);
-    }
-    replace(changes, lines.join(' · '));
+    const { next, lines } = proposal();
+    replace(changes, changeList(lines));
+    suggested.textContent = JSON.stringify(next, null, 2);
   }
 
   async function suggest() {
     try {
       suggestion = await get(sessionPath(id, '/policy/suggest'));
-      suggested.textContent = JSON.stringify(suggestion, null, 2);
       apply.disabled = false;
       showChanges();
     } catch (e) {
@@ -77,10 +139,17 @@ export function mount(root, params, rest) {
   }
 
   async function applySuggestion() {
-    if (!suggestion) return;
+    if (!suggestion || !session) return;
+    // Frozen here: what the operator confirms is what is sent.
+    const { next, lines } = proposal();
+    const shown = h('div', null,
+      h('p', null, `Replace the policy of session ${id} with:`),
+      changeList(lines),
+      h('pre', { class: 'mono', testid: 'confirm-policy' }, JSON.stringify(next, null, 2)));
+    if (!(await confirmDialog(shown, 'Apply'))) return;
     result.textContent = 'applying…';
     try {
-      showSession(await put(sessionPath(id, '/policy'), suggestion));
+      showSession(await put(sessionPath(id, '/policy'), next));
       result.textContent = `Applied: ${policySummary(session.policy)}`;
       result.className = 'result ok';
     } catch (e) {

@@ -227,6 +227,11 @@ async function run(signal) {
       throw new Error('the daemon closed the stream');
     } catch (e) {
       if (signal.aborted || e.status === 401) return;
+      // A cursor the log no longer has (rotated, truncated): start again from its end rather
+      // than asking for it forever.
+      if (e.status === 400 && feed.lastId !== null) {
+        feed.lastId = null;
+      }
       const why = attempt.signal.aborted ? 'no heartbeat for 40 s' : e.message;
       setStatus('reconnecting', `${why}; retrying in ${(backoff / 1000).toFixed(1)} s`);
       await new Promise((resolve) => setTimeout(resolve, backoff));

@@ -6,7 +6,8 @@
 //! The browser side is `tests/ui/dashboard.py` (its scenarios print `PASS name` or
 //! `FAIL name: why`); this file builds its world: `api.test` and `models.test` (real HTTPS
 //! echo hosts), a daemon that resolves them, an enforcing session whose rule refuses every path
-//! outside `/v1/`, an audit-mode session that may only name `api.test`, and a command that makes
+//! outside `/v1/`, an audit-mode session that may only name `api.test` (with a deny list, a rate limit and PII
+//! redaction that applying a suggestion must keep), and a command that makes
 //! one request from a new `sluice exec` sandbox of a session.
 //!
 //! The screenshots the run takes (live view, session detail) land in this test's target
@@ -183,7 +184,20 @@ fn an_operator_watches_decides_and_acts_in_a_real_browser() {
         .create_session(&["--allow", "api.test", "--rule", "api.test=GET:/v1/"], &[])
         .unwrap();
     let (audit_session, _) = sluice
-        .create_session(&["--allow", "api.test", "--audit-only"], &[])
+        .create_session(
+            &[
+                "--allow",
+                "api.test",
+                "--deny",
+                "paste.test",
+                "--rate",
+                "api.test=600",
+                "--pii",
+                "redact",
+                "--audit-only",
+            ],
+            &[],
+        )
         .unwrap();
     let token = std::fs::read_to_string(sluice.state_dir().join("admin.token")).unwrap();
     let fetch = fetch_script(sluice, &world.lab);

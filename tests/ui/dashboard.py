@@ -321,11 +321,24 @@ def scenario_policy(ui):
     ui.by("policy-session").select_option(sid)
     expect(ui.rows(tag, "refusal-row").first).to_be_visible(timeout=WAIT_MS)
     expect(ui.by("suggested-policy")).to_contain_text(f'"{host}"', timeout=WAIT_MS)
+    _, _, before = env.api("GET", f"/v1/sessions/{sid}")
     ui.by("apply-suggested").click()
+    # Nothing is applied before the operator confirms the listed changes.
+    expect(ui.by("confirm-dialog")).to_be_visible()
+    expect(ui.by("confirm-dialog")).to_contain_text(f"allow: + {host}")
+    _, _, unchanged = env.api("GET", f"/v1/sessions/{sid}")
+    check(unchanged["policy"] == before["policy"], f"the policy changed before confirming: {unchanged['policy']}")
+    ui.by("confirm-ok").click()
     expect(ui.by("policy-result")).to_contain_text("Applied", timeout=WAIT_MS)
     status, _, view = env.api("GET", f"/v1/sessions/{sid}")
     check(status == 200, f"GET /v1/sessions/{sid}: {status} {view}")
     check(allows(view["policy"], host), f"after applying, the policy does not allow {host}: {view['policy']}")
+    # What the operator had set is not lowered by a suggestion drawn from the agent's traffic.
+    for key in ("deny", "rate_limits"):
+        check(all(x in view["policy"].get(key, []) for x in before["policy"].get(key, [])),
+              f"applying dropped the session's {key}: before {before['policy']}, after {view['policy']}")
+    check(view["policy"].get("pii") == before["policy"].get("pii", "off"),
+          f"applying changed PII mode: before {before['policy']}, after {view['policy']}")
     expect(ui.by("current-policy")).to_contain_text(f'"{host}"')
     status = env.fetch(sid, tagged(env.policy_url, nonce()))
     check(status == "200", f"{env.policy_url} under {sid} after applying the suggestion: status {status}, expected 200")
@@ -382,6 +395,9 @@ def scenario_auth(ui):
         status, headers, _ = env.api("GET", f"/ui/{name}", auth=None)
         check(status == 200, f"GET /ui/{name}: {status}")
         check(kind in (headers.get("Content-Type") or ""), f"GET /ui/{name}: Content-Type {headers.get('Content-Type')!r}, expected {kind}")
+    status, headers, _ = env.api("GET", "/v1/sessions")
+    check(status == 200 and headers.get("X-Content-Type-Options") == "nosniff" and headers.get("Cache-Control") == "no-store",
+          f"GET /v1/sessions: {status}, X-Content-Type-Options {headers.get('X-Content-Type-Options')!r}, Cache-Control {headers.get('Cache-Control')!r}")
     status, headers, _ = env.api("GET", "/ui/", auth=None)
     csp = headers.get("Content-Security-Policy") or ""
     check("script-src 'self'" in csp, f"GET /ui/: Content-Security-Policy {csp!r} lacks script-src 'self'")

@@ -52,7 +52,9 @@ pub async fn serve_control(
                     let token = token.clone();
                     let tests = tests.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(route(&node, &token, &tests, req).await)
+                        let mut reply = route(&node, &token, &tests, req).await;
+                        guard_headers(reply.headers_mut());
+                        Ok::<_, std::convert::Infallible>(reply)
                     }
                 });
                 let served = hyper::server::conn::http1::Builder::new()
@@ -65,6 +67,24 @@ pub async fn serve_control(
         },
     )
     .await;
+}
+
+/// Headers every control answer carries unless it set its own: never sniffed into a script or
+/// style, never cached, never framed or rendered with anything active (API answers are data;
+/// the dashboard's files set their own policy).
+fn guard_headers(headers: &mut header::HeaderMap) {
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(header::HeaderValue::from_static(value));
+    }
 }
 
 async fn route(
