@@ -3,8 +3,8 @@
 //! [`write_through!`] gives such a wrapper its `AsyncWrite` implementation, written once
 //! here: writes, vectored writes, flushes and shutdowns go to the wrapped stream, and
 //! `is_write_vectored` is the wrapped stream's answer. The wrappers ([`Prefixed`] replaying
-//! peeked bytes, the HTTP/1 framing sniffer, the byte-counting tunnel side) then only
-//! implement `AsyncRead`.
+//! peeked bytes, the HTTP/1 framing sniffer, the byte counters of WebSocket tunnels and of
+//! relays) then only implement `AsyncRead`.
 //!
 //! [`Prefixed`]: crate::detect::Prefixed
 

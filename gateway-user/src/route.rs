@@ -72,14 +72,6 @@ pub enum RejectReason {
     Passthrough(String),
 }
 
-impl RejectReason {
-    /// Whether a TLS client can be told readably (a minted leaf and a 403): the refusal is
-    /// about a named host's policy, not about the bytes the client sent.
-    pub fn readable_over_tls(&self) -> bool {
-        matches!(self, Self::Session(_) | Self::Passthrough(_))
-    }
-}
-
 impl Sided for RejectReason {
     /// What the sandbox sent is to blame for bytes that are not a request; a rule for the
     /// rest.

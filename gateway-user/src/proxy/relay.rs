@@ -130,39 +130,24 @@ where
     }
 }
 
-/// Counts the bytes read through it; writes pass straight on.
-struct Counting<'a, S> {
-    inner: &'a mut S,
+/// Counts the bytes read through it; writes pass straight on (vectored ones included).
+struct Counting<S> {
+    inner: S,
     read: u64,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counting<'_, S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        self.read += (buf.filled().len() - before) as u64;
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
         poll
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
-    }
-}
+crate::io::write_through!(Counting, inner);
