@@ -177,11 +177,25 @@ impl Node {
         self.reloader.counts()
     }
 
-    /// Swaps the live parts in: rules and sessions in one atomic store (a connection sees
-    /// either the old set or the new), then the DNS static table.
+    /// Swaps the live parts in: rules, internal ranges and sessions in one atomic store (a
+    /// connection takes either the old set or the new when it is accepted), then the DNS
+    /// static table.
+    ///
+    /// # Security
+    /// The table is read when a name is looked up, not when a connection is accepted, so
+    /// the two cannot be swapped as one; the order decides what a connection accepted
+    /// between the two stores combines. Rules first: it gets the new rules with the old
+    /// table, never the old rules with the new table. A rule the reload removes is thus
+    /// enforced before any name is re-pointed, and a name the old rules allowed never
+    /// reaches the address the new table gives it; a name only the new rules allow, and
+    /// whose address is only in the new table, fails to resolve for that instant and is
+    /// refused (fail closed). (A connection accepted just before the store may still do
+    /// its lookups, in the first moments after detection, against the new table: only
+    /// lookups in the connection's own snapshot, `Live::hosts`, would close that.)
     pub(super) fn apply(&self, live: Live) {
-        self.resolver.set_hosts(live.hosts.clone());
+        let hosts = live.hosts.clone();
         self.proxy.live.store(Arc::new(live));
+        self.resolver.set_hosts(hosts);
     }
 
     /// The counter, the log line and the audit record of one reload.
