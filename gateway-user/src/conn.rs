@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::audit::{AuditLog, ConnAudit, Kind, Record, Who};
 use crate::live::Live;
 use crate::policy::CompiledPolicy;
+use crate::session::Unusable;
 use crate::upstream::Egress;
 
 /// A connection's id: unique within this daemon's run, and across runs by its random run
@@ -57,7 +58,7 @@ pub struct Conn {
     /// once known (see [`Conn::with_session`]).
     pub policy: Arc<CompiledPolicy>,
     /// Why its session cannot be used, when that is so.
-    pub unusable: Option<String>,
+    pub unusable: Option<Unusable>,
     /// Its sandbox's upstream proxy override (`none`, an id), if any.
     pub sandbox_proxy: Option<String>,
     /// The path it leaves by (resolved with its session; direct until then).
@@ -112,7 +113,7 @@ impl Conn {
 
     /// Sets what the connection's session makes of its policy: the layered policy, or why
     /// the session cannot be used (the node's rules then stay).
-    pub fn with_session(&mut self, session: Result<Arc<CompiledPolicy>, String>) {
+    pub fn with_session(&mut self, session: Result<Arc<CompiledPolicy>, Unusable>) {
         match session {
             Ok(policy) => self.policy = policy,
             Err(why) => self.unusable = Some(why),

@@ -12,6 +12,7 @@ use crate::audit::{Side, Sided};
 use crate::detect::Outcome;
 use crate::host::Host;
 use crate::policy::{self, CompiledPolicy, Verdict};
+use crate::session::Unusable;
 
 /// What a connection is routed by, fixed when it was accepted.
 #[derive(Clone, Copy, Debug)]
@@ -20,7 +21,7 @@ pub struct RouteRules<'a> {
     pub policy: &'a CompiledPolicy,
     /// Why the connection's session cannot be used (unknown, revoked, expired, store down),
     /// when that is so: only interception goes on (each request is then refused readably).
-    pub unusable: Option<&'a str>,
+    pub unusable: Option<&'a Unusable>,
     /// The `tcp_allow` host names among [`CompiledPolicy::tcp_allow_hosts`] that the
     /// daemon's resolver resolved to the destination's address.
     pub dest_names: &'a [String],
@@ -64,20 +65,23 @@ pub enum RejectReason {
     Malformed(String),
     /// The client closed before sending a request.
     Closed,
-    /// The session's policy refuses the connection, or the session cannot be used (the text
-    /// says which).
+    /// The session's policy refuses the connection (a passthrough host it denies).
     Session(String),
+    /// The connection's session cannot be used; the side is the error's (a store outage is
+    /// the gateway's).
+    Unusable(Unusable),
     /// A passthrough connection aimed somewhere its SNI's rule does not cover (another
     /// address than the name's, or another port); the text says which.
     Passthrough(String),
 }
 
 impl Sided for RejectReason {
-    /// What the sandbox sent is to blame for bytes that are not a request; a rule for the
-    /// rest.
+    /// What the sandbox sent is to blame for bytes that are not a request; an unusable
+    /// session names its own side; a rule for the rest.
     fn side(&self) -> Side {
         match self {
             Self::TooLarge | Self::Malformed(_) | Self::Closed => Side::Downstream,
+            Self::Unusable(why) => why.side(),
             _ => Side::Policy,
         }
     }
@@ -103,6 +107,7 @@ impl fmt::Display for RejectReason {
             Self::Malformed(why) => write!(f, "malformed first bytes: {why}"),
             Self::Closed => f.write_str("client closed before sending a request"),
             Self::Session(why) => f.write_str(why),
+            Self::Unusable(why) => write!(f, "{why}"),
             Self::Passthrough(why) => write!(f, "passthrough: {why}"),
         }
     }
@@ -120,7 +125,7 @@ pub fn route(detected: &Outcome, dest: SocketAddr, rules: &RouteRules<'_>) -> Ro
     let route = decide(detected, dest, rules);
     match rules.unusable {
         Some(why) if !matches!(route, Route::Intercept { .. }) => {
-            Route::Reject(RejectReason::Session(why.to_owned()))
+            Route::Reject(RejectReason::Unusable(why.clone()))
         }
         _ => route,
     }

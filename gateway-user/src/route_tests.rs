@@ -1,7 +1,9 @@
 use super::*;
+use crate::audit::{Decision, Outcome as Ended};
 use crate::config::PolicyConfig;
 use crate::detect::{ClientHello, Http1Request, Malformed};
 use crate::policy::{HostRule, PolicySpec};
+use crate::session::AuthError;
 
 fn node() -> CompiledPolicy {
     PolicyConfig {
@@ -59,7 +61,7 @@ type Case<'a> = (
     SocketAddr,
     &'a CompiledPolicy,
     &'a [String],
-    Option<&'a str>,
+    Option<&'a Unusable>,
     Route,
 );
 
@@ -84,6 +86,8 @@ fn route_table() {
     let named = ["db.test".to_owned()];
     let reject = |r: RejectReason| Route::Reject(r);
     let session_says = |text: &str| reject(RejectReason::Session(text.into()));
+    let revoked = Unusable::Auth(AuthError::Revoked("s1".into()));
+    let outage = Unusable::Auth(AuthError::StoreUnavailable("timed out".into()));
     let cases: Vec<Case<'_>> = vec![
         (
             "sni intercepted",
@@ -327,7 +331,7 @@ fn route_table() {
             web,
             &node,
             &[],
-            Some("session s1 revoked"),
+            Some(&revoked),
             intercept("api.test"),
         ),
         (
@@ -336,8 +340,8 @@ fn route_table() {
             web,
             &node,
             &[],
-            Some("session s1 revoked"),
-            session_says("s1 revoked"),
+            Some(&revoked),
+            reject(RejectReason::Unusable(revoked.clone())),
         ),
         (
             "unusable session: no relay",
@@ -345,8 +349,17 @@ fn route_table() {
             db,
             &node,
             &[],
-            Some("session s1 revoked"),
-            session_says("s1 revoked"),
+            Some(&revoked),
+            reject(RejectReason::Unusable(revoked.clone())),
+        ),
+        (
+            "store down: no relay",
+            Outcome::Opaque,
+            db,
+            &node,
+            &[],
+            Some(&outage),
+            reject(RejectReason::Unusable(outage.clone())),
         ),
     ];
     for (name, detected, dest, policy, names, unusable, want) in cases {
@@ -363,6 +376,45 @@ fn route_table() {
             ) => assert!(text.contains(piece.as_str()), "{name}: {text}"),
             _ => assert_eq!(got, want, "{name}"),
         }
+    }
+}
+
+/// A session store outage refuses (fail closed) and is recorded as the gateway's failure,
+/// not a policy refusal; a revoked session is the policy's.
+#[test]
+fn store_outage_refusals_blame_the_gateway() {
+    let policy = node();
+    let dest: SocketAddr = "203.0.113.10:5432".parse().unwrap();
+    let cases = [
+        (
+            Unusable::Auth(AuthError::StoreUnavailable("timed out".into())),
+            Side::Gateway,
+        ),
+        (
+            Unusable::Auth(AuthError::Revoked("s1".into())),
+            Side::Policy,
+        ),
+    ];
+    for (why, side) in cases {
+        let rules = RouteRules {
+            policy: &policy,
+            unusable: Some(&why),
+            dest_names: &[],
+        };
+        let Route::Reject(reason) = route(&tls(Some("pinned.test")), dest, &rules) else {
+            panic!("{why}: not refused");
+        };
+        let ended = Ended::refused(&reason);
+        assert_eq!(ended.decision, Decision::Deny, "{why}");
+        assert_eq!(ended.side, Some(side), "{why}");
+        assert!(
+            ended
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(&format!("{side}: session")),
+            "{ended:?}"
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
+use crate::audit::Side;
 use crate::credentials::{BodyInjector, Misdirected, Scrubber, StreamReplacer};
 use crate::intercept::{BodyFilter, Refusal, ResponseFilter, SharedNotes, notes};
 use crate::pii::{Blocked, StreamScanner, Summary};
@@ -142,6 +143,7 @@ impl ResponseFilter for ScrubResponse {
 pub fn unusable(what: &str) -> Refusal {
     Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
+        Side::Gateway,
         format!("gateway: the session's credentials cannot be used: {what}"),
     )
 }

@@ -17,13 +17,13 @@ use http::StatusCode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 
-use crate::audit::Who;
+use crate::audit::{Side, Sided, Who};
 use crate::credentials::{Bound, Injector, Secret, Transport};
 use crate::intercept::{HookFuture, Plan, Refusal, RequestInfo, RequestPolicy, notes};
 use crate::live::LiveStore;
 use crate::pii::StreamScanner;
 use crate::policy::{self, CompiledPolicy, RateLimiter, RateOutcome, Verdict};
-use crate::session::{AuthError, MasterKey, Session, SessionCache};
+use crate::session::{AuthError, MasterKey, Session, SessionCache, Unusable};
 
 pub use compiled::{CompiledSessions, ScrubberError};
 
@@ -57,7 +57,7 @@ impl RequestPolicy for SessionGate {
         &'a self,
         who: &'a Who,
         node: &'a Arc<CompiledPolicy>,
-    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
+    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, Unusable>> {
         Box::pin(self.connection_policy(who, node))
     }
 
@@ -73,22 +73,22 @@ impl RequestPolicy for SessionGate {
 impl SessionGate {
     /// The policy a connection of `who` is routed by: the node's rules (`node`) with the
     /// session's policy layered over them; `node` alone without a session (or for a session
-    /// from the configuration file). An error says why the session cannot be used.
+    /// from the configuration file). An error says why the session cannot be used, and
+    /// which side is to blame (a store outage is the gateway's, not a rule's).
     pub async fn connection_policy(
         &self,
         who: &Who,
         node: &Arc<CompiledPolicy>,
-    ) -> Result<Arc<CompiledPolicy>, String> {
-        let Some(session) = self
-            .session_of(Some(who))
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+    ) -> Result<Arc<CompiledPolicy>, Unusable> {
+        let Some(session) = self.session_of(Some(who)).await? else {
             return Ok(node.clone());
         };
         self.compiled
             .layered(&session, node)
-            .map_err(|e| format!("session {}: its policy does not compile: {e}", session.id))
+            .map_err(|error| Unusable::Policy {
+                session: session.id.clone(),
+                error,
+            })
     }
 
     /// The stored session `who` belongs to: `None` without one, or for a session declared in
@@ -116,8 +116,12 @@ impl SessionGate {
             return Ok(plan);
         };
         let id = session.id.clone();
-        let compiled = self.compiled.get(&session).map_err(|e| {
-            Refusal::forbidden(format!("session {id}: its policy does not compile: {e}"))
+        let compiled = self.compiled.get(&session).map_err(|error| {
+            let why = Unusable::Policy {
+                session: id.clone(),
+                error,
+            };
+            Refusal::new(StatusCode::FORBIDDEN, why.side(), why.to_string())
         })?;
         let path = parts.uri.path();
         let info = policy::RequestInfo {
@@ -144,6 +148,7 @@ impl SessionGate {
                 .map_err(|e| {
                     Refusal::new(
                         StatusCode::SERVICE_UNAVAILABLE,
+                        Side::Gateway,
                         format!("gateway: rate limit check failed: {e}"),
                     )
                 })?;
@@ -155,6 +160,7 @@ impl SessionGate {
                 if decision.enforced {
                     return Err(Refusal {
                         status: StatusCode::TOO_MANY_REQUESTS,
+                        side: Side::Policy,
                         reason: format!("refused by the policy of session {id}: {text}"),
                         retry_after: Some(retry_after),
                     });
@@ -262,12 +268,27 @@ impl SessionGate {
     }
 }
 
-/// A session that cannot be used: 403 naming why (the store being down included).
+/// A session that cannot be used: 403 naming why, by the session's state (a rule); 503 when
+/// the store is down and the session is not cached (the gateway's failure, still refused).
 fn session_refusal(error: AuthError) -> Refusal {
-    match error {
-        AuthError::StoreUnavailable(_) => {
-            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
-        }
-        _ => Refusal::forbidden(error.to_string()),
+    let status = match error {
+        AuthError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::FORBIDDEN,
+    };
+    Refusal::new(status, error.side(), error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_outage_refuses_each_request_on_the_gateways_side() {
+        let outage = session_refusal(AuthError::StoreUnavailable("timed out".into()));
+        assert_eq!(outage.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(outage.side, Side::Gateway);
+        let revoked = session_refusal(AuthError::Revoked("s1".into()));
+        assert_eq!(revoked.status, StatusCode::FORBIDDEN);
+        assert_eq!(revoked.side, Side::Policy);
     }
 }

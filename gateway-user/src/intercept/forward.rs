@@ -16,7 +16,7 @@ use super::hook::{BodyFilter, Refusal, RequestInfo};
 use super::respond::{Target, answer, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
-use crate::audit::{Decision, Kind, Mode, Record};
+use crate::audit::{Decision, Kind, Mode, Record, Side};
 use crate::upstream::ViaProxy;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
@@ -135,6 +135,7 @@ async fn filter_request_body(
         let frame = frame.map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
+                Side::Downstream,
                 format!("downstream: reading the request body failed: {e}"),
             )
         })?;

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 
-use crate::audit::{Record, Who};
+use crate::audit::{Record, Side, Sided, Who};
 use crate::policy::CompiledPolicy;
+use crate::session::Unusable;
 use crate::upstream::egress::{EgressError, Level};
 
 /// A boxed future, so the hook stays object safe.
@@ -39,14 +40,14 @@ pub trait RequestPolicy: Send + Sync + Debug {
     }
 
     /// The policy a connection of `who` is routed by, given `node`, the node's rules: the
-    /// session's policy layered over them; an error says why the session cannot be used
-    /// (the connection is then only intercepted, each request refused). The default is
-    /// `node` itself.
+    /// session's policy layered over them; an error says why the session cannot be used,
+    /// and which side is to blame (the connection is then only intercepted, each request
+    /// refused). The default is `node` itself.
     fn connection<'a>(
         &'a self,
         who: &'a Who,
         node: &'a Arc<CompiledPolicy>,
-    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, String>> {
+    ) -> HookFuture<'a, Result<Arc<CompiledPolicy>, Unusable>> {
         let _ = who;
         Box::pin(async move { Ok(node.clone()) })
     }
@@ -138,6 +139,8 @@ pub trait ResponseFilter: Send + Debug {
 pub struct Refusal {
     /// The status sent to the sandbox (403 normally, 429 for rate limits).
     pub status: StatusCode,
+    /// Which side refused or failed (written to the audit record).
+    pub side: Side,
     /// Why, in words the agent can act on (sent in the body and written to the audit log).
     pub reason: String,
     /// For 429 and 503: when to try again (sent as `Retry-After`).
@@ -145,18 +148,31 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// A 403 refusal with `reason`.
+    /// A 403 refusal by a rule, with `reason`.
     pub fn forbidden(reason: impl Into<String>) -> Refusal {
-        Refusal::new(StatusCode::FORBIDDEN, reason)
+        Refusal::new(StatusCode::FORBIDDEN, Side::Policy, reason)
     }
 
-    /// A refusal with `status` and `reason`.
-    pub fn new(status: StatusCode, reason: impl Into<String>) -> Refusal {
+    /// A refusal with `status`, blaming `side`, for `reason`.
+    pub fn new(status: StatusCode, side: Side, reason: impl Into<String>) -> Refusal {
         Refusal {
             status,
+            side,
             reason: reason.into(),
             retry_after: None,
         }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl Sided for Refusal {
+    fn side(&self) -> Side {
+        self.side
     }
 }
 

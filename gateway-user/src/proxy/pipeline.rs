@@ -38,7 +38,7 @@ where
     let dest_names = binding::names_resolving_to(&ctx.resolver, &conn.policy, conn.dest).await;
     let rules = RouteRules {
         policy: &conn.policy,
-        unusable: conn.unusable.as_deref(),
+        unusable: conn.unusable.as_ref(),
         dest_names: &dest_names,
     };
     let mut limits = ctx.detect_limits;

@@ -9,6 +9,7 @@
 //! - [`proxies`]: upstream proxies created through the API, kept in the store.
 //! - [`cache`]: [`SessionCache`], the node-local front the data path authenticates against.
 //! - [`static_config`]: sessions declared in the configuration file (token digests only).
+//! - [`unusable`]: why a connection's session cannot be used, and which side is to blame.
 
 pub mod cache;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod redis;
 pub mod static_config;
 pub mod store;
 pub mod token;
+pub mod unusable;
 pub mod validate;
 
 pub use cache::{AuthError, CacheConfig, SessionCache};
@@ -30,4 +32,5 @@ pub use redis::RedisStore;
 pub use static_config::{BadDigest, SessionConfig, Sessions};
 pub use store::{RESYNC, SessionStore, StoreError, StoreFuture};
 pub use token::{Token, TokenDigest};
+pub use unusable::Unusable;
 pub use validate::ValidationError;
