@@ -39,6 +39,7 @@ async fn plain_http_is_intercepted_and_its_records_are_tied() {
     let (request, connection) = (&requests[0], &connections[0]);
     assert_eq!(request["url"], "http://plain.test:8080/items?x=1");
     assert_eq!(request["decision"], "allow");
+    assert!(request.get("side").is_none(), "{request}");
     assert_eq!(request["request"], 1);
     assert_eq!(connection["mode"], "intercept");
     assert_eq!(connection["host"], "plain.test");
@@ -91,6 +92,21 @@ async fn misdirected_host_on_a_tls_connection_is_421() {
     let (status, body) = send(tls, false, get("/", "other.example.test")).await;
     assert_eq!(status, 421, "{body}");
     assert!(body.contains("other.example.test"), "{body}");
+    // The request record says who is to blame, as connection records do; the body the
+    // client reads is the reason without the side.
+    let requests = gw.records("request", 1);
+    let request = &requests[0];
+    assert_eq!(request["decision"], "deny", "{request}");
+    assert_eq!(request["side"], "downstream", "{request}");
+    assert_eq!(request["status"], 421, "{request}");
+    assert_eq!(
+        request["reason"].as_str(),
+        body.trim_end()
+            .strip_prefix("sluice: ")
+            .map(|said| format!("downstream: {said}"))
+            .as_deref(),
+        "{request}"
+    );
     gw.stop().await;
 }
 

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::hook::SharedNotes;
-use crate::audit::{AuditLog, Decision, Record};
+use crate::audit::{AuditLog, Decision, Outcome, Record, Side};
 use crate::upstream::BoxError;
 
 /// The body type the engine sends (both directions).
@@ -76,11 +76,13 @@ impl RequestAudit {
         self.down.clone()
     }
 
-    /// Sets the outcome. A response body still to stream is tracked by [`Counted`].
-    pub(super) fn decide(&mut self, decision: Decision, status: u16, reason: Option<String>) {
-        self.record.decision = decision;
+    /// Sets the outcome (decision, side, reason) and the status sent to the sandbox. A
+    /// response body still to stream is tracked by [`Counted`].
+    pub(super) fn decide(&mut self, outcome: Outcome, status: u16) {
+        self.record.decision = outcome.decision;
+        self.record.side = outcome.side;
+        self.record.reason = outcome.reason;
         self.record.status = Some(status);
-        self.record.reason = reason;
         self.decided = true;
     }
 
@@ -105,6 +107,7 @@ impl Drop for RequestAudit {
     fn drop(&mut self) {
         if !self.decided {
             self.record.decision = Decision::Error;
+            self.record.side = Some(Side::Gateway);
             self.record.reason = Some("closed without result".to_owned());
         } else if !self.body_done && self.record.reason.is_none() {
             self.record.reason = Some("response cut short (sandbox or upstream went away)".into());

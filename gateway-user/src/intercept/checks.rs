@@ -6,6 +6,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
+use crate::audit::{Side, Sided};
 use crate::host::Host;
 
 /// Why a request is answered by Sluice instead of being forwarded.
@@ -36,6 +37,13 @@ pub(super) enum CheckError {
     /// Methods the engine cannot forward inside an intercepted connection.
     #[error("{0} is not supported inside an intercepted connection")]
     Unsupported(String),
+}
+
+impl Sided for CheckError {
+    /// Every check is about what the sandbox sent.
+    fn side(&self) -> Side {
+        Side::Downstream
+    }
 }
 
 impl CheckError {

@@ -77,6 +77,13 @@ pub(super) enum DecodeError {
     },
 }
 
+impl crate::audit::Sided for DecodeError {
+    /// The upstream chose the coding and sent the bytes.
+    fn side(&self) -> crate::audit::Side {
+        crate::audit::Side::Upstream
+    }
+}
+
 /// The coding to undo for a response with `headers`: `None` for identity (or none).
 ///
 /// # Errors

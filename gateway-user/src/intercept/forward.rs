@@ -13,10 +13,10 @@ use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks::{self, CheckError};
 use super::filtered::{self, RefusalSlot};
 use super::hook::{BodyFilter, Refusal, RequestInfo};
-use super::respond::{Target, answer, refuse, respond};
+use super::respond::{Target, deny, fail, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
-use crate::audit::{Decision, Kind, Mode, Record, Side};
+use crate::audit::{Kind, Mode, Record, Said, Side};
 use crate::upstream::ViaProxy;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
@@ -43,7 +43,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         Ok(target) => target,
         Err(error) => {
             let status = error.status();
-            let mut response = answer(audit, status, Decision::Deny, error.to_string());
+            let mut response = deny(audit, status, &error);
             if !state.h2 && status == StatusCode::BAD_REQUEST {
                 // The framing of what follows on this connection cannot be trusted.
                 close_after(&mut response);
@@ -57,8 +57,11 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     checks::join_cookies(&mut parts.headers);
 
     let Ok(uri) = target.url.parse::<Uri>() else {
-        let reason = format!("cannot build the upstream URL {:?}", target.url);
-        return answer(audit, StatusCode::BAD_REQUEST, Decision::Deny, reason);
+        let why = Said {
+            side: Side::Downstream,
+            text: format!("cannot build the upstream URL {:?}", target.url),
+        };
+        return deny(audit, StatusCode::BAD_REQUEST, &why);
     };
     parts.uri = uri;
     parts.version = Version::HTTP_11;
@@ -106,7 +109,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
             Some(refusal) => refuse(audit, refusal),
             None => {
                 audit.record_mut().proxy = error.proxy_label().map(str::to_owned);
-                answer(audit, error.status(), Decision::Error, error.to_string())
+                fail(audit, error.status(), &error)
             }
         },
     }

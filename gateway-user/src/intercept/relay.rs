@@ -74,6 +74,19 @@ pub(super) enum RelayError {
     },
 }
 
+impl crate::audit::Sided for RelayError {
+    fn side(&self) -> crate::audit::Side {
+        match self {
+            RelayError::Extension => crate::audit::Side::Upstream,
+            RelayError::TooBig(side) | RelayError::Ws { side, .. } => match side {
+                Side::Downstream => crate::audit::Side::Downstream,
+                Side::Upstream => crate::audit::Side::Upstream,
+            },
+            RelayError::NotUtf8 | RelayError::RawFrame => crate::audit::Side::Gateway,
+        }
+    }
+}
+
 /// A side of the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Side {

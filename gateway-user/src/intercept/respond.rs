@@ -10,7 +10,7 @@ use super::body::{BoxBody, Counted, RequestAudit};
 use super::hook::{Refusal, ResponseFilter};
 use super::state::ConnState;
 use super::{checks, decode, filtered, response};
-use crate::audit::Decision;
+use crate::audit::{Outcome, Said, Side, Sided};
 use crate::host::Host;
 use crate::upstream::BoxError;
 
@@ -54,7 +54,7 @@ pub(super) async fn respond(
     }
     parts.version = Version::HTTP_11;
     let Some(mut filter) = filter else {
-        audit.decide(Decision::Allow, parts.status.as_u16(), None);
+        audit.decide(Outcome::allowed(), parts.status.as_u16());
         return Response::from_parts(parts, Counted::boxed_with_audit(body, audit));
     };
     let coding = if body.is_end_stream() {
@@ -62,14 +62,7 @@ pub(super) async fn respond(
     } else {
         match decode::coding(&parts.headers) {
             Ok(coding) => coding,
-            Err(error) => {
-                return answer(
-                    audit,
-                    StatusCode::BAD_GATEWAY,
-                    Decision::Error,
-                    error.to_string(),
-                );
-            }
+            Err(error) => return fail(audit, StatusCode::BAD_GATEWAY, &error),
         }
     };
     filter.headers(&mut parts.headers);
@@ -87,22 +80,21 @@ pub(super) async fn respond(
         body = match decode::first_frame(body).await {
             Ok(body) => body,
             Err(error) => {
-                return answer(
-                    audit,
-                    StatusCode::BAD_GATEWAY,
-                    Decision::Error,
-                    error.to_string(),
-                );
+                let why = Said {
+                    side: Side::Upstream,
+                    text: error.to_string(),
+                };
+                return fail(audit, StatusCode::BAD_GATEWAY, &why);
             }
         };
     }
-    audit.decide(Decision::Allow, parts.status.as_u16(), None);
+    audit.decide(Outcome::allowed(), parts.status.as_u16());
     Response::from_parts(parts, Counted::boxed_with_audit(body, audit))
 }
 
 /// Answers a refusal (with `Retry-After` when it has one) and writes the record now.
 pub(super) fn refuse(audit: RequestAudit, refusal: Refusal) -> Response<BoxBody> {
-    let mut response = answer(audit, refusal.status, Decision::Deny, refusal.reason);
+    let mut response = deny(audit, refusal.status, &refusal);
     if let Some(after) = refusal.retry_after {
         let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
         response
@@ -112,15 +104,27 @@ pub(super) fn refuse(audit: RequestAudit, refusal: Refusal) -> Response<BoxBody>
     response
 }
 
-/// Answers with Sluice's own response and writes the record now.
-pub(super) fn answer(
+/// Refuses the request with Sluice's own `status` saying `why`, and writes the record now
+/// (a denial, blaming `why`'s side).
+pub(super) fn deny(audit: RequestAudit, status: StatusCode, why: &dyn Sided) -> Response<BoxBody> {
+    answer(audit, status, why, Outcome::refused(why))
+}
+
+/// Answers a request that failed with Sluice's own `status` saying `why`, and writes the
+/// record now (an error, blaming `why`'s side).
+pub(super) fn fail(audit: RequestAudit, status: StatusCode, why: &dyn Sided) -> Response<BoxBody> {
+    answer(audit, status, why, Outcome::failed(why))
+}
+
+/// The body says `why` as it is; the record takes `ended` (the same words, with the side).
+fn answer(
     mut audit: RequestAudit,
     status: StatusCode,
-    decision: Decision,
-    reason: String,
+    why: &dyn Sided,
+    ended: Outcome,
 ) -> Response<BoxBody> {
-    let response = response::text(status, &reason);
-    audit.decide(decision, status.as_u16(), Some(reason));
+    let response = response::text(status, &why.to_string());
+    audit.decide(ended, status.as_u16());
     response
 }
 

@@ -19,9 +19,9 @@ use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
 use super::hook::ResponseFilter;
 use super::relay::{self, Tunnel};
-use super::respond::{Target, answer, respond};
+use super::respond::{Target, fail, respond};
 use super::state::ConnState;
-use crate::audit::Decision;
+use crate::audit::Outcome;
 
 /// Forwards a checked upgrade request; the tunnel runs on a task the connection awaits, and
 /// the request's record is written when it closes.
@@ -50,7 +50,7 @@ pub(super) async fn forward(
         .await
     {
         Ok(upstream) => upstream,
-        Err(error) => return answer(audit, error.status(), Decision::Error, error.to_string()),
+        Err(error) => return fail(audit, error.status(), &error),
     };
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
         return respond(upstream, target, state, audit, filter).await;
@@ -58,14 +58,7 @@ pub(super) async fn forward(
     let mut tunnel = match relay::tunnel(filter, upstream.headers()) {
         Ok(tunnel) => tunnel,
         // Dropping the upstream response closes its connection.
-        Err(error) => {
-            return answer(
-                audit,
-                StatusCode::BAD_GATEWAY,
-                Decision::Error,
-                error.to_string(),
-            );
-        }
+        Err(error) => return fail(audit, StatusCode::BAD_GATEWAY, &error),
     };
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (mut parts, _) = upstream.into_parts();
@@ -74,11 +67,7 @@ pub(super) async fn forward(
         filter.headers(&mut parts.headers);
     }
     audit.record_mut().protocol = Some("http/1.1>websocket".to_owned());
-    audit.decide(
-        Decision::Allow,
-        StatusCode::SWITCHING_PROTOCOLS.as_u16(),
-        None,
-    );
+    audit.decide(Outcome::allowed(), StatusCode::SWITCHING_PROTOCOLS.as_u16());
     let (up, down) = (audit.up(), audit.down());
     let task = tokio::spawn(async move {
         let mut audit = audit;

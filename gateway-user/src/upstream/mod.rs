@@ -163,6 +163,23 @@ pub enum UpstreamError {
     Config(#[source] rustls::Error),
 }
 
+impl crate::audit::Sided for UpstreamError {
+    /// The dialer says for a dial (a refused destination is the policy's); the gateway's
+    /// own trust configuration is the gateway's; the rest is the upstream's.
+    fn side(&self) -> crate::audit::Side {
+        use crate::audit::Side;
+        match self {
+            UpstreamError::Connect(ConnectError::Dial(dial)) => dial.side(),
+            UpstreamError::Roots { .. }
+            | UpstreamError::NoRoots { .. }
+            | UpstreamError::Config(_) => Side::Gateway,
+            UpstreamError::Connect(_)
+            | UpstreamError::ResponseTimeout { .. }
+            | UpstreamError::Request(_) => Side::Upstream,
+        }
+    }
+}
+
 impl UpstreamError {
     /// The label of the upstream proxy that failed, when one did.
     pub fn proxy_label(&self) -> Option<&str> {
