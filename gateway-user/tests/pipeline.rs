@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use sluice::config::PolicyConfig;
-use support::{Gateway, Setup, Upstreams, send};
+use support::{Gateway, Setup, Upstreams, send, websocket_upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {
@@ -269,4 +269,41 @@ async fn tls_without_sni_is_refused_without_a_leaf() {
         "{connections:?}"
     );
     gw.stop().await;
+}
+
+/// A WebSocket tunnel that never ends is stopped with its connection when the drain gives
+/// up on it (after the grace period), not left running on a detached task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_stops_websocket_tunnels_with_their_connection() {
+    let up = Upstreams::start().await;
+    let (ws, on_close) = websocket_upstream().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    let mut client = gw.connect(ws).await;
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 12];
+    client.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101", "{}", String::from_utf8_lossy(&head));
+    // A tunnel left running would also hold the audit log open, so stopping would hang.
+    tokio::time::timeout(std::time::Duration::from_secs(30), gw.stop())
+        .await
+        .expect("the gateway did not stop: a tunnel outlived the drain");
+    tokio::time::timeout(std::time::Duration::from_secs(10), on_close)
+        .await
+        .expect("the tunnel to the upstream was left open after the drain")
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the tunnel to the sandbox was left open after the drain");
+    assert!(read.is_ok() || rest.is_empty(), "{read:?}");
 }

@@ -36,6 +36,7 @@ pub use hook::{
     ResponseFilter, SharedNotes, notes,
 };
 pub use serve::{forward_absolute, intercept_http, intercept_tls, reject_tls};
+pub use state::Upgrades;
 
 /// Everything the engine needs, shared by all intercepted connections.
 #[derive(Debug)]

@@ -2,8 +2,8 @@
 //! server (hyper) running the per-request pipeline.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::framing::Sniffer;
-use super::state::ConnState;
+use super::state::{ConnState, Upgrades};
 use super::{ConnSummary, InterceptContext, InterceptError, forward, response};
 use crate::conn::Peer;
 use crate::host::Host;
@@ -117,14 +117,17 @@ where
 
 /// One absolute-form request received by the explicit proxy (`GET http://host/…`): the same
 /// checks, policy, upstream forwarding and audit record as a request on an intercepted
-/// plain-HTTP connection to the peer's destination.
+/// plain-HTTP connection to the peer's destination. Returns the response, and the
+/// WebSocket tunnel the request opened, if any, for the caller to await under its drain
+/// (dropping it aborts the tunnel).
 pub async fn forward_absolute(
     request: hyper::Request<hyper::body::Incoming>,
     peer: Peer,
     ctx: Arc<InterceptContext>,
-) -> hyper::Response<crate::upstream::Body> {
+) -> (hyper::Response<crate::upstream::Body>, Upgrades) {
     let state = ConnState::new(ctx, peer, None, false);
-    forward::handle(request, state).await
+    let response = forward::handle(request, state.clone()).await;
+    (response, state.take_upgrades())
 }
 
 async fn accept<IO>(
@@ -212,15 +215,8 @@ where
                 .await
         }
     };
-    let upgrades = std::mem::take(
-        &mut *state
-            .upgrades
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    for task in upgrades {
-        let _ = task.await;
-    }
+    // Dropped (and so aborted) with this future when a drain gives up on the connection.
+    state.take_upgrades().finish().await;
     let counters = &state.counters;
     ConnSummary {
         requests: counters.requests.load(Ordering::Relaxed),

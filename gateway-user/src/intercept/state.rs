@@ -1,8 +1,9 @@
 //! What every request of one intercepted connection shares.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use super::InterceptContext;
 use super::body::ConnCounters;
@@ -21,8 +22,9 @@ pub(super) struct ConnState {
     /// Whether the sandbox speaks HTTP/2 on this connection.
     pub(super) h2: bool,
     pub(super) counters: Arc<ConnCounters>,
-    /// WebSocket copies started on this connection; awaited before returning.
-    pub(super) upgrades: Mutex<Vec<JoinHandle<()>>>,
+    /// WebSocket tunnels started on this connection; awaited before returning, aborted
+    /// when the connection is dropped (a drain that gave up on it).
+    upgrades: Mutex<Upgrades>,
     /// Framing facts of HTTP/1 request heads as they arrived on the wire.
     pub(super) framing: Option<Arc<Verdicts>>,
 }
@@ -40,7 +42,7 @@ impl ConnState {
             sni,
             h2,
             counters: Arc::default(),
-            upgrades: Mutex::new(Vec::new()),
+            upgrades: Mutex::default(),
             framing: (!h2).then(Arc::default),
         })
     }
@@ -55,10 +57,41 @@ impl ConnState {
         if self.h2 { "h2" } else { "http/1.1" }
     }
 
-    pub(super) fn track_upgrade(&self, task: JoinHandle<()>) {
-        self.upgrades
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
+    /// Runs a WebSocket tunnel on its own task, owned by this connection.
+    pub(super) fn spawn_upgrade<F>(&self, tunnel: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.lock_upgrades().0.spawn(tunnel);
+    }
+
+    /// The tunnels started so far, for the connection's owner to await.
+    pub(super) fn take_upgrades(&self) -> Upgrades {
+        std::mem::take(&mut *self.lock_upgrades())
+    }
+
+    fn lock_upgrades(&self) -> std::sync::MutexGuard<'_, Upgrades> {
+        self.upgrades.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The WebSocket tunnels of one connection: awaited with [`Upgrades::finish`], aborted when
+/// dropped, never detached.
+///
+/// # Security
+/// A drain that aborts a connection drops what it was awaiting, this included: the tunnels
+/// stop with their connection instead of outliving the daemon's shutdown.
+#[derive(Debug, Default)]
+pub struct Upgrades(JoinSet<()>);
+
+impl Upgrades {
+    /// Waits until every tunnel has ended.
+    pub async fn finish(mut self) {
+        while self.0.join_next().await.is_some() {}
+    }
+
+    /// Whether no tunnel was started.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

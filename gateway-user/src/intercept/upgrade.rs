@@ -23,8 +23,9 @@ use super::respond::{Target, fail, respond};
 use super::state::ConnState;
 use crate::audit::Outcome;
 
-/// Forwards a checked upgrade request; the tunnel runs on a task the connection awaits, and
-/// the request's record is written when it closes.
+/// Forwards a checked upgrade request; the tunnel runs on a task the connection owns (it
+/// awaits it, or aborts it when dropped), and the request's record is written when it
+/// closes.
 ///
 /// # Security
 /// With a response filter, no extension is offered upstream (compressed messages could not
@@ -69,7 +70,7 @@ pub(super) async fn forward(
     audit.record_mut().protocol = Some("http/1.1>websocket".to_owned());
     audit.decide(Outcome::allowed(), StatusCode::SWITCHING_PROTOCOLS.as_u16());
     let (up, down) = (audit.up(), audit.down());
-    let task = tokio::spawn(async move {
+    state.spawn_upgrade(async move {
         let mut audit = audit;
         let (client, server) = match tokio::join!(downstream, upstream_upgrade) {
             (Ok(client), Ok(server)) => (client, server),
@@ -94,7 +95,6 @@ pub(super) async fn forward(
             Tunnel::Copy => copy(&mut client, &mut server, &mut audit).await,
         }
     });
-    state.track_upgrade(task);
     let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
     Response::from_parts(parts, body)
 }

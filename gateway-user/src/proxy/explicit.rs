@@ -175,7 +175,13 @@ async fn handle(
             dest,
             egress,
         };
-        return forward_absolute(req, peer, proxy.ctx.intercept.clone()).await;
+        let (response, upgrades) = forward_absolute(req, peer, proxy.ctx.intercept.clone()).await;
+        if !upgrades.is_empty() {
+            // A WebSocket opened by this request outlives the proxy connection's HTTP
+            // server: the drain awaits it, and aborts it with everything else.
+            listener::spawn_until_aborted(&tunnels, upgrades.finish());
+        }
+        return response;
     }
     let mut conn = Conn::start(&proxy.ctx.audit, who, dest, live);
     conn.audit.set_host(host.to_string());

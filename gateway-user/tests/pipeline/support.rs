@@ -24,6 +24,7 @@ use sluice::net::Cidr;
 use sluice::proxy::{Identity, ProxyContext, TableIdentify, serve_transparent};
 use sluice::tls::{CertificateAuthority, LeafHost, LeafMinter, ServerConfigCache};
 use sluice::upstream::{Dialer, UpstreamClient, UpstreamSettings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A running gateway: the transparent listener of the daemon, in this process.
@@ -353,4 +354,32 @@ where
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An upstream that accepts one WebSocket upgrade, then holds the tunnel open; the channel
+/// says when the gateway's side of it closed.
+pub async fn websocket_upstream() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, on_close) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "head cut short");
+            head.push(byte[0]);
+        }
+        stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut rest = [0u8; 64];
+        while stream.read(&mut rest).await.is_ok_and(|n| n > 0) {}
+        let _ = closed.send(());
+    });
+    (addr, on_close)
 }
