@@ -241,6 +241,12 @@ async fn internal_destinations_and_strangers_are_refused_and_audited() {
         connections.iter().all(|c| c["decision"] == "deny"),
         "{connections:?}"
     );
+    // Even a connection nobody can identify has an id in its record.
+    let ids: std::collections::BTreeSet<&str> = connections
+        .iter()
+        .filter_map(|c| c["conn"].as_str())
+        .collect();
+    assert_eq!(ids.len(), connections.len(), "{connections:?}");
     assert!(
         reasons.iter().any(|r| r.contains("loopback")),
         "{reasons:?}"

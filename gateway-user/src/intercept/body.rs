@@ -13,6 +13,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::hook::SharedNotes;
 use crate::audit::{AuditLog, Decision, Outcome, Record, Side};
+use crate::conn::Conn;
 use crate::upstream::BoxError;
 
 /// The body type the engine sends (both directions).
@@ -24,6 +25,61 @@ pub(super) struct ConnCounters {
     pub(super) requests: AtomicU64,
     pub(super) up: AtomicU64,
     pub(super) down: AtomicU64,
+}
+
+/// The record of a connection that carries one request (an absolute-form request to the
+/// explicit proxy), written with the bytes of its requests when this is dropped.
+#[derive(Debug)]
+pub(super) struct ConnEnd {
+    conn: Conn,
+    counters: Arc<ConnCounters>,
+}
+
+impl ConnEnd {
+    pub(super) fn new(conn: Conn, counters: Arc<ConnCounters>) -> ConnEnd {
+        ConnEnd { conn, counters }
+    }
+
+    /// `body`, which writes the record when it is dropped (after its own request record).
+    pub(super) fn on_end_of(self, body: BoxBody) -> BoxBody {
+        Closing { body, _end: self }.boxed_unsync()
+    }
+}
+
+impl Drop for ConnEnd {
+    fn drop(&mut self) {
+        let up = self.counters.up.load(Ordering::Relaxed);
+        let down = self.counters.down.load(Ordering::Relaxed);
+        self.conn.audit.add_bytes(up, down);
+        self.conn.audit.end(Outcome::allowed());
+    }
+}
+
+/// A response body carrying its connection's record. Fields drop in order: the body (and
+/// the request's record in it, which adds its bytes to the counters) before the end.
+struct Closing {
+    body: BoxBody,
+    _end: ConnEnd,
+}
+
+impl Body for Closing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Writes one request record when dropped (also when the request is cancelled).
@@ -219,5 +275,55 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Kind, Who};
+    use crate::live::Live;
+    use http_body_util::Full;
+
+    /// An absolute-form request's connection record is written when its response body is
+    /// over, with the id its request records carry and the bytes they counted.
+    #[tokio::test]
+    async fn a_one_request_connection_is_recorded_when_its_body_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (log, writer) = AuditLog::open(&path).unwrap();
+        let conn = Conn::start(
+            &log,
+            Who::default(),
+            "198.51.100.1:80".parse().unwrap(),
+            Arc::new(Live::default()),
+        );
+        let id = conn.id.to_string();
+        let counters = Arc::new(ConnCounters::default());
+        let mut request = Record::new(Kind::Request);
+        request.conn = Some(id.clone());
+        let mut audit = RequestAudit::start(&log, request, counters.clone());
+        audit.decide(Outcome::allowed(), 200);
+        let body = Full::new(Bytes::from_static(b"hello"))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let body = ConnEnd::new(conn, counters).on_end_of(Counted::boxed_with_audit(body, audit));
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"hello");
+        drop(log);
+        writer.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2, "{records:?}");
+        let (request, connection) = (&records[0], &records[1]);
+        assert_eq!(request["kind"], "request");
+        assert_eq!(connection["kind"], "connection");
+        assert_eq!(connection["conn"], id.as_str());
+        assert_eq!(request["conn"], connection["conn"]);
+        assert_eq!(connection["decision"], "allow");
+        assert_eq!(connection["bytes_down"], 5);
     }
 }

@@ -12,11 +12,13 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
 
+use super::body::ConnEnd;
 use super::framing::Sniffer;
 use super::state::{ConnState, Upgrades};
 use super::{ConnSummary, InterceptContext, InterceptError, forward, response};
-use crate::conn::Peer;
+use crate::conn::{Conn, Peer};
 use crate::host::Host;
 use crate::tls::LeafHost;
 
@@ -120,14 +122,27 @@ where
 /// plain-HTTP connection to the peer's destination. Returns the response, and the
 /// WebSocket tunnel the request opened, if any, for the caller to await under its drain
 /// (dropping it aborts the tunnel).
+///
+/// The request is a connection of its own: `conn`'s record is written when its response
+/// body is over, or, for a WebSocket, when the tunnel is.
 pub async fn forward_absolute(
     request: hyper::Request<hyper::body::Incoming>,
-    peer: Peer,
+    conn: Conn,
     ctx: Arc<InterceptContext>,
 ) -> (hyper::Response<crate::upstream::Body>, Upgrades) {
-    let state = ConnState::new(ctx, peer, None, false);
-    let response = forward::handle(request, state.clone()).await;
-    (response, state.take_upgrades())
+    let state = ConnState::new(ctx, conn.peer(), None, false);
+    let span = conn.span.clone();
+    let response = forward::handle(request, state.clone())
+        .instrument(span)
+        .await;
+    let mut upgrades = state.take_upgrades();
+    let end = ConnEnd::new(conn, state.counters.clone());
+    if upgrades.is_empty() {
+        (response.map(|body| end.on_end_of(body)), upgrades)
+    } else {
+        upgrades.end_with(end);
+        (response, upgrades)
+    }
 }
 
 async fn accept<IO>(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::task::JoinSet;
 
 use super::InterceptContext;
-use super::body::ConnCounters;
+use super::body::{ConnCounters, ConnEnd};
 use super::framing::Verdicts;
 use crate::conn::Peer;
 use crate::host::Host;
@@ -62,7 +62,7 @@ impl ConnState {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.lock_upgrades().0.spawn(tunnel);
+        self.lock_upgrades().tunnels.spawn(tunnel);
     }
 
     /// The tunnels started so far, for the connection's owner to await.
@@ -82,16 +82,25 @@ impl ConnState {
 /// A drain that aborts a connection drops what it was awaiting, this included: the tunnels
 /// stop with their connection instead of outliving the daemon's shutdown.
 #[derive(Debug, Default)]
-pub struct Upgrades(JoinSet<()>);
+pub struct Upgrades {
+    tunnels: JoinSet<()>,
+    /// The record of the connection they belong to, written after them (explicit proxy).
+    end: Option<ConnEnd>,
+}
 
 impl Upgrades {
     /// Waits until every tunnel has ended.
     pub async fn finish(mut self) {
-        while self.0.join_next().await.is_some() {}
+        while self.tunnels.join_next().await.is_some() {}
     }
 
     /// Whether no tunnel was started.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.tunnels.is_empty()
+    }
+
+    /// Writes `end` once the tunnels are over (or aborted).
+    pub(super) fn end_with(&mut self, end: ConnEnd) {
+        self.end = Some(end);
     }
 }

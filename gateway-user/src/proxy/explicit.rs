@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use super::{ProxyContext, listener, pipeline};
 use crate::audit::{ConnAudit, Kind, Mode, Outcome, Record, Said, Side, Who};
-use crate::conn::{Conn, ConnId, Peer};
+use crate::conn::{Conn, ConnId};
 use crate::detect::Prefixed;
 use crate::dns::{DnsError, Resolver};
 use crate::drain::Drain;
@@ -104,7 +104,9 @@ async fn handle(
     let session = match session {
         Ok(id) => id,
         Err(reason) => {
+            // Refused before anything is known of it but its id.
             let mut record = Record::new(Kind::Connection);
+            record.conn = Some(ConnId::next().to_string());
             record.mode = Some(Mode::Refused);
             record.host = req.uri().authority().map(ToString::to_string);
             let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
@@ -152,43 +154,27 @@ async fn handle(
             );
         }
     };
-    let live = proxy.ctx.live.load_full();
+    // A CONNECT tunnel, and each absolute-form request, is a connection of its own to its
+    // destination (one proxy connection may carry requests to several), with its own id
+    // and record.
+    let mut conn = Conn::start(&proxy.ctx.audit, who, dest, proxy.ctx.live.load_full());
+    conn.audit.set_host(host.to_string());
+    if let Err(refusal) = check_destination(dest, &conn.live.allow_internal) {
+        conn.audit.set_mode(Mode::Refused);
+        conn.audit.end(Outcome::refused(&refusal));
+        return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
+    }
     if !is_connect {
-        // An absolute-form request is a connection of its own to its destination (one
-        // proxy connection may carry requests to several).
-        let id = ConnId::next();
-        if let Err(refusal) = check_destination(dest, &live.allow_internal) {
-            let mut record = Record::new(Kind::Connection);
-            record.conn = Some(id.to_string());
-            record.who = Some(who);
-            record.destination = Some(dest.to_string());
-            record.host = Some(host.to_string());
-            record.mode = Some(Mode::Refused);
-            let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
-            audit.end(Outcome::refused(&refusal));
-            return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
-        }
-        let egress = super::egress_of(&proxy.ctx, &who, None).await;
-        let peer = Peer {
-            conn: id,
-            who: Some(who),
-            dest,
-            egress,
-        };
-        let (response, upgrades) = forward_absolute(req, peer, proxy.ctx.intercept.clone()).await;
+        conn.egress = super::egress_of(&proxy.ctx, &conn.who, None).await;
+        conn.audit.set_mode(Mode::Intercept);
+        // The record is written when the response (and a WebSocket it opened) is over.
+        let (response, upgrades) = forward_absolute(req, conn, proxy.ctx.intercept.clone()).await;
         if !upgrades.is_empty() {
             // A WebSocket opened by this request outlives the proxy connection's HTTP
             // server: the drain awaits it, and aborts it with everything else.
             listener::spawn_until_aborted(&tunnels, upgrades.finish());
         }
         return response;
-    }
-    let mut conn = Conn::start(&proxy.ctx.audit, who, dest, live);
-    conn.audit.set_host(host.to_string());
-    if let Err(refusal) = check_destination(dest, &conn.live.allow_internal) {
-        conn.audit.set_mode(Mode::Refused);
-        conn.audit.end(Outcome::refused(&refusal));
-        return text(StatusCode::FORBIDDEN, &format!("sluice: {refusal}\n"));
     }
     let ctx = proxy.ctx.clone();
     let span = conn.span.clone();

@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::{ProxyContext, listener};
 use crate::audit::{ConnAudit, Kind, Mode, Outcome, Record};
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnId};
 use crate::drain::Drain;
 use crate::upstream::check_destination;
 
@@ -28,7 +28,9 @@ async fn handle(ctx: &ProxyContext, client: TcpStream) {
     let identity = match ctx.identify.identify(&client) {
         Ok(identity) => identity,
         Err(refusal) => {
+            // Nobody vouches for it, so no `Conn`; the record still gets an id.
             let mut record = Record::new(Kind::Connection);
+            record.conn = Some(ConnId::next().to_string());
             record.mode = Some(Mode::Refused);
             let mut audit = ConnAudit::start(&ctx.audit, record);
             audit.end(Outcome::refused(&refusal));
