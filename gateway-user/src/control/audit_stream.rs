@@ -7,8 +7,9 @@
 //! tell a quiet node from a dead connection.
 //!
 //! Built on the same reader as `GET /v1/audit` (`follow`), so the file and Redis Stream
-//! targets behave alike. The stream is a body the connection polls: a client that goes away
-//! drops it, and nothing keeps running for it.
+//! targets behave alike; a stream keeps one Redis connection for its life, however busy the
+//! log. At most [`MAX_STREAMS`] are open at once (503 beyond). The stream is a body the
+//! connection polls: a client that goes away drops it, and nothing keeps running for it.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -20,7 +21,9 @@ use http::StatusCode;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 
-use super::audit::{AuditRecords, read};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::audit::{AuditRecords, Reader};
 use super::sessions::Failure;
 use crate::audit::AuditQuery;
 use crate::daemon::Node;
@@ -31,6 +34,14 @@ pub const BACKLOG: usize = 200;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Most records sent in one batch.
 const BATCH: usize = 500;
+/// Most streams open at once on this node (each may hold a Redis connection).
+pub const MAX_STREAMS: usize = 64;
+
+/// The open streams' permits.
+fn streams() -> &'static Arc<Semaphore> {
+    static STREAMS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    STREAMS.get_or_init(|| Arc::new(Semaphore::new(MAX_STREAMS)))
+}
 
 /// Parameters of the stream (`session`, `kind`, `after`).
 pub fn parse(query: &str) -> Result<AuditQuery, Failure> {
@@ -70,7 +81,14 @@ pub async fn open(
     query: AuditQuery,
 ) -> Result<StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>>>, Failure>
 {
-    let first = read(&node, &query, None).await?;
+    let permit = streams().clone().try_acquire_owned().map_err(|_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit stream: {MAX_STREAMS} streams are open on this node already; close one"),
+        )
+    })?;
+    let mut reader = Reader::new(KEEP_ALIVE);
+    let first = reader.read(&node, &query, None).await?;
     let mut head = String::from(": sluice audit stream\n\n");
     push_events(&mut head, &first);
     let state = Follow {
@@ -81,6 +99,8 @@ pub async fn open(
             ..query
         },
         head: Some(Bytes::from(head)),
+        reader,
+        _permit: permit,
     };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         let chunk = state.next_chunk().await?;
@@ -94,6 +114,8 @@ struct Follow {
     node: Arc<Node>,
     query: AuditQuery,
     head: Option<Bytes>,
+    reader: Reader,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Follow {
@@ -103,7 +125,11 @@ impl Follow {
         if let Some(head) = self.head.take() {
             return Some(head);
         }
-        match read(&self.node, &self.query, Some(KEEP_ALIVE)).await {
+        match self
+            .reader
+            .read(&self.node, &self.query, Some(KEEP_ALIVE))
+            .await
+        {
             Ok(page) if page.records.is_empty() => {
                 self.query.after = Some(page.next);
                 Some(Bytes::from_static(b": keep-alive\n\n"))
