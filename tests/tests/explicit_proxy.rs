@@ -160,6 +160,37 @@ fn missing_or_wrong_tokens_get_407_and_internal_targets_403() {
         "403",
         "{internal:?}"
     );
+    // A request the proxy cannot give a destination (origin-form, as to a server) is answered
+    // 400 and still recorded, under its session and with a connection id of its own.
+    let origin_form = w.curl(
+        &user,
+        &[
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            "--request-target",
+            "/hello",
+            "http://web.test/hello",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&origin_form.stdout),
+        "400",
+        "{origin_form:?}"
+    );
+    let record = w.sluice.wait_audit(|r| {
+        r["reason"]
+            .as_str()
+            .is_some_and(|t| t.contains("expected CONNECT host:port"))
+    });
+    let record = record.expect("the 400 has an audit record");
+    assert_eq!(
+        (&record["decision"], &record["side"], &record["session"]),
+        (&"error".into(), &"downstream".into(), &"agent-1".into()),
+        "{record}"
+    );
+    assert!(record["conn"].is_string(), "{record}");
     let log = w.sluice.audit();
     assert!(
         log.iter().all(|r| !r.to_string().contains(TOKEN)),

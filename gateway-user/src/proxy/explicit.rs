@@ -104,21 +104,22 @@ async fn handle(
     let session = match session {
         Ok(id) => id,
         Err(reason) => {
-            // Refused before anything is known of it but its id.
-            let mut record = Record::new(Kind::Connection);
-            record.conn = Some(ConnId::next().to_string());
-            record.mode = Some(Mode::Refused);
-            record.host = req.uri().authority().map(ToString::to_string);
-            let mut audit = ConnAudit::start(&proxy.ctx.audit, record);
             let message = format!(
                 "sluice: {reason}; send the session token as Proxy-Authorization Basic \
                  (user `sluice`, password = token)\n"
             );
-            audit.end(Outcome::refused(&Said {
+            let said = Said {
                 side: Side::Policy,
                 text: format!("proxy: {reason}"),
-            }));
-            let mut reply = text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &message);
+            };
+            let mut reply = answer_early(
+                &proxy,
+                &req,
+                None,
+                Outcome::refused(&said),
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                &message,
+            );
             reply.headers_mut().insert(
                 header::PROXY_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"sluice\""),
@@ -130,27 +131,49 @@ async fn handle(
         session: Some(session),
         ..Who::default()
     };
+    // A request that cannot be given a destination is answered, and recorded, here.
+    let early = |side: Side, status: StatusCode, message: String| {
+        let said = Said {
+            side,
+            text: message.clone(),
+        };
+        let body = format!("sluice: {message}\n");
+        answer_early(
+            &proxy,
+            &req,
+            Some(&who),
+            Outcome::failed(&said),
+            status,
+            &body,
+        )
+    };
     let Some(authority) = req.uri().authority().cloned() else {
-        return text(
+        return early(
+            Side::Downstream,
             StatusCode::BAD_REQUEST,
-            "sluice: expected CONNECT host:port or an absolute http:// URL\n",
+            "expected CONNECT host:port or an absolute http:// URL".to_owned(),
         );
     };
     let is_connect = req.method() == Method::CONNECT;
     let default_port = if is_connect { None } else { Some(80) };
     let Some(port) = authority.port_u16().or(default_port) else {
-        return text(StatusCode::BAD_REQUEST, "sluice: CONNECT needs host:port\n");
+        return early(
+            Side::Downstream,
+            StatusCode::BAD_REQUEST,
+            "CONNECT needs host:port".to_owned(),
+        );
     };
     let host = match Host::parse(authority.host()) {
         Ok(host) => host,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("sluice: {e}\n")),
+        Err(e) => return early(Side::Downstream, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let dest = match resolve(&proxy.resolver, &host, port).await {
         Ok(dest) => dest,
         Err(e) => {
-            return text(
+            return early(
+                Side::Gateway,
                 StatusCode::BAD_GATEWAY,
-                &format!("sluice: gateway: resolve {host}: {e}\n"),
+                format!("gateway: resolve {host}: {e}"),
             );
         }
     };
@@ -205,6 +228,26 @@ async fn handle(
 }
 
 /// The token from `Basic base64(sluice:TOKEN)`.
+/// Answers a request that never got a destination (no valid token, no usable target, a name
+/// that does not resolve) with `status` and `body`, and writes its connection record: an id
+/// of its own, what it asked for, `outcome`.
+fn answer_early(
+    proxy: &ExplicitProxy,
+    req: &Request<Incoming>,
+    who: Option<&Who>,
+    outcome: Outcome,
+    status: StatusCode,
+    body: &str,
+) -> Response<Body> {
+    let mut record = Record::new(Kind::Connection);
+    record.conn = Some(ConnId::next().to_string());
+    record.mode = Some(Mode::Refused);
+    record.who = who.cloned();
+    record.host = req.uri().authority().map(ToString::to_string);
+    ConnAudit::start(&proxy.ctx.audit, record).end(outcome);
+    text(status, body)
+}
+
 fn token(header: Option<&str>) -> Option<String> {
     let encoded = header?.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
