@@ -168,6 +168,13 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
     assert_eq!(record["status"], 200, "{record}");
     assert_eq!(record["method"], "POST");
     assert!(record["pid"].as_u64().is_some(), "{record}");
+    // The process is named by its executable, read when it connected.
+    assert!(
+        record["executable"]
+            .as_str()
+            .is_some_and(|exe| exe.ends_with("/curl")),
+        "{record}"
+    );
     // Both complete exchanges (h1 and h2 clients) are recorded without an error reason.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let echoes = loop {

@@ -42,10 +42,9 @@ impl ConnAudit {
         self.record.proxy = Some(label.into());
     }
 
-    /// Records that the client refused Sluice's certificate (`alert`), and its executable.
-    pub fn set_trust_refused(&mut self, alert: &str, executable: Option<String>) {
+    /// Records that the client refused Sluice's certificate (`alert`).
+    pub fn set_trust_refused(&mut self, alert: &str) {
         self.record.trust_refused = Some(alert.to_owned());
-        self.record.executable = executable;
     }
 
     /// Adds transferred bytes.

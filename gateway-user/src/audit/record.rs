@@ -62,6 +62,10 @@ pub struct Who {
     pub uid: u32,
     /// The cgroup the process was in.
     pub cgroup: u64,
+    /// The process's executable, as its own mount namespace names it, when it could be read
+    /// at connect time (a process may name its binary anything: never trust it for policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
 }
 
 /// One audit record.
@@ -147,9 +151,6 @@ pub struct Record {
     /// Request: PII findings in the body by type, counts only (never the text).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<String, u32>,
-    /// Connection: the executable of a client that refused Sluice's certificate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub executable: Option<String>,
     /// Connection: how the client refused Sluice's certificate (`unknown_ca`, …, `closed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_refused: Option<String>,
@@ -188,7 +189,6 @@ impl Record {
             protocol: None,
             credentials: Vec::new(),
             pii: BTreeMap::new(),
-            executable: None,
             trust_refused: None,
             would_refuse: None,
         }

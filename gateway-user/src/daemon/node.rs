@@ -521,8 +521,7 @@ fn who(sandbox: &Sandbox) -> Who {
     Who {
         sandbox: sandbox.id,
         session: sandbox.session.clone(),
-        pid: 0,
-        uid: 0,
         cgroup: sandbox.cgroup_id,
+        ..Who::default()
     }
 }

@@ -93,7 +93,17 @@ pub fn who_of(sandbox: &Sandbox, record: &ConnRecord) -> Who {
         pid: record.tgid,
         uid: record.uid,
         cgroup: record.cgroup_id,
+        executable: executable_of(record.tgid),
     }
+}
+
+/// The executable of process `pid` (root PID namespace), as its mount namespace names it.
+pub fn executable_of(pid: u32) -> Option<String> {
+    if pid == 0 {
+        return None;
+    }
+    let path: std::path::PathBuf = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(path.to_string_lossy().into_owned())
 }
 
 /// Identities by the client's address, with an optional one for every other client: the
@@ -136,5 +146,17 @@ impl Identify for TableIdentify {
         found
             .or_else(|| self.others.clone())
             .ok_or(Refusal::NoRecord)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_is_read_from_proc() {
+        let me = executable_of(std::process::id()).unwrap();
+        assert!(std::path::Path::new(&me).is_absolute(), "{me}");
+        assert_eq!(executable_of(0), None);
     }
 }

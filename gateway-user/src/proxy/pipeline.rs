@@ -88,11 +88,10 @@ where
                 }
                 Err(e) => {
                     if let InterceptError::TrustRefused { alert, .. } = &e {
-                        let executable = super::trust_failures::executable_of(conn.who.pid);
                         let session = conn.who.session.as_deref();
-                        ctx.trust_failures
-                            .count(session, executable.as_deref(), host.as_str());
-                        conn.audit.set_trust_refused(alert, executable);
+                        let executable = conn.who.executable.as_deref();
+                        ctx.trust_failures.count(session, executable, host.as_str());
+                        conn.audit.set_trust_refused(alert);
                     }
                     Ended::failed(&e)
                 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 /// Most distinct (session, executable, host) kept; later ones count under `other`.
@@ -57,15 +56,6 @@ impl TrustFailures {
     }
 }
 
-/// The executable of process `pid` (root PID namespace), as its mount namespace names it.
-pub fn executable_of(pid: u32) -> Option<String> {
-    if pid == 0 {
-        return None;
-    }
-    let path: PathBuf = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    Some(path.to_string_lossy().into_owned())
-}
-
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(value: &str) -> String {
     value
@@ -97,12 +87,5 @@ mod tests {
         failures.render(&mut out);
         assert!(out.lines().count() <= MAX_KEYS + 3, "bounded");
         assert!(out.contains("host=\"other\""), "{out}");
-    }
-
-    #[test]
-    fn the_executable_is_read_from_proc() {
-        let me = executable_of(std::process::id()).unwrap();
-        assert!(std::path::Path::new(&me).is_absolute(), "{me}");
-        assert_eq!(executable_of(0), None);
     }
 }
