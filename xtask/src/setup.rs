@@ -243,19 +243,22 @@ fn kubernetes_validate() -> anyhow::Result<()> {
         bail!("setup: kubernetes-validate is missing; run this command as root to install it");
     }
     eprintln!("setup: installing {KUBERNETES_VALIDATE} from PyPI to {KUBERNETES_VALIDATE_DIR}");
-    let mut install = Command::new("/usr/bin/python3");
-    install
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-warn-script-location",
-        ])
-        .arg("--target")
-        .arg(dir)
-        .arg(KUBERNETES_VALIDATE);
+    let mut install = pip_install();
+    install.arg("--target").arg(dir).arg(KUBERNETES_VALIDATE);
     cmd::status(install).context("setup: install kubernetes-validate")
+}
+
+/// `pip install` of the system Python, quiet; the caller adds where and what.
+fn pip_install() -> Command {
+    let mut pip = Command::new("/usr/bin/python3");
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-warn-script-location",
+    ]);
+    pip
 }
 
 /// Playwright for the system Python, pinned, from PyPI.
@@ -278,15 +281,8 @@ fn playwright() -> anyhow::Result<()> {
         );
     }
     eprintln!("setup: installing playwright {PLAYWRIGHT_VERSION} from PyPI for /usr/bin/python3");
-    let mut install = Command::new("/usr/bin/python3");
+    let mut install = pip_install();
     install
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-warn-script-location",
-        ])
         .args(["--break-system-packages", "--root-user-action=ignore"])
         .arg(format!("playwright=={PLAYWRIGHT_VERSION}"));
     cmd::status(install).context("setup: install playwright")

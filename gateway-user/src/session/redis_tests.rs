@@ -104,17 +104,30 @@ async fn crud_ttl_and_token_index() {
     assert_eq!(exists, 0, "revoking a missing session creates nothing");
 }
 
-#[tokio::test]
-async fn revocation_is_pushed_to_another_node() {
+/// Two nodes sharing one Redis, node B listening for session changes, and a session node A
+/// created.
+async fn two_nodes_and_a_session() -> (
+    RedisServer,
+    RedisStore,
+    RedisStore,
+    tokio::sync::broadcast::Receiver<String>,
+    Session,
+) {
     let server = RedisServer::start().unwrap();
     let node_a = RedisStore::connect(&server.url(), "t:").await.unwrap();
     let node_b = RedisStore::connect(&server.url(), "t:").await.unwrap();
-    let mut on_b = node_b.revocations();
+    let on_b = node_b.revocations();
     let key = MasterKey::generate().unwrap();
     let (session, _) = node_a
         .create(new_session(Duration::from_secs(600)), &key)
         .await
         .unwrap();
+    (server, node_a, node_b, on_b, session)
+}
+
+#[tokio::test]
+async fn revocation_is_pushed_to_another_node() {
+    let (_server, node_a, node_b, mut on_b, session) = two_nodes_and_a_session().await;
     assert!(node_a.revoke(&session.id).await.unwrap());
     let got = tokio::time::timeout(HANG_GUARD, on_b.recv())
         .await
@@ -129,15 +142,7 @@ async fn revocation_is_pushed_to_another_node() {
 
 #[tokio::test]
 async fn a_new_policy_reaches_another_node() {
-    let server = RedisServer::start().unwrap();
-    let node_a = RedisStore::connect(&server.url(), "t:").await.unwrap();
-    let node_b = RedisStore::connect(&server.url(), "t:").await.unwrap();
-    let mut on_b = node_b.revocations();
-    let key = MasterKey::generate().unwrap();
-    let (session, _) = node_a
-        .create(new_session(Duration::from_secs(600)), &key)
-        .await
-        .unwrap();
+    let (server, node_a, node_b, mut on_b, session) = two_nodes_and_a_session().await;
     let policy = crate::policy::PolicySpec {
         deny: vec!["*.blocked.test".into()],
         ..Default::default()
