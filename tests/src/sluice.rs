@@ -22,6 +22,8 @@ pub struct Options {
     pub dns_hosts: Vec<(String, String)>,
     /// Variables set in the daemon's environment (`SSL_CERT_FILE`…).
     pub daemon_env: Vec<(String, String)>,
+    /// A command (and its arguments) that runs the daemon: `sluice run …` is appended.
+    pub wrapper: Vec<String>,
 }
 
 /// A running daemon (or one that was killed and can be restarted).
@@ -38,6 +40,7 @@ pub struct Sluice {
     child: Option<Child>,
     starts: u32,
     daemon_env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 /// The `sluice` binary under test: `$SLUICE_BIN` (set by `cargo xtask test`), else the
@@ -61,6 +64,14 @@ impl Sluice {
     /// Writes a configuration and starts `sluice run` in the lab's node namespace, returning
     /// once it logs that it is ready.
     pub fn start(lab: &NetLab, options: &Options) -> std::io::Result<Sluice> {
+        let mut sluice = Self::prepare(lab, options)?;
+        sluice.restart()?;
+        Ok(sluice)
+    }
+
+    /// Writes a configuration but starts nothing yet ([`Sluice::restart`] starts it): for
+    /// tests of a start that must fail, and of the start after it.
+    pub fn prepare(lab: &NetLab, options: &Options) -> std::io::Result<Sluice> {
         crate::share_temp_files_with_sandboxes();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("sluice-e2e-{}-{n}", std::process::id());
@@ -89,7 +100,7 @@ impl Sluice {
         toml.push_str(&options.extra_toml);
         let config = dir.path().join("sluice.toml");
         std::fs::write(&config, toml)?;
-        let mut sluice = Sluice {
+        Ok(Sluice {
             bin: binary(),
             node_ns: lab.node_ns_path(),
             dir,
@@ -99,9 +110,13 @@ impl Sluice {
             child: None,
             starts: 0,
             daemon_env: options.daemon_env.clone(),
-        };
-        sluice.restart()?;
-        Ok(sluice)
+            wrapper: options.wrapper.clone(),
+        })
+    }
+
+    /// Replaces the command that runs the daemon from the next [`Sluice::restart`] on.
+    pub fn set_wrapper(&mut self, wrapper: Vec<String>) {
+        self.wrapper = wrapper;
     }
 
     /// (Re)starts the daemon with the same configuration and waits until it is ready.
@@ -109,8 +124,14 @@ impl Sluice {
         self.starts += 1;
         let log_path = self.log_path(self.starts);
         let log = std::fs::File::create(&log_path)?;
-        let child = self
-            .command()
+        let mut run = Command::new("nsenter");
+        run.arg(format!("--net={}", self.node_ns.display()))
+            .arg("--")
+            .args(&self.wrapper)
+            .arg(&self.bin)
+            .arg("--config")
+            .arg(&self.config);
+        let child = run
             .arg("run")
             .env("RUST_LOG", "info")
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))

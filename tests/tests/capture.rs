@@ -541,3 +541,70 @@ fn a_server_that_speaks_first_is_relayed_without_waiting_for_the_client() {
         .unwrap_or_else(|| panic!("no relay audited: {:?}", sluice.audit()));
     assert_eq!(record["mode"], "relay", "{record}");
 }
+
+/// `BPF_LINK_CREATE`: the bpf(2) command that kernels before 5.7 lack.
+const BPF_LINK_CREATE: &str = "28";
+
+#[test]
+fn a_kernel_without_cgroup_links_is_refused_by_name_and_nothing_is_attached() {
+    let lab = NetLab::new("probe").unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/capture/kernel_without.py"
+    );
+    let options = Options {
+        // Debian's Python: python3-seccomp is a Debian package.
+        wrapper: vec![
+            "/usr/bin/python3".into(),
+            script.into(),
+            BPF_LINK_CREATE.into(),
+        ],
+        ..Options::default()
+    };
+    let mut sluice = Sluice::prepare(&lab, &options).unwrap();
+    let refusal = sluice
+        .restart()
+        .expect_err("sluice must not start without cgroup links")
+        .to_string();
+    for needle in [
+        "lacks bpf links for cgroup programs (BPF_LINK_CREATE) (Linux 5.7)",
+        "Sluice needs Linux 5.14 or newer",
+        "Nothing was attached",
+    ] {
+        assert!(refusal.contains(needle), "{needle:?} not in:\n{refusal}");
+    }
+    let shown = std::process::Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&sluice.parent_cgroup)
+        .output()
+        .unwrap();
+    let attached = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success() && attached.trim().is_empty(),
+        "programs attached after the refusal: {attached}"
+    );
+    let links: Vec<_> = std::fs::read_dir(sluice.pin_dir.join("links"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        links.is_empty(),
+        "links pinned after the refusal: {links:?}"
+    );
+    assert!(!sluice.parent_cgroup.join("sluice-probe").exists());
+
+    // What the refusal left does not stand in the way once the kernel has what it needs.
+    sluice.set_wrapper(Vec::new());
+    sluice.restart().expect("the next start, with cgroup links");
+    let _web = upstream::http()
+        .route("/hello", "hi")
+        .start(&lab, SocketAddr::new(addrs::HOST_A.into(), 80))
+        .unwrap();
+    let got = in_sandbox(&sluice, &[], &["get", "4", "198.51.100.10", "80"]);
+    assert_eq!(got["status"], "HTTP/1.1 200 OK", "{got}");
+    let sandbox = got["sandbox"].as_u64().unwrap();
+    assert!(
+        sluice
+            .wait_audit(connection_to("198.51.100.10:80", sandbox))
+            .is_some()
+    );
+}

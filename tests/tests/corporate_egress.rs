@@ -103,6 +103,7 @@ impl World {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                ..Options::default()
             },
         )
         .unwrap()

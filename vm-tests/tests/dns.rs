@@ -7,7 +7,15 @@
     reason = "tests"
 )]
 
-use std::{net::UdpSocket, thread, time::Duration};
+use std::{
+    net::UdpSocket,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use vm_tests::{TestEnv, finish, free_port};
 
@@ -25,17 +33,25 @@ c.connect(("203.0.113.53", 53)); c.send(b"qc"); data, addr = c.recvfrom(512); sh
 show(c.getpeername())
 "#;
 
-/// Answers every datagram with `reply:<query>` until no query arrives for a while.
-fn responder(sock: UdpSocket) -> thread::JoinHandle<Vec<String>> {
+/// Answers every datagram with `reply:<query>` until `done` is set (the client has finished:
+/// on a slow kernel, such as one under emulation, the client may take many seconds to start).
+fn responder(sock: UdpSocket, done: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
     thread::spawn(move || {
-        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut seen = Vec::new();
         let mut buf = [0u8; 512];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let mut reply = b"reply:".to_vec();
-            reply.extend_from_slice(&buf[..n]);
-            sock.send_to(&reply, from).unwrap();
+        loop {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    let mut reply = b"reply:".to_vec();
+                    reply.extend_from_slice(&buf[..n]);
+                    sock.send_to(&reply, from).unwrap();
+                }
+                Err(_) if done.load(Ordering::Relaxed) => break,
+                Err(_) => {}
+            }
         }
         seen
     })
@@ -49,9 +65,14 @@ fn dns_is_redirected_and_the_reply_source_restored() {
     let dns6 = env.in_netns(|| UdpSocket::bind(("::1", dns_port)).unwrap());
     let capture = env.install(free_port(&env), dns_port);
     let sandbox = env.sandbox(&capture, "sb", 1);
-    let (r4, r6) = (responder(dns4), responder(dns6));
+    let done = Arc::new(AtomicBool::new(false));
+    let (r4, r6) = (
+        responder(dns4, Arc::clone(&done)),
+        responder(dns6, Arc::clone(&done)),
+    );
 
     let out = finish(env.spawn_python(Some(&sandbox), QUERIES));
+    done.store(true, Ordering::Relaxed);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [

@@ -10,6 +10,7 @@ mod image;
 mod layers;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Task {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Run the kernel tests on each kernel of the matrix: the host's natively, the others in
+    /// qemu VMs booted from Debian's kernel packages (needs root).
+    VmTest(vm::VmArgs),
     /// Check that no two source files of the daemon crate import each other, and that no
     /// module imports from a layer above it (the unit tests run this check too).
     Layers {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Run { args } => run_daemon(&args),
         Task::Test { filter } => test::run(filter.as_deref()),
+        Task::VmTest(args) => vm::run(&args),
         Task::Layers { src } => layers::run(src.as_deref()),
         Task::Bench(args) => bench::run(&args),
         Task::Image(args) => image::run(&args),

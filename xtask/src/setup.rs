@@ -64,6 +64,15 @@ const TEST_PACKAGES: &[&str] = &[
     "runc",
     // The dashboard's browser test (tests/tests/dashboard.rs): Playwright drives this build.
     "chromium",
+    // The kernel matrix (`cargo xtask vm-test`): other kernels boot under qemu (TCG) with a
+    // busybox initramfs that mounts this machine's root read-only over 9p.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    // depmod (a kernel package's modules.dep) and, inside the VM, modprobe.
+    "kmod",
+    // The feature probe's test plays an old kernel with a seccomp filter on bpf(2).
+    "python3-seccomp",
 ];
 
 /// The uv release the trust matrix runs (from PyPI: uv has no Debian package).

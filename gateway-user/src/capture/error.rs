@@ -80,6 +80,25 @@ pub enum CaptureError {
     /// Parsing the embedded object or creating its maps failed.
     #[error("gateway: loading the kernel programs failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
+    /// The kernel lacks a hook, helper or link kind the capture needs (found by the probe
+    /// before anything was attached).
+    #[error(
+        "gateway: this kernel ({kernel}) lacks {feature} (Linux {since}), which the capture \
+         needs; Sluice needs Linux {minimum} or newer. Nothing was attached: run the node on a \
+         newer kernel ({detail})"
+    )]
+    KernelLacks {
+        /// The running kernel's release.
+        kernel: String,
+        /// What is missing.
+        feature: String,
+        /// The release that brought it.
+        since: &'static str,
+        /// The oldest release with everything the capture needs.
+        minimum: &'static str,
+        /// What the kernel answered.
+        detail: String,
+    },
     /// The embedded object lacks a program (a build mismatch).
     #[error("gateway: kernel program {0} is missing from the embedded object; rebuild sluice")]
     MissingProgram(&'static str),

@@ -24,7 +24,7 @@ use aya::{
 use super::{
     CaptureError,
     pins::{self, MAPS, PinLayout},
-    rawlink,
+    probe, rawlink,
 };
 
 /// The kernel object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
@@ -110,7 +110,20 @@ impl Loaded {
         Ok(Self { ebpf, _logs: logs })
     }
 
+    /// Make sure the kernel can create the cgroup links the capture pins (the last thing
+    /// the probe checks before anything is attached to `parent`).
+    pub(crate) fn probe_links(&self, parent: &Path) -> Result<(), CaptureError> {
+        let (name, _) = PROGRAMS[0];
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or(CaptureError::MissingProgram(name))?;
+        let fd = prog.fd().map_err(CaptureError::program(name, "probe"))?;
+        probe::cgroup_links(parent, fd.as_fd())
+    }
+
     /// Attach every program whose link is not pinned in `link_dir` to `cgroup`, and pin it.
+    /// All or nothing: when one fails, the links this call pinned are removed again.
     pub(crate) fn attach_missing(
         &mut self,
         cgroup: &Path,
@@ -118,12 +131,19 @@ impl Loaded {
     ) -> Result<(), CaptureError> {
         let fd = File::open(cgroup).map_err(CaptureError::io("open cgroup", cgroup))?;
         pins::create_dir(link_dir)?;
+        let mut pinned: Vec<std::path::PathBuf> = Vec::new();
         for (name, kind) in PROGRAMS {
             let pin = link_dir.join(name);
             if pin.exists() {
                 continue;
             }
-            attach_pinned(&mut self.ebpf, name, kind, &fd, &pin)?;
+            if let Err(err) = attach_pinned(&mut self.ebpf, name, kind, &fd, &pin) {
+                for pin in &pinned {
+                    unpin_link(pin);
+                }
+                return Err(err);
+            }
+            pinned.push(pin);
         }
         Ok(())
     }
@@ -160,11 +180,21 @@ pub(crate) fn adopt_pinned(link_dir: &Path, cgroup_id: u64) -> Result<bool, Capt
     Ok(complete)
 }
 
+/// Detach and unpin the link pinned at `pin` (best effort: on failure it stays attached,
+/// which keeps its sandboxes captured).
+fn unpin_link(pin: &Path) {
+    match PinnedLink::from_pin(pin).map(PinnedLink::unpin) {
+        Ok(Ok(link)) => drop(link),
+        Ok(Err(err)) => tracing::warn!(pin = %pin.display(), %err, "gateway: cannot unpin link"),
+        Err(err) => tracing::warn!(pin = %pin.display(), %err, "gateway: cannot open link pin"),
+    }
+}
+
 fn load_program(ebpf: &mut Ebpf, name: &'static str, kind: Kind) -> Result<(), CaptureError> {
     let prog = ebpf
         .program_mut(name)
         .ok_or(CaptureError::MissingProgram(name))?;
-    let load = CaptureError::program(name, "load (verifier)");
+    let load = |err| probe::load_failure(name, err);
     match kind {
         Kind::Sock => <&mut CgroupSock>::try_from(prog)
             .map_err(CaptureError::program(name, "load"))?
@@ -290,5 +320,20 @@ impl LogPump {
 impl Drop for LogPump {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_knows_every_programs_hook() {
+        for name in program_names() {
+            assert!(
+                probe::known_hook(name).is_some(),
+                "{name} has no hook entry"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ mod load;
 mod maps;
 mod pins;
 mod preflight;
+mod probe;
 mod rawlink;
 
 use std::{
@@ -31,6 +32,7 @@ use gateway_common::{ConnKey, ConnRecord, GatewayConfig, SandboxEntry};
 pub use key::{cgroup_id, conn_key, dns_client_key, netns_cookie, original_destination};
 pub use load::program_names;
 pub use preflight::cgroup2_mount;
+pub use probe::{MINIMUM_KERNEL, kernel_release};
 
 use self::{load::Loaded, maps::Maps, pins::PinLayout};
 
@@ -92,6 +94,8 @@ impl Capture {
         preflight::check_capabilities()?;
         let cgroup2 = cgroup2_mount()?;
         preflight::check_below_mount(&cfg.parent_cgroup, &cgroup2)?;
+        // The probe's first step, before anything is made: the rest loads the programs.
+        probe::socket_cookies()?;
         preflight::ensure_bpffs(&cfg.pin_dir)?;
         preflight::ensure_cgroup(&cfg.parent_cgroup)?;
         let layout = PinLayout::new(&cfg.pin_dir);
@@ -110,6 +114,7 @@ impl Capture {
             None
         } else {
             let mut loaded = Loaded::load(&layout)?;
+            loaded.probe_links(&cfg.parent_cgroup)?;
             loaded.attach_missing(&cfg.parent_cgroup, &layout.links())?;
             tracing::info!(
                 cgroup = %cfg.parent_cgroup.display(), pin_dir = %layout.root().display(),

@@ -49,13 +49,7 @@ pub(crate) fn attach_pinned(
     attach_type: u32,
     pin: &Path,
 ) -> io::Result<()> {
-    let attr = LinkCreateAttr {
-        prog_fd: fd_u32(prog)?,
-        target_fd: fd_u32(cgroup)?,
-        attach_type,
-        flags: 0,
-    };
-    let link = bpf_new_fd(BPF_LINK_CREATE, &attr)?;
+    let link = link(prog, cgroup, attach_type)?;
     let path = CString::new(pin.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let pin_attr = ObjPinAttr {
         pathname: path.as_ptr() as u64,
@@ -63,6 +57,22 @@ pub(crate) fn attach_pinned(
         file_flags: 0,
     };
     bpf(BPF_OBJ_PIN, &pin_attr).map(drop)
+}
+
+/// Attach `prog` to the cgroup `cgroup` for `attach_type` as a bpf link; closing the returned
+/// fd detaches it.
+pub(crate) fn link(
+    prog: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: u32,
+) -> io::Result<OwnedFd> {
+    let attr = LinkCreateAttr {
+        prog_fd: fd_u32(prog)?,
+        target_fd: fd_u32(cgroup)?,
+        attach_type,
+        flags: 0,
+    };
+    bpf_new_fd(BPF_LINK_CREATE, &attr)
 }
 
 fn fd_u32(fd: BorrowedFd<'_>) -> io::Result<u32> {
