@@ -18,6 +18,8 @@ use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
+/// Upper bound of `tls.leaf_cache_size` (about 3 GiB of leaves).
+const MAX_LEAF_CACHE_SIZE: usize = 1_000_000;
 
 /// The whole configuration of a node.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How the daemon reaches upstream servers.
     pub upstream: UpstreamConfig,
+    /// The interception TLS the daemon serves to sandboxes.
+    pub tls: TlsConfig,
     /// Routing rules for every sandbox (until per-session policy is configured).
     pub policy: PolicyConfig,
     /// Sessions allowed to use the explicit proxy. Default is none.
@@ -199,6 +203,9 @@ impl Default for AuditConfig {
 pub struct UpstreamConfig {
     /// How long dialling an upstream may take, in milliseconds. Default is `5000`.
     pub connect_timeout_ms: u64,
+    /// How long an idle pooled upstream connection is kept for reuse, in milliseconds
+    /// (`100..=3600000`). Default is `90000`.
+    pub pool_idle_timeout_ms: u64,
     /// Destinations allowed although they are loopback, private, link-local or metadata
     /// addresses (CIDR strings such as `10.1.0.0/16`). Default is empty: all refused.
     pub allow_internal: Vec<String>,
@@ -215,6 +222,24 @@ pub struct UpstreamConfig {
     pub proxies: Vec<crate::upstream::egress::ProxySpec>,
 }
 
+/// Interception TLS settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// How many intercepted host names keep their minted leaf certificate; past it the least
+    /// recently used name is evicted (and minted again if it comes back). Each entry holds
+    /// about 3 KiB. `1..=1000000`; default is `10000`.
+    pub leaf_cache_size: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            leaf_cache_size: crate::tls::DEFAULT_LEAF_CACHE_SIZE,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -224,6 +249,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             audit: AuditConfig::default(),
             upstream: UpstreamConfig::default(),
+            tls: TlsConfig::default(),
             policy: PolicyConfig::default(),
             sessions: Vec::new(),
             store: StoreConfig::default(),
@@ -255,6 +281,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             connect_timeout_ms: 5000,
+            pool_idle_timeout_ms: 90_000,
             allow_internal: Vec::new(),
             roots: crate::upstream::Roots::default(),
             extra_roots: Vec::new(),
@@ -346,6 +373,19 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "dns.max_names_per_minute is {}: it must be 1..=100000 (default 300)",
                 self.dns.max_names_per_minute
+            )));
+        }
+        if !(100..=3_600_000).contains(&self.upstream.pool_idle_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "upstream.pool_idle_timeout_ms is {}: it must be 100..=3600000 (default 90000)",
+                self.upstream.pool_idle_timeout_ms
+            )));
+        }
+        if !(1..=MAX_LEAF_CACHE_SIZE).contains(&self.tls.leaf_cache_size) {
+            return Err(ConfigError::Invalid(format!(
+                "tls.leaf_cache_size is {}: it must be 1..={MAX_LEAF_CACHE_SIZE} (default {})",
+                self.tls.leaf_cache_size,
+                crate::tls::DEFAULT_LEAF_CACHE_SIZE
             )));
         }
         self.policy
@@ -526,6 +566,12 @@ mod tests {
                 "allow_internal",
             ),
             ("[dns]\nmax_names_per_minute = 0\n", "1..=100000"),
+            ("[tls]\nleaf_cache_size = 0\n", "tls.leaf_cache_size is 0"),
+            (
+                "[upstream]\npool_idle_timeout_ms = 0\n",
+                "upstream.pool_idle_timeout_ms is 0",
+            ),
+            ("[tls]\nleaf_cache_size = 1000001\n", "1..=1000000"),
             (
                 "[policy]\npassthrough = [\"pinned.test:0\"]\n",
                 "policy.passthrough[0]: \"pinned.test:0\" is not HOST or HOST:PORT",

@@ -313,3 +313,48 @@ async fn a_drain_stops_websocket_tunnels_with_their_connection() {
     .expect("the tunnel to the sandbox was left open after the drain");
     assert!(read.is_ok() || rest.is_empty(), "{read:?}");
 }
+
+/// A sandbox that reaches ever new names holds a bounded number of idle upstream
+/// connections (the least recently used pool is dropped with its connections) and a
+/// bounded leaf cache, where each name would otherwise keep both until they time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ever_new_names_hold_bounded_upstream_connections_and_leaves() {
+    let up = Upstreams::start().await;
+    let setup = Setup {
+        pooled_hosts: 3,
+        leaf_cache_size: 5,
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup, &up).await;
+    for i in 0..12 {
+        let name = format!("n{i}.example.test");
+        let tls = gw
+            .connect_tls(up.https, &name, &[b"http/1.1"])
+            .await
+            .unwrap();
+        let (status, body) = send(tls, false, get(&format!("https://{name}/"), &name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert!(body.starts_with(&format!("GET {name} / 0")), "{body}");
+    }
+    let open = up.https_open_at_most(3).await;
+    assert!(
+        open <= 3,
+        "12 names left {open} upstream connections open, 3 pools kept"
+    );
+    let cache = gw.leaf_cache();
+    assert_eq!((cache.entries, cache.misses, cache.evictions), (5, 12, 7));
+    // A name whose pool and leaf were dropped is served again from scratch.
+    let tls = gw
+        .connect_tls(up.https, "n0.example.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    let (status, _) = send(
+        tls,
+        false,
+        get("https://n0.example.test/", "n0.example.test"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(gw.leaf_cache().misses, 13);
+    gw.stop().await;
+}

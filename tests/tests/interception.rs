@@ -196,6 +196,20 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
     );
     // Three connections to api.test, one leaf: the later handshakes hit the cache.
     assert_eq!(w.sluice.metric("sluice_tls_leaves_minted_total"), Some(1));
+    assert_eq!(
+        w.sluice.metric("sluice_tls_leaf_cache_misses_total"),
+        Some(1)
+    );
+    let hits = w.sluice.metric("sluice_tls_leaf_cache_hits_total");
+    assert!(hits.is_some_and(|n| n >= 2), "{hits:?}");
+    assert_eq!(
+        w.sluice.metric("sluice_tls_leaf_cache_evictions_total"),
+        Some(0)
+    );
+    assert_eq!(
+        w.sluice.metric("sluice_tls_leaf_cache_capacity"),
+        Some(10_000)
+    );
     let mint_us = w.sluice.metric("sluice_tls_leaf_mint_microseconds_total");
     assert!(mint_us.is_some_and(|us| us > 0), "{mint_us:?}");
 }

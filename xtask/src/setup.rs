@@ -29,12 +29,15 @@ impl Needs {
     };
 }
 
-/// Debian packages the eBPF build needs (bpf-linker links against LLVM 22, the nightly's LLVM).
+/// Debian packages the build needs: bpf-linker links against LLVM 22 (the nightly's LLVM);
+/// jemalloc (the daemon's allocator) is built from C with make.
 const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    "make",
+    "gcc",
 ];
 
 /// Debian packages the tests run: real servers and real clients, no mocks.

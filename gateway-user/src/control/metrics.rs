@@ -75,6 +75,43 @@ pub fn render(node: &Node) -> String {
         "counter",
         mint_micros,
     );
+    let cache = minter.cache_stats();
+    gauge(
+        "sluice_tls_leaf_cache_hits_total",
+        "TLS handshakes whose leaf was already cached (or being minted).",
+        "counter",
+        cache.hits,
+    );
+    gauge(
+        "sluice_tls_leaf_cache_misses_total",
+        "TLS handshakes that minted a leaf (new, evicted or expiring name).",
+        "counter",
+        cache.misses,
+    );
+    gauge(
+        "sluice_tls_leaf_cache_evictions_total",
+        "Names evicted from the leaf cache because it was full (least recently used first).",
+        "counter",
+        cache.evictions,
+    );
+    gauge(
+        "sluice_tls_leaf_cache_entries",
+        "Names in the leaf cache.",
+        "gauge",
+        cache.entries as u64,
+    );
+    gauge(
+        "sluice_tls_leaf_cache_capacity",
+        "Most names the leaf cache keeps (tls.leaf_cache_size).",
+        "gauge",
+        cache.capacity as u64,
+    );
+    gauge(
+        "sluice_upstream_pools",
+        "Upstream connection pools kept (one per destination, egress and host; bounded, least recently used dropped).",
+        "gauge",
+        node.proxy.intercept.upstream.pooled_hosts() as u64,
+    );
     gauge(
         "sluice_dns_names_over_budget_total",
         "DNS queries refused because the sandbox asked for more distinct names in a minute than dns.max_names_per_minute.",

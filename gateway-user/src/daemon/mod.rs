@@ -7,6 +7,7 @@ mod dns;
 pub mod leftovers;
 mod listeners;
 mod lock;
+mod memory;
 mod node;
 mod reload;
 mod services;
@@ -156,6 +157,7 @@ impl Prepared {
         node.serve(set, &drain, None)?;
         node.restore();
         drain.spawn(sweep_vanished(node.clone()));
+        memory::start_background_purging();
         if let Some(addr) = listen.proxy {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -287,10 +289,14 @@ fn intercept_context(
     ca: CertificateAuthority,
     (tls, tls_h1): (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>),
 ) -> anyhow::Result<InterceptContext> {
-    let minter = Arc::new(LeafMinter::new(Arc::new(ca))?);
+    let minter = Arc::new(LeafMinter::with_capacity(
+        Arc::new(ca),
+        config.tls.leaf_cache_size,
+    )?);
     let upstream = UpstreamClient::with_tls(
         UpstreamSettings {
             connect_timeout: config.connect_timeout(),
+            pool_idle_timeout: Duration::from_millis(config.upstream.pool_idle_timeout_ms),
             ..UpstreamSettings::default()
         },
         dialer.clone(),

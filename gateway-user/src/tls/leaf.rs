@@ -1,14 +1,18 @@
 //! Leaf certificates for intercepted hosts: one shared key, a per-host cache, and
 //! single-flight minting (concurrent misses for one host mint once).
 //!
-//! The cache is bounded: when full, the oldest-inserted host is evicted (FIFO). A refreshed
-//! entry (re-minted a day before its leaf expires) keeps its place in that order.
+//! The cache is bounded: when full, the least recently used host is evicted (LRU), so a
+//! sandbox that connects to ever new names cannot grow the daemon, and the names in use stay
+//! cached. A refreshed entry (re-minted a day before its leaf expires) counts as a use.
+//! Hits, misses and evictions are counted for `/metrics`.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
@@ -26,8 +30,8 @@ use super::lock;
 pub const LEAF_VALIDITY: Duration = Duration::days(30);
 /// How far a leaf's `not_before` lies in the past, to tolerate client clock skew.
 pub const LEAF_BACKDATE: Duration = Duration::hours(1);
-/// Default number of hosts whose leaves are kept.
-pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+/// Default number of hosts whose leaves are kept (`tls.leaf_cache_size`).
+pub const DEFAULT_LEAF_CACHE_SIZE: usize = 10_000;
 /// A cached leaf is re-minted this long before it expires.
 const REFRESH_BEFORE: Duration = Duration::days(1);
 /// X.509 upper bound on a common name; longer host names go only into the SAN.
@@ -127,20 +131,21 @@ pub struct LeafMinter {
     ca: Arc<CertificateAuthority>,
     key: KeyPair,
     signing_key: Arc<dyn SigningKey>,
-    cache: Mutex<Cache>,
-    capacity: usize,
+    cache: Mutex<LruCache<LeafHost, Arc<OnceCell<Minted>>>>,
+    counters: CacheCounters,
     minted: AtomicU64,
     /// Time spent signing leaves, in nanoseconds (with `minted`, the mean cost of a miss).
     mint_nanos: AtomicU64,
 }
 
 impl LeafMinter {
-    /// A minter for `ca` caching up to [`DEFAULT_CACHE_CAPACITY`] hosts.
+    /// A minter for `ca` caching up to [`DEFAULT_LEAF_CACHE_SIZE`] hosts.
     pub fn new(ca: Arc<CertificateAuthority>) -> Result<Self, LeafError> {
-        Self::with_capacity(ca, DEFAULT_CACHE_CAPACITY)
+        Self::with_capacity(ca, DEFAULT_LEAF_CACHE_SIZE)
     }
 
-    /// A minter for `ca` caching up to `capacity` hosts (at least one).
+    /// A minter for `ca` caching up to `capacity` hosts (at least one), evicting the least
+    /// recently used host when full.
     pub fn with_capacity(
         ca: Arc<CertificateAuthority>,
         capacity: usize,
@@ -154,8 +159,10 @@ impl LeafMinter {
             ca,
             key,
             signing_key,
-            cache: Mutex::new(Cache::default()),
-            capacity: capacity.max(1),
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+            )),
+            counters: CacheCounters::default(),
             minted: AtomicU64::new(0),
             mint_nanos: AtomicU64::new(0),
         })
@@ -169,10 +176,14 @@ impl LeafMinter {
     }
 
     /// The cached leaf for `host`, if one has been minted (used by the synchronous rustls
-    /// certificate resolver after [`Self::certified_key`] made sure it exists).
+    /// certificate resolver after [`Self::certified_key`] made sure it exists; not counted
+    /// as a hit, since that call already counted).
+    ///
+    /// `None` if the host was evicted in between (a cache smaller than the hosts being
+    /// handshaken at once): the handshake then fails, it is never served another leaf.
     pub fn cached(&self, host: &LeafHost) -> Option<Arc<CertifiedKey>> {
-        let cache = lock(&self.cache);
-        cache.entries.get(host)?.get().map(|m| Arc::clone(&m.key))
+        let mut cache = lock(&self.cache);
+        cache.get(host)?.get().map(|m| Arc::clone(&m.key))
     }
 
     /// How many leaves this minter has signed (a metric; cache hits do not count).
@@ -188,7 +199,22 @@ impl LeafMinter {
 
     /// How many hosts are in the cache (minted or being minted).
     pub fn cached_count(&self) -> usize {
-        lock(&self.cache).entries.len()
+        lock(&self.cache).len()
+    }
+
+    /// The cache's size, bound and counters (for `/metrics`).
+    pub fn cache_stats(&self) -> CacheStats {
+        let (entries, capacity) = {
+            let cache = lock(&self.cache);
+            (cache.len(), cache.cap().get())
+        };
+        CacheStats {
+            entries,
+            capacity,
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+        }
     }
 
     /// The CA this minter signs with.
@@ -215,27 +241,25 @@ impl LeafMinter {
         Ok(Arc::clone(&minted.key))
     }
 
-    /// The cache slot for `host`: existing, replaced if its leaf is due for refresh, or new
-    /// (evicting the oldest host when full).
+    /// The cache slot for `host`, marked most recently used: existing (a hit, also while
+    /// another caller is still minting it), or new — a miss, which also replaces a leaf due
+    /// for refresh and evicts the least recently used host when the cache is full.
     fn cell_for(&self, host: &LeafHost, now: OffsetDateTime) -> Arc<OnceCell<Minted>> {
         let mut cache = lock(&self.cache);
-        if let Some(cell) = cache.entries.get(host) {
-            if cell.get().is_none_or(|m| now < m.refresh_at) {
-                return Arc::clone(cell);
-            }
-            let fresh = Arc::new(OnceCell::new());
-            cache.entries.insert(host.clone(), Arc::clone(&fresh));
-            return fresh;
+        if let Some(cell) = cache.get(host)
+            && cell.get().is_none_or(|m| now < m.refresh_at)
+        {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Arc::clone(cell);
         }
-        while cache.entries.len() >= self.capacity {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            cache.entries.remove(&oldest);
-        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let fresh = Arc::new(OnceCell::new());
-        cache.entries.insert(host.clone(), Arc::clone(&fresh));
-        cache.order.push_back(host.clone());
+        // `push` hands back the evicted entry, or the replaced one under the same host.
+        if let Some((evicted, _)) = cache.push(host.clone(), Arc::clone(&fresh))
+            && evicted != *host
+        {
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
         fresh
     }
 
@@ -283,8 +307,7 @@ impl fmt::Debug for LeafMinter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeafMinter")
             .field("ca", &self.ca)
-            .field("capacity", &self.capacity)
-            .field("cached", &self.cached_count())
+            .field("cache", &self.cache_stats())
             .field("minted", &self.minted_count())
             .field("key", &"[redacted]")
             .finish()
@@ -297,11 +320,26 @@ struct Minted {
     refresh_at: OffsetDateTime,
 }
 
-/// Host → single-flight slot, plus insertion order for FIFO eviction (each host once).
+/// The leaf cache's size, bound and counters since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Hosts in the cache (minted or being minted).
+    pub entries: usize,
+    /// The most hosts kept.
+    pub capacity: usize,
+    /// Lookups answered from the cache (or joining a mint in flight).
+    pub hits: u64,
+    /// Lookups that started a mint (new host, evicted host, or leaf due for refresh).
+    pub misses: u64,
+    /// Hosts evicted to make room.
+    pub evictions: u64,
+}
+
 #[derive(Default)]
-struct Cache {
-    entries: HashMap<LeafHost, Arc<OnceCell<Minted>>>,
-    order: VecDeque<LeafHost>,
+struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
 }
 
 fn invalid_host(host: &str) -> LeafError {

@@ -20,7 +20,7 @@ pub mod server_config;
 pub mod trust;
 
 pub use ca::{CaError, CaOrigin, CaSettings, CertificateAuthority};
-pub use leaf::{LeafError, LeafHost, LeafMinter};
+pub use leaf::{CacheStats, DEFAULT_LEAF_CACHE_SIZE, LeafError, LeafHost, LeafMinter};
 pub use server_config::{ServerConfigCache, TlsConfigError, mirrored_alpn, root_store_with};
 
 /// Locks `mutex`, ignoring poisoning: every critical section here leaves the data consistent.

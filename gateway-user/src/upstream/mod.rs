@@ -8,8 +8,10 @@
 //!   configured roots (the node's trust store and webpki by default) plus `extra_roots`.
 //!   ALPN offers `h2` and `http/1.1`, so h2 is used when the upstream offers it (WebSocket
 //!   upgrades offer only `http/1.1`).
-//! - Connections are pooled per (destination address, egress, upgrade): one hyper-util
-//!   client each, whose pool is keyed by scheme and authority.
+//! - Connections are pooled per (destination address, egress, upgrade, authority): one
+//!   hyper-util client each, at most [`UpstreamSettings::pooled_hosts`] of them, the least
+//!   recently used dropped first (with its idle connections). So a sandbox that reaches ever
+//!   new names holds a bounded number of idle upstream connections, not one per name.
 //! - Egress: directly, or through the connection's upstream proxy (a `CONNECT` tunnel, for
 //!   `http` too); see [`egress`].
 
@@ -19,8 +21,8 @@ pub mod egress;
 mod roots;
 mod tunnel;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,6 +33,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use lru::LruCache;
 use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 
@@ -46,10 +49,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of requests sent upstream (streamed, never buffered).
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Most destinations with a client (and pool) kept at once; the map is cleared when full
-/// (connections in use stay open).
-const CLIENT_CAPACITY: usize = 4096;
-/// Idle pooled connections kept per (destination, host, scheme).
+/// Default of [`UpstreamSettings::pooled_hosts`].
+pub const DEFAULT_POOLED_HOSTS: usize = 512;
+/// Idle pooled connections kept per pool (destination, egress, authority).
 const MAX_IDLE_PER_HOST: usize = 32;
 
 /// Settings of the upstream client.
@@ -61,6 +63,10 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// Idle pooled connections close after this. Default is 90 s.
     pub pool_idle_timeout: Duration,
+    /// Most pools (destination, egress, authority) kept at once; the least recently used
+    /// is dropped with its idle connections (connections in use stay open). Default is
+    /// [`DEFAULT_POOLED_HOSTS`].
+    pub pooled_hosts: usize,
     /// The built-in root sets trusted. Default is the node's trust store plus webpki.
     pub roots: Roots,
     /// PEM files of extra trusted roots. Default is none.
@@ -75,6 +81,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(300),
             pool_idle_timeout: Duration::from_secs(90),
+            pooled_hosts: DEFAULT_POOLED_HOSTS,
             roots: Roots::default(),
             extra_roots: Vec::new(),
             own_ca: None,
@@ -205,8 +212,9 @@ impl UpstreamError {
     }
 }
 
-/// One pooled client per destination, egress (proxy id or `direct`) and upgrade flag.
-type PoolKey = (SocketAddr, String, bool);
+/// One pooled client per destination, egress (proxy id or `direct`), upgrade flag and
+/// authority.
+type PoolKey = (SocketAddr, String, bool, String);
 
 /// The shared upstream client; cheap to clone.
 #[derive(Clone, Debug)]
@@ -222,7 +230,7 @@ struct Inner {
     tls_h1: Arc<ClientConfig>,
     settings: UpstreamSettings,
     dialer: Dialer,
-    clients: Mutex<HashMap<PoolKey, Client<DestConnector, Body>>>,
+    clients: Mutex<LruCache<PoolKey, Client<DestConnector, Body>>>,
 }
 
 impl UpstreamClient {
@@ -248,13 +256,14 @@ impl UpstreamClient {
         tls: Arc<ClientConfig>,
         tls_h1: Arc<ClientConfig>,
     ) -> UpstreamClient {
+        let pooled_hosts = NonZeroUsize::new(settings.pooled_hosts).unwrap_or(NonZeroUsize::MIN);
         UpstreamClient {
             inner: Arc::new(Inner {
                 tls,
                 tls_h1,
                 settings,
                 dialer,
-                clients: Mutex::new(HashMap::new()),
+                clients: Mutex::new(LruCache::new(pooled_hosts)),
             }),
         }
     }
@@ -271,7 +280,14 @@ impl UpstreamClient {
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let egress = self.inner.dialer.settle(egress);
-        let client = self.client_for(dest, &egress, upgrade);
+        let authority = request
+            .uri()
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned());
+        let client = self.client_for(
+            (dest, egress.key().into_owned(), upgrade, authority),
+            &egress,
+        );
         let after = self.inner.settings.response_timeout;
         match tokio::time::timeout(after, client.request(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout { after }),
@@ -285,23 +301,27 @@ impl UpstreamClient {
         &self.inner.settings
     }
 
-    fn client_for(
+    /// How many pools are kept (a metric).
+    pub fn pooled_hosts(&self) -> usize {
+        self.lock_clients().len()
+    }
+
+    fn lock_clients(
         &self,
-        dest: SocketAddr,
-        egress: &Egress,
-        upgrade: bool,
-    ) -> Client<DestConnector, Body> {
-        let key = (dest, egress.key().into_owned(), upgrade);
-        let mut clients = self
-            .inner
+    ) -> std::sync::MutexGuard<'_, LruCache<PoolKey, Client<DestConnector, Body>>> {
+        self.inner
             .clients
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pool for `key`, made most recently used; a new one may push out the least
+    /// recently used pool, whose idle connections close when it drops.
+    fn client_for(&self, key: PoolKey, egress: &Egress) -> Client<DestConnector, Body> {
+        let (dest, upgrade) = (key.0, key.2);
+        let mut clients = self.lock_clients();
         if let Some(client) = clients.get(&key) {
             return client.clone();
-        }
-        if clients.len() >= CLIENT_CAPACITY {
-            clients.clear();
         }
         let settings = &self.inner.settings;
         let connector = DestConnector {
@@ -322,7 +342,9 @@ impl UpstreamClient {
             .timer(TokioTimer::new())
             .http2_adaptive_window(true)
             .build(connector);
-        clients.insert(key, client.clone());
+        // The evicted pool is dropped after the lock is released.
+        let _evicted = clients.push(key, client.clone());
+        drop(clients);
         client
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,8 +23,11 @@ use sluice::intercept::{AllowAll, InterceptContext};
 use sluice::live::Live;
 use sluice::net::Cidr;
 use sluice::proxy::{Identity, ProxyContext, TableIdentify, serve_transparent};
-use sluice::tls::{CertificateAuthority, LeafHost, LeafMinter, ServerConfigCache};
-use sluice::upstream::{Dialer, UpstreamClient, UpstreamSettings};
+use sluice::tls::{
+    CacheStats, CertificateAuthority, DEFAULT_LEAF_CACHE_SIZE, LeafHost, LeafMinter,
+    ServerConfigCache,
+};
+use sluice::upstream::{DEFAULT_POOLED_HOSTS, Dialer, UpstreamClient, UpstreamSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -35,6 +39,7 @@ pub struct Gateway {
     pub ca: rustls::pki_types::CertificateDer<'static>,
     /// Identities by client address (clients not in it are refused).
     pub identities: Arc<TableIdentify>,
+    minter: Arc<LeafMinter>,
     audit_path: PathBuf,
     drain: Drain,
     writer: Option<AuditWriter>,
@@ -49,6 +54,10 @@ pub struct Setup {
     pub allow_loopback: bool,
     /// The DNS static table (passthrough and `tcp_allow` names bind through it).
     pub hosts: Vec<(&'static str, &'static str)>,
+    /// Upstream pools kept (`UpstreamSettings::pooled_hosts`).
+    pub pooled_hosts: usize,
+    /// Names whose leaf is kept (`tls.leaf_cache_size`).
+    pub leaf_cache_size: usize,
 }
 
 impl Default for Setup {
@@ -57,6 +66,8 @@ impl Default for Setup {
             policy: PolicyConfig::default(),
             allow_loopback: true,
             hosts: Vec::new(),
+            pooled_hosts: DEFAULT_POOLED_HOSTS,
+            leaf_cache_size: DEFAULT_LEAF_CACHE_SIZE,
         }
     }
 }
@@ -89,12 +100,13 @@ impl Gateway {
         let dialer = Dialer::new(Duration::from_secs(5), live.clone());
         let settings = UpstreamSettings {
             extra_roots: vec![upstream_ca.ca_pem.clone()],
+            pooled_hosts: setup.pooled_hosts,
             ..UpstreamSettings::default()
         };
+        let minter =
+            Arc::new(LeafMinter::with_capacity(Arc::new(ca), setup.leaf_cache_size).unwrap());
         let intercept = Arc::new(InterceptContext {
-            tls: Arc::new(
-                ServerConfigCache::new(Arc::new(LeafMinter::new(Arc::new(ca)).unwrap())).unwrap(),
-            ),
+            tls: Arc::new(ServerConfigCache::new(Arc::clone(&minter)).unwrap()),
             upstream: UpstreamClient::new(settings, dialer.clone()).unwrap(),
             audit: audit.clone(),
             policy: Arc::new(AllowAll),
@@ -122,6 +134,7 @@ impl Gateway {
             addr,
             ca: ca_der,
             identities,
+            minter,
             audit_path,
             drain,
             writer: Some(writer),
@@ -172,6 +185,11 @@ impl Gateway {
             .await
     }
 
+    /// The leaf cache's counters.
+    pub fn leaf_cache(&self) -> CacheStats {
+        self.minter.cache_stats()
+    }
+
     /// Waits (bounded, as a hang guard) until `n` records of `kind` are written; returns them.
     pub fn records(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -213,6 +231,8 @@ pub struct Upstreams {
     pub tcp: SocketAddr,
     /// The upstream CA, as a PEM file.
     pub ca_pem: PathBuf,
+    /// Connections the HTTPS echo holds open now.
+    pub https_open: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
 }
 
@@ -235,8 +255,9 @@ impl Upstreams {
             https.local_addr().unwrap(),
             tcp.local_addr().unwrap(),
         );
-        tokio::spawn(serve_http(http, None));
-        tokio::spawn(serve_http(https, Some(leaves)));
+        let https_open = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(serve_http(http, None, Arc::default()));
+        tokio::spawn(serve_http(https, Some(leaves), Arc::clone(&https_open)));
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = tcp.accept().await else {
@@ -253,19 +274,55 @@ impl Upstreams {
             https: addrs.1,
             tcp: addrs.2,
             ca_pem,
+            https_open,
             _dir: dir,
+        }
+    }
+
+    /// Waits (bounded, as a hang guard) until the HTTPS echo holds at most `n` connections;
+    /// returns how many it holds.
+    pub async fn https_open_at_most(&self, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let open = self.https_open.load(Ordering::SeqCst);
+            if open <= n || Instant::now() > deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
+/// Counts a connection open until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(count))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Echoes each request as `METHOD host path body-length version`.
-async fn serve_http(listener: TcpListener, tls: Option<Arc<ServerConfigCache>>) {
+async fn serve_http(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfigCache>>,
+    open: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
         let tls = tls.clone();
+        let open = Open::new(&open);
         tokio::spawn(async move {
+            let _open = open;
             let service = service_fn(|req: Request<Incoming>| async move {
                 let (parts, body) = req.into_parts();
                 let body = body

@@ -267,6 +267,8 @@ struct Paths<'a> {
     upstream_ca: &'a std::path::Path,
 }
 
+/// The daemon's configuration. Idle upstream connections close after 5 s, as the peer
+/// HAProxy's default `pool-purge-delay` does.
 fn config_toml(paths: &Paths<'_>, variant: &Variant, extra_passthrough: &[String]) -> String {
     let mut passthrough: Vec<String> = (0..variant.extra_rules)
         .map(|i| format!("\"r{i}.rules.example\""))
@@ -290,7 +292,7 @@ fn config_toml(paths: &Paths<'_>, variant: &Variant, extra_passthrough: &[String
          [capture]\nparent_cgroup = {parent_cgroup:?}\npin_dir = {pin_dir:?}\n\
          [dns.hosts]\n\"bench.test\" = [\"203.0.113.10\"]\n\"app.bench.test\" = [\"198.51.100.11\"]\n\
          \"pass.bench.test\" = [\"198.51.100.12\"]\n\
-         [upstream]\nextra_roots = [{ca:?}]\n\
+         [upstream]\nextra_roots = [{ca:?}]\npool_idle_timeout_ms = 5000\n\
          [policy]\npassthrough = [{rules}]\ntcp_allow = [\"198.51.100.10/32:5201\"]\n\
          [[sessions]]\nid = \"bench\"\ntoken_sha256 = \"{digest}\"\n{store}",
         ca = upstream_ca,

@@ -119,10 +119,12 @@ impl Env {
     }
 
     /// A command that runs `program` in the node namespace, in its own mount namespace
-    /// where `/etc/hosts` is the bench's.
+    /// where `/etc/hosts` is the bench's. That namespace is a slave of the machine's, so the
+    /// network namespaces the daemon names under `/run/netns` later (a `sluice exec`
+    /// sandbox's) are seen in it; a private one would see empty files there.
     pub fn node(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = self.lab.exec_in_node("unshare");
-        cmd.args(["--mount", "--", "sh", "-c"])
+        cmd.args(["--mount", "--propagation", "slave", "--", "sh", "-c"])
             .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
             .arg(&self.hosts_file)
             .arg(program);

@@ -242,6 +242,20 @@ impl Report {
                 row.note,
             );
         }
+        let verdicts = vs_haproxy(&self.rows);
+        if !verdicts.is_empty() {
+            out.push_str(
+                "\n## vs HAProxy (same case, same run; ahead = at least as good on every measure both have)\n\n\
+                 | workload | case | Sluice | HAProxy | verdict |\n|---|---|---|---|---|\n",
+            );
+            for v in &verdicts {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    v.workload, v.case, v.sluice, v.haproxy, v.verdict
+                );
+            }
+        }
         if !self.hotspots.is_empty() {
             out.push_str("\n## Hot spots (perf, daemon during W1 h1 keep-alive via capture)\n\n");
             for h in &self.hotspots {
@@ -283,6 +297,68 @@ impl Report {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// For each case both Sluice and HAProxy ran: their measures side by side and whether
+/// Sluice is at least as good on every one (value, CPU per unit, p50, p99).
+pub fn vs_haproxy(rows: &[Row]) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for hap in rows.iter().filter(|r| r.path == "haproxy") {
+        let Some(sluice) = rows
+            .iter()
+            .filter(|r| r.workload == hap.workload && r.case == hap.case)
+            .filter(|r| r.path == "sluice" && r.value.is_some())
+            .min_by_key(|r| r.entry != "capture")
+        else {
+            continue;
+        };
+        if hap.value.is_none() {
+            continue;
+        }
+        let lower = sluice.lower_is_better();
+        let measures: [(&str, Option<f64>, Option<f64>, bool); 4] = [
+            (sluice.unit.as_str(), sluice.value, hap.value, lower),
+            ("µs CPU", sluice.cpu_us_per_unit, hap.cpu_us_per_unit, true),
+            ("µs p50", sluice.p50_us, hap.p50_us, true),
+            ("µs p99", sluice.p99_us, hap.p99_us, true),
+        ];
+        let (mut mine, mut theirs, mut behind) = (Vec::new(), Vec::new(), Vec::new());
+        for (unit, s, h, lower) in measures {
+            let (Some(s), Some(h)) = (s, h) else { continue };
+            mine.push(format!("{} {unit}", fmt_num(s)));
+            theirs.push(format!("{} {unit}", fmt_num(h)));
+            if (lower && s > h) || (!lower && s < h) {
+                behind.push(unit.to_owned());
+            }
+        }
+        out.push(Verdict {
+            workload: hap.workload.clone(),
+            case: hap.case.clone(),
+            sluice: format!("{} ({})", mine.join(", "), sluice.entry),
+            haproxy: theirs.join(", "),
+            verdict: if behind.is_empty() {
+                "ahead".to_owned()
+            } else {
+                format!("**behind** on {}", behind.join(", "))
+            },
+        });
+    }
+    out
+}
+
+/// One case of the "vs HAProxy" table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `W1` …
+    pub workload: String,
+    /// The case.
+    pub case: String,
+    /// Sluice's measures (and its entry path).
+    pub sluice: String,
+    /// HAProxy's measures.
+    pub haproxy: String,
+    /// `ahead`, or `behind on …` naming each measure where HAProxy did better.
+    pub verdict: String,
 }
 
 /// A difference with its sign, rounded: `+12`, `−57` (a real minus sign), `±0`.
@@ -331,6 +407,44 @@ mod tests {
         ] {
             assert_eq!(fmt_num(v), want);
         }
+    }
+
+    #[test]
+    fn vs_haproxy_is_ahead_only_when_no_measure_is_worse() {
+        let row = |path: &str, entry: &str, unit: &str, value: f64, cpu: f64| Row {
+            workload: "W1".into(),
+            case: "c".into(),
+            path: path.into(),
+            entry: entry.into(),
+            unit: unit.into(),
+            value: Some(value),
+            cpu_us_per_unit: Some(cpu),
+            ..Row::default()
+        };
+        let verdict = |rows: &[Row]| {
+            vs_haproxy(rows)
+                .into_iter()
+                .map(|v| v.verdict)
+                .collect::<Vec<_>>()
+        };
+        // More req/s but more CPU per request: behind on CPU.
+        let rows = [
+            row("sluice", "capture", "req/s", 30_000.0, 40.0),
+            row("haproxy", "reverse", "req/s", 29_000.0, 32.0),
+        ];
+        assert_eq!(verdict(&rows), ["**behind** on µs CPU"]);
+        // Less KiB per connection (lower is better) and less CPU: ahead; the capture row is
+        // the one compared, not the explicit one.
+        let rows = [
+            row("sluice", "explicit", "KiB/conn", 90.0, 90.0),
+            row("sluice", "capture", "KiB/conn", 12.0, 10.0),
+            row("haproxy", "reverse", "KiB/conn", 14.5, 11.0),
+        ];
+        assert_eq!(verdict(&rows), ["ahead"]);
+        // No HAProxy row, or a failed one: no verdict.
+        let mut failed = row("haproxy", "reverse", "req/s", 1.0, 1.0);
+        failed.value = None;
+        assert!(verdict(&[row("sluice", "capture", "req/s", 1.0, 1.0), failed]).is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use x509_parser::prelude::*;
 
 use super::{now, state, test_ca, verify};
 use crate::tls::ca::{cert_path, key_path};
-use crate::tls::{CaSettings, CertificateAuthority, LeafError, LeafHost, LeafMinter};
+use crate::tls::{CaSettings, CacheStats, CertificateAuthority, LeafError, LeafHost, LeafMinter};
 
 fn host(name: &str) -> LeafHost {
     LeafHost::parse(name).unwrap()
@@ -175,22 +175,82 @@ async fn cached_leaf_is_reused_then_refreshed_before_expiry() {
     assert!(!Arc::ptr_eq(&first, &fresh));
     assert_eq!(minter.minted_count(), 2);
     assert_eq!(minter.cached_count(), 1);
+    // A refresh replaces the host's own entry: a miss, not an eviction.
+    let stats = minter.cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.evictions), (1, 2, 0));
 }
 
 #[tokio::test]
-async fn cache_is_bounded_and_evicts_the_oldest_host() {
+async fn cache_is_bounded_and_evicts_the_least_recently_used_host() {
     let (_dir, ca) = test_ca();
     let minter = LeafMinter::with_capacity(ca, 3).unwrap();
-    for i in 0..5 {
-        minter
-            .certified_key(&host(&format!("e{i}.example.com")))
-            .await
-            .unwrap();
+    let name = |i: usize| host(&format!("e{i}.example.com"));
+    for i in 0..3 {
+        minter.certified_key(&name(i)).await.unwrap();
     }
+    // e0 is used again, so e1 is now the least recently used and goes first.
+    let e0 = minter.certified_key(&name(0)).await.unwrap();
+    minter.certified_key(&name(3)).await.unwrap();
+    minter.certified_key(&name(4)).await.unwrap();
     assert_eq!(minter.cached_count(), 3);
-    assert!(minter.cached(&host("e0.example.com")).is_none());
-    assert!(minter.cached(&host("e1.example.com")).is_none());
-    assert!(minter.cached(&host("e4.example.com")).is_some());
+    assert!(minter.cached(&name(1)).is_none());
+    assert!(minter.cached(&name(2)).is_none());
+    let still = minter
+        .cached(&name(0))
+        .expect("e0 was used recently, so it stays");
+    assert!(Arc::ptr_eq(&e0, &still));
+    assert!(minter.cached(&name(4)).is_some());
+    // An evicted host is minted again (a miss), not refused.
+    minter.certified_key(&name(1)).await.unwrap();
+    assert_eq!(minter.minted_count(), 6);
+}
+
+#[tokio::test]
+async fn cache_counts_hits_misses_and_evictions() {
+    let (_dir, ca) = test_ca();
+    let minter = LeafMinter::with_capacity(ca, 2).unwrap();
+    let empty = CacheStats {
+        entries: 0,
+        capacity: 2,
+        hits: 0,
+        misses: 0,
+        evictions: 0,
+    };
+    assert_eq!(minter.cache_stats(), empty);
+    for name in [
+        "a.example",
+        "a.example",
+        "b.example",
+        "c.example",
+        "a.example",
+    ] {
+        minter.certified_key(&host(name)).await.unwrap();
+    }
+    // a miss, a hit; b, c miss (c evicts a); a misses again and evicts b.
+    let stats = minter.cache_stats();
+    assert_eq!(
+        stats,
+        CacheStats {
+            entries: 2,
+            hits: 1,
+            misses: 4,
+            evictions: 2,
+            ..empty
+        }
+    );
+    assert_eq!(minter.minted_count(), stats.misses);
+    // The resolver's lookup after a mint is not a second hit.
+    assert!(minter.cached(&host("a.example")).is_some());
+    assert_eq!(minter.cache_stats().hits, 1);
+}
+
+#[tokio::test]
+async fn a_cache_of_zero_still_holds_one_host() {
+    let (_dir, ca) = test_ca();
+    let minter = LeafMinter::with_capacity(ca, 0).unwrap();
+    minter.certified_key(&host("a.example")).await.unwrap();
+    assert_eq!(minter.cache_stats().capacity, 1);
+    assert!(minter.cached(&host("a.example")).is_some());
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! request; same or new SNI), and the clients W7, W8 and W10 reuse.
 
 use super::{Ctx, Service, Via, num};
+use crate::bench::proc::status_kib;
+use crate::bench::report::Row;
 use crate::bench::tools::{self, Load, parse_h2load, parse_hey, parse_wrk};
 
 /// Case names shared with the target checks.
@@ -28,7 +30,15 @@ pub mod case {
     pub const NEW_SNI: &str = "new conn per request, new SNI each, 4 at once (bench-client sni)";
     /// W2b concurrent misses.
     pub const PAIRS: &str = "distinct SNIs, 2 conns at once per name (bench-client sni --pairs)";
+    /// The daemon's memory once W2b's names have gone idle.
+    pub const SETTLED: &str = "RSS after W2b once its upstream connections idled out";
 }
+
+/// How long W2b waits for the daemon to settle: idle pooled connections close 5–10 s after
+/// their last use (the bench daemon's `upstream.pool_idle_timeout_ms` is 5 s, HAProxy's
+/// default `pool-purge-delay`, and the pool checks once per timeout), then the daemon gives
+/// freed memory back over `dirty_decay_ms` (10 s).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// W1: small HTTPS requests over kept-alive connections, h1 and h2.
 pub fn w1(ctx: &mut Ctx<'_>) {
@@ -95,6 +105,7 @@ pub fn w2a(ctx: &mut Ctx<'_>) {
 
 /// W2b: a new SNI every connection (leaf cache miss), and concurrent misses minting once.
 pub fn w2b(ctx: &mut Ctx<'_>) {
+    let rss_before = status_kib(ctx.daemon.pid(), "VmRSS");
     let count = if ctx.args.quick { 300 } else { 2000 };
     for (case, distinct) in [(case::SAME_SNI, None), (case::NEW_SNI, Some("n"))] {
         let mints_before = mint_counters(ctx);
@@ -144,11 +155,56 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
             sni_load(&out)
         },
     );
-    if let Some(row) = ctx.rows.last_mut() {
+    if let Some(row) = ctx.rows.last_mut().filter(|r| r.value.is_some()) {
         row.note = format!(
             "{names} names; {mismatches} pairs got different leaves (0 = each name minted once)"
         );
     }
+    settled_rss(ctx, rss_before);
+}
+
+/// A row for the daemon's RSS once W2b's thousands of names have gone idle, against its RSS
+/// before W2b: the leaf cache and the upstream pools are bounded, and what they freed is
+/// given back.
+fn settled_rss(ctx: &mut Ctx<'_>, before: Option<u64>) {
+    let pid = ctx.daemon.pid();
+    let peak = ctx
+        .rows
+        .iter()
+        .filter(|r| r.workload == "W2b" && r.path == "sluice")
+        .filter_map(|r| r.peak_rss_kib)
+        .max();
+    std::thread::sleep(SETTLE);
+    let after = status_kib(pid, "VmRSS");
+    let (value, note) = match (before, after) {
+        _ if peak.is_none() => (None, "no W2b run through Sluice succeeded".to_owned()),
+        (Some(before), Some(after)) => (
+            Some((after as f64 - before as f64) / 1024.0),
+            format!(
+                "{:.1} MiB before W2b, {:.1} MiB at its peak, {:.1} MiB {} s after",
+                before as f64 / 1024.0,
+                peak.unwrap_or(0) as f64 / 1024.0,
+                after as f64 / 1024.0,
+                SETTLE.as_secs()
+            ),
+        ),
+        _ => (
+            None,
+            "the daemon's /proc status could not be read".to_owned(),
+        ),
+    };
+    ctx.rows.push(Row {
+        workload: "W2b".into(),
+        case: case::SETTLED.into(),
+        path: "sluice".into(),
+        entry: "capture".into(),
+        unit: "MiB vs before".into(),
+        value,
+        rss_before_kib: before,
+        peak_rss_kib: peak,
+        note,
+        ..Row::default()
+    });
 }
 
 /// `bench-client sni` to nginx: `count` new TLS connections, `concurrency` at once.

@@ -64,6 +64,17 @@ pub fn checks(r: &Report) -> Vec<Check> {
     );
     add("W2b", "cache miss adds ≤ 0.2 ms p50", miss_cost(r));
     add("W2b", "concurrent misses for one name mint once", pairs(r));
+    add(
+        "W2b",
+        "RSS returns within 20 MiB of its level before W2b",
+        row(r, "W2b", http::SETTLED, "sluice", "capture").and_then(|x| {
+            let growth = x.value?;
+            Some((
+                format!("{} MiB ({})", signed(growth), x.note),
+                growth <= 20.0,
+            ))
+        }),
+    );
     for case in [bulk::DOWN_H1, bulk::DOWN_H2, bulk::UP_H1, bulk::UP_H2] {
         add(
             "W3",
