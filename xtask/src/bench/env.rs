@@ -53,15 +53,25 @@ pub struct Env {
     pub templates: PathBuf,
     /// The node and net namespaces.
     pub lab: NetLab,
-    /// Scratch directory of this run (world-readable: Squid drops privileges).
+    /// Scratch directory of this run, under [`RUNS_DIR`] (world-readable: Squid drops
+    /// privileges, and clients in `sluice exec` sandboxes read the CA and the upload file).
     pub dir: tempfile::TempDir,
 }
+
+/// Where runs keep their scratch directories: not under `/tmp`, which a `sluice exec`
+/// sandbox sees as its own empty one.
+const RUNS_DIR: &str = "/var/cache/sluice-bench/runs";
 
 impl Env {
     /// Creates the namespaces, the CA, the files and starts nginx, the SSE/upload fake and
     /// the iperf3 server.
     pub fn start(quick: bool) -> anyhow::Result<Env> {
-        let dir = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
+        std::fs::create_dir_all(RUNS_DIR)
+            .with_context(|| format!("bench: create {RUNS_DIR}"))?;
+        std::fs::set_permissions(RUNS_DIR, std::fs::Permissions::from_mode(0o755))?;
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-bench-")
+            .tempdir_in(RUNS_DIR)?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let lab = NetLab::new("bench").context("bench: create the network namespaces")?;
         let ca = TestCa::named("Sluice bench CA").context("bench: create the bench CA")?;

@@ -248,16 +248,22 @@ pub fn h2load_raw(
     flags: &[&str],
     path: &str,
 ) -> anyhow::Result<(Load, String)> {
-    let log = ctx.scratch("h2load.log");
-    let _ = std::fs::remove_file(&log);
-    let mut cmd = via.command(ctx.env, "h2load");
-    cmd.args(flags)
-        .args(["-t1", "--log-file"])
-        .arg(&log)
-        .arg(via.url(Service::Nginx, path));
+    // A client in a `sluice exec` sandbox writes no file the bench can read (its /tmp is its
+    // own) nor can it reopen its stderr, so h2load logs to a file of its /tmp that is then
+    // printed: the summary goes to stderr, the per-request log to stdout.
+    let mut cmd = via.command(ctx.env, "sh");
+    cmd.args([
+        "-c",
+        "log=$(mktemp) && h2load \"$@\" --log-file \"$log\" >&2; rc=$?; \
+         cat \"$log\"; rm -f \"$log\"; exit $rc",
+        "h2load",
+    ])
+    .args(flags)
+    .arg("-t1")
+    .arg(via.url(Service::Nginx, path));
     let out = tools::run_bounded(cmd, ctx.bound())?;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let load = parse_h2load(&String::from_utf8_lossy(&out.stdout), &text)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let load = parse_h2load(&String::from_utf8_lossy(&out.stderr), &text)?;
     Ok((load, text))
 }
 
