@@ -18,8 +18,10 @@ use crate::session::{SessionConfig, Sessions};
 
 /// Where the CLI looks for a configuration file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
-/// Upper bound of `tls.leaf_cache_size` (about 3 GiB of leaves).
-const MAX_LEAF_CACHE_SIZE: usize = 1_000_000;
+/// Bounds of `tls.leaf_cache_size`: at least as many names as handshakes can be in flight at
+/// once (a name evicted between its mint and its handshake fails that handshake), at most
+/// about 300 MiB of leaves.
+const LEAF_CACHE_SIZES: std::ops::RangeInclusive<usize> = 100..=100_000;
 
 /// The whole configuration of a node.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -228,7 +230,7 @@ pub struct UpstreamConfig {
 pub struct TlsConfig {
     /// How many intercepted host names keep their minted leaf certificate; past it the least
     /// recently used name is evicted (and minted again if it comes back). Each entry holds
-    /// about 3 KiB. `1..=1000000`; default is `10000`.
+    /// about 3 KiB. `100..=100000`; default is `10000`.
     pub leaf_cache_size: usize,
 }
 
@@ -381,10 +383,12 @@ impl Config {
                 self.upstream.pool_idle_timeout_ms
             )));
         }
-        if !(1..=MAX_LEAF_CACHE_SIZE).contains(&self.tls.leaf_cache_size) {
+        if !LEAF_CACHE_SIZES.contains(&self.tls.leaf_cache_size) {
             return Err(ConfigError::Invalid(format!(
-                "tls.leaf_cache_size is {}: it must be 1..={MAX_LEAF_CACHE_SIZE} (default {})",
+                "tls.leaf_cache_size is {}: it must be {}..={} (default {})",
                 self.tls.leaf_cache_size,
+                LEAF_CACHE_SIZES.start(),
+                LEAF_CACHE_SIZES.end(),
                 crate::tls::DEFAULT_LEAF_CACHE_SIZE
             )));
         }
@@ -571,7 +575,8 @@ mod tests {
                 "[upstream]\npool_idle_timeout_ms = 0\n",
                 "upstream.pool_idle_timeout_ms is 0",
             ),
-            ("[tls]\nleaf_cache_size = 1000001\n", "1..=1000000"),
+            ("[tls]\nleaf_cache_size = 99\n", "100..=100000"),
+            ("[tls]\nleaf_cache_size = 100001\n", "100..=100000"),
             (
                 "[policy]\npassthrough = [\"pinned.test:0\"]\n",
                 "policy.passthrough[0]: \"pinned.test:0\" is not HOST or HOST:PORT",

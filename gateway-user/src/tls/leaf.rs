@@ -229,30 +229,38 @@ impl LeafMinter {
         now: OffsetDateTime,
     ) -> Result<Arc<CertifiedKey>, LeafError> {
         let cell = self.cell_for(host, now);
+        let mut minted_here = false;
         let minted = cell
             .get_or_try_init(|| async {
+                minted_here = true;
                 let started = std::time::Instant::now();
                 let minted = self.mint(host, now);
                 let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.mint_nanos.fetch_add(nanos, Ordering::Relaxed);
                 minted
             })
-            .await?;
-        Ok(Arc::clone(&minted.key))
+            .await;
+        // A miss is a lookup that had to mint (also the retry after a failed mint); joining
+        // a mint in flight or finding the leaf is a hit.
+        let counter = if minted_here {
+            &self.counters.misses
+        } else {
+            &self.counters.hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::clone(&minted?.key))
     }
 
-    /// The cache slot for `host`, marked most recently used: existing (a hit, also while
-    /// another caller is still minting it), or new — a miss, which also replaces a leaf due
-    /// for refresh and evicts the least recently used host when the cache is full.
+    /// The cache slot for `host`, marked most recently used: existing (also while another
+    /// caller is still minting it), or new — which also replaces a leaf due for refresh and
+    /// evicts the least recently used host when the cache is full.
     fn cell_for(&self, host: &LeafHost, now: OffsetDateTime) -> Arc<OnceCell<Minted>> {
         let mut cache = lock(&self.cache);
         if let Some(cell) = cache.get(host)
             && cell.get().is_none_or(|m| now < m.refresh_at)
         {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Arc::clone(cell);
         }
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let fresh = Arc::new(OnceCell::new());
         // `push` hands back the evicted entry, or the replaced one under the same host.
         if let Some((evicted, _)) = cache.push(host.clone(), Arc::clone(&fresh))
@@ -329,7 +337,8 @@ pub struct CacheStats {
     pub capacity: usize,
     /// Lookups answered from the cache (or joining a mint in flight).
     pub hits: u64,
-    /// Lookups that started a mint (new host, evicted host, or leaf due for refresh).
+    /// Lookups that minted (new host, evicted host, leaf due for refresh, or a retry after
+    /// a failed mint).
     pub misses: u64,
     /// Hosts evicted to make room.
     pub evictions: u64,

@@ -280,6 +280,13 @@ impl UpstreamClient {
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let egress = self.inner.dialer.settle(egress);
+        // A refused egress is answered with this request's own reason, never through a pool
+        // (a pool keyed "refused" would keep the first session's reason for everyone).
+        if let Egress::Refused(why) = &egress {
+            return Err(UpstreamError::Connect(ConnectError::Dial(
+                DialError::NoEgress(why.clone()),
+            )));
+        }
         let authority = request
             .uri()
             .authority()

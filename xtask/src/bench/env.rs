@@ -66,8 +66,7 @@ impl Env {
     /// Creates the namespaces, the CA, the files and starts nginx, the SSE/upload fake and
     /// the iperf3 server.
     pub fn start(quick: bool) -> anyhow::Result<Env> {
-        std::fs::create_dir_all(RUNS_DIR)
-            .with_context(|| format!("bench: create {RUNS_DIR}"))?;
+        std::fs::create_dir_all(RUNS_DIR).with_context(|| format!("bench: create {RUNS_DIR}"))?;
         std::fs::set_permissions(RUNS_DIR, std::fs::Permissions::from_mode(0o755))?;
         let dir = tempfile::Builder::new()
             .prefix("sluice-bench-")
