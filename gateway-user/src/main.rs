@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-/// jemalloc: freed memory goes back to the system (the daemon starts its background purging
-/// thread), where glibc's arenas keep a burst's peak for good.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> std::process::ExitCode {
     // Installed as `sluice-runtime-<runtime>`: the OCI runtime wrapper.
     if std::env::args_os()

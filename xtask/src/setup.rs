@@ -29,15 +29,12 @@ impl Needs {
     };
 }
 
-/// Debian packages the build needs: bpf-linker links against LLVM 22 (the nightly's LLVM);
-/// jemalloc (the daemon's allocator) is built from C with make.
+/// Debian packages the eBPF build needs (bpf-linker links against LLVM 22, the nightly's LLVM).
 const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
-    "make",
-    "gcc",
 ];
 
 /// Debian packages the tests run: real servers and real clients, no mocks.

@@ -198,9 +198,6 @@ async fn run_inside(
         Err(e) => return super::fail(&format!("find the sluice binary: {e}")),
     };
     let mut enter = tokio::process::Command::new(exe);
-    // The launcher forks single-threaded: no jemalloc configuration from the caller's
-    // environment may start the allocator's background thread in it.
-    enter.env_remove("_RJEM_MALLOC_CONF");
     enter
         .arg("internal-enter")
         .arg("--cgroup")

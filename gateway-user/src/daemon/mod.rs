@@ -157,7 +157,7 @@ impl Prepared {
         node.serve(set, &drain, None)?;
         node.restore();
         drain.spawn(sweep_vanished(node.clone()));
-        memory::start_background_purging();
+        drain.spawn(memory::give_back_periodically(drain.clone()));
         if let Some(addr) = listen.proxy {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -37,8 +37,8 @@ pub mod case {
 /// How long W2b waits for the daemon to settle: idle pooled connections close 5–10 s after
 /// their last use (the bench daemon's `upstream.pool_idle_timeout_ms` is 5 s, HAProxy's
 /// default `pool-purge-delay`, and the pool checks once per timeout), then the daemon gives
-/// freed memory back over `dirty_decay_ms` (10 s).
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// freed memory back within 5 s.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// W1: small HTTPS requests over kept-alive connections, h1 and h2.
 pub fn w1(ctx: &mut Ctx<'_>) {
