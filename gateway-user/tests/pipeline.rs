@@ -358,3 +358,34 @@ async fn ever_new_names_hold_bounded_upstream_connections_and_leaves() {
     assert_eq!(gw.leaf_cache().misses, 13);
     gw.stop().await;
 }
+
+/// An idle pooled upstream connection is closed once `pool_idle_timeout` passes, and a later
+/// request to the same name is served over a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_close_after_the_pool_idle_timeout() {
+    let up = Upstreams::start().await;
+    let setup = Setup {
+        pool_idle_timeout: std::time::Duration::from_millis(200),
+        ..Setup::default()
+    };
+    let gw = Gateway::start(setup, &up).await;
+    for round in 0..2 {
+        let tls = gw
+            .connect_tls(up.https, "idle.example.test", &[b"http/1.1"])
+            .await
+            .unwrap();
+        let (status, body) = send(
+            tls,
+            false,
+            get("https://idle.example.test/", "idle.example.test"),
+        )
+        .await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let open = up.https_open_at_most(0).await;
+        assert_eq!(
+            open, 0,
+            "round {round}: the idle upstream connection stayed open"
+        );
+    }
+    gw.stop().await;
+}

@@ -197,11 +197,6 @@ impl LeafMinter {
         std::time::Duration::from_nanos(self.mint_nanos.load(Ordering::Relaxed))
     }
 
-    /// How many hosts are in the cache (minted or being minted).
-    pub fn cached_count(&self) -> usize {
-        lock(&self.cache).len()
-    }
-
     /// The cache's size, bound and counters (for `/metrics`).
     pub fn cache_stats(&self) -> CacheStats {
         let (entries, capacity) = {

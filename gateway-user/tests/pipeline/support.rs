@@ -56,6 +56,8 @@ pub struct Setup {
     pub hosts: Vec<(&'static str, &'static str)>,
     /// Upstream pools kept (`UpstreamSettings::pooled_hosts`).
     pub pooled_hosts: usize,
+    /// How long an idle upstream connection is kept (`upstream.pool_idle_timeout_ms`).
+    pub pool_idle_timeout: Duration,
     /// Names whose leaf is kept (`tls.leaf_cache_size`).
     pub leaf_cache_size: usize,
 }
@@ -67,6 +69,7 @@ impl Default for Setup {
             allow_loopback: true,
             hosts: Vec::new(),
             pooled_hosts: DEFAULT_POOLED_HOSTS,
+            pool_idle_timeout: UpstreamSettings::default().pool_idle_timeout,
             leaf_cache_size: DEFAULT_LEAF_CACHE_SIZE,
         }
     }
@@ -101,6 +104,7 @@ impl Gateway {
         let settings = UpstreamSettings {
             extra_roots: vec![upstream_ca.ca_pem.clone()],
             pooled_hosts: setup.pooled_hosts,
+            pool_idle_timeout: setup.pool_idle_timeout,
             ..UpstreamSettings::default()
         };
         let minter =

@@ -96,7 +96,7 @@ async fn concurrent_misses_mint_each_host_once() {
         assert!(Arc::ptr_eq(seen, &key), "host {n} got two different leaves");
     }
     assert_eq!(minter.minted_count(), 50);
-    assert_eq!(minter.cached_count(), 50);
+    assert_eq!(minter.cache_stats().entries, 50);
 }
 
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn cached_leaf_is_reused_then_refreshed_before_expiry() {
         .unwrap();
     assert!(!Arc::ptr_eq(&first, &fresh));
     assert_eq!(minter.minted_count(), 2);
-    assert_eq!(minter.cached_count(), 1);
+    assert_eq!(minter.cache_stats().entries, 1);
     // A refresh replaces the host's own entry: a miss, not an eviction.
     let stats = minter.cache_stats();
     assert_eq!((stats.hits, stats.misses, stats.evictions), (1, 2, 0));
@@ -192,7 +192,7 @@ async fn cache_is_bounded_and_evicts_the_least_recently_used_host() {
     let e0 = minter.certified_key(&name(0)).await.unwrap();
     minter.certified_key(&name(3)).await.unwrap();
     minter.certified_key(&name(4)).await.unwrap();
-    assert_eq!(minter.cached_count(), 3);
+    assert_eq!(minter.cache_stats().entries, 3);
     assert!(minter.cached(&name(1)).is_none());
     assert!(minter.cached(&name(2)).is_none());
     let still = minter
