@@ -56,7 +56,12 @@ async fn plain_http_is_intercepted_and_its_records_are_tied() {
 async fn tls_is_intercepted_over_http1_and_h2() {
     let up = Upstreams::start().await;
     let gw = Gateway::start(Setup::default(), &up).await;
-    for (h2, alpn) in [(false, &b"http/1.1"[..]), (true, &b"h2"[..])] {
+    // The upstream offers both; Sluice offers it what the sandbox spoke.
+    let cases = [
+        (false, &b"http/1.1"[..], "HTTP/1.1", "http/1.1>http/1.1"),
+        (true, &b"h2"[..], "HTTP/2.0", "h2>h2"),
+    ];
+    for (h2, alpn, upstream_version, _) in cases {
         let tls = gw
             .connect_tls(up.https, "API.Example.test.", &[alpn])
             .await
@@ -68,15 +73,17 @@ async fn tls_is_intercepted_over_http1_and_h2() {
         )
         .await;
         assert_eq!(status, 200, "h2={h2}: {body}");
-        assert!(
-            body.starts_with("GET api.example.test /v1/x 0"),
-            "h2={h2}: {body}"
+        assert_eq!(
+            body,
+            format!("GET api.example.test /v1/x 0 {upstream_version}"),
+            "h2={h2}"
         );
     }
     let requests = gw.records("request", 2);
-    for request in &requests {
+    for (request, (.., protocol)) in requests.iter().zip(cases) {
         assert_eq!(request["url"], "https://api.example.test/v1/x");
         assert_eq!(request["host"], "api.example.test");
+        assert_eq!(request["protocol"], protocol);
     }
     gw.stop().await;
 }

@@ -95,7 +95,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     match state
         .ctx
         .upstream
-        .send(state.peer.dest, &state.peer.egress, request, false)
+        .send(state.peer.dest, &state.peer.egress, request, state.offer())
         .await
     {
         Ok(upstream) => {

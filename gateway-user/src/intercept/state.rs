@@ -10,6 +10,7 @@ use super::body::{ConnCounters, ConnEnd};
 use super::framing::Verdicts;
 use crate::conn::Peer;
 use crate::host::Host;
+use crate::upstream::Offer;
 
 /// What every request of one connection shares.
 #[derive(Debug)]
@@ -55,6 +56,11 @@ impl ConnState {
     /// `h2` or `http/1.1`.
     pub(super) fn protocol(&self) -> &'static str {
         if self.h2 { "h2" } else { "http/1.1" }
+    }
+
+    /// What its upstream connections offer: the protocol the sandbox speaks here.
+    pub(super) fn offer(&self) -> Offer {
+        if self.h2 { Offer::Http2 } else { Offer::Http1 }
     }
 
     /// Runs a WebSocket tunnel on its own task, owned by this connection.

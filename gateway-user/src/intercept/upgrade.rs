@@ -22,6 +22,7 @@ use super::relay::{self, Tunnel};
 use super::respond::{Target, fail, respond};
 use super::state::ConnState;
 use crate::audit::Outcome;
+use crate::upstream::Offer;
 
 /// Forwards a checked upgrade request; the tunnel runs on a task the connection owns (it
 /// awaits it, or aborts it when dropped), and the request's record is written when it
@@ -47,7 +48,7 @@ pub(super) async fn forward(
     let mut upstream = match state
         .ctx
         .upstream
-        .send(state.peer.dest, &state.peer.egress, request, true)
+        .send(state.peer.dest, &state.peer.egress, request, Offer::Upgrade)
         .await
     {
         Ok(upstream) => upstream,

@@ -6,9 +6,11 @@
 //!   the sandbox-supplied name.
 //! - TLS: SNI is the request's host; the certificate must verify for that host against the
 //!   configured roots (the node's trust store and webpki by default) plus `extra_roots`.
-//!   ALPN offers `h2` and `http/1.1`, so h2 is used when the upstream offers it (WebSocket
-//!   upgrades offer only `http/1.1`).
-//! - Connections are pooled per (destination address, egress, upgrade, authority): one
+//!   ALPN mirrors the sandbox's connection ([`Offer`]): `h2` and `http/1.1` when the sandbox
+//!   speaks HTTP/2 (h2 is used when the upstream offers it), `http/1.1` alone when it speaks
+//!   HTTP/1.1 (each request in flight then has an upstream connection of its own, as the
+//!   sandbox's own client would have had) and for WebSocket upgrades.
+//! - Connections are pooled per (destination address, egress, offer, authority): one
 //!   hyper-util client each, at most [`UpstreamSettings::pooled_hosts`] of them, the least
 //!   recently used dropped first (with its idle connections). So a sandbox that reaches ever
 //!   new names holds a bounded number of idle upstream connections, not one per name.
@@ -54,6 +56,20 @@ pub const DEFAULT_POOLED_HOSTS: usize = 512;
 /// Idle pooled connections kept per pool (destination, egress, authority).
 const MAX_IDLE_PER_HOST: usize = 32;
 
+/// What an upstream connection offers in ALPN, mirroring the sandbox's connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Offer {
+    /// `h2` and `http/1.1`: the sandbox speaks HTTP/2, and its requests may share one
+    /// multiplexed upstream connection.
+    Http2,
+    /// `http/1.1` alone: the sandbox speaks HTTP/1.1. Not multiplexing its connections onto
+    /// one upstream connection keeps them as parallel as the sandbox made them (and avoids
+    /// a hop through one shared connection's task per request).
+    Http1,
+    /// `http/1.1` alone, for one upgraded exchange (WebSocket): never pooled.
+    Upgrade,
+}
+
 /// Settings of the upstream client.
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -63,7 +79,7 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// Idle pooled connections close after this. Default is 90 s.
     pub pool_idle_timeout: Duration,
-    /// Most pools (destination, egress, authority) kept at once; the least recently used
+    /// Most pools (destination, egress, offer, authority) kept at once; the least recently used
     /// is dropped with its idle connections (connections in use stay open). Default is
     /// [`DEFAULT_POOLED_HOSTS`].
     pub pooled_hosts: usize,
@@ -212,9 +228,9 @@ impl UpstreamError {
     }
 }
 
-/// One pooled client per destination, egress (proxy id or `direct`), upgrade flag and
+/// One pooled client per destination, egress (proxy id or `direct`), ALPN offer and
 /// authority.
-type PoolKey = (SocketAddr, String, bool, String);
+type PoolKey = (SocketAddr, String, Offer, String);
 
 /// The shared upstream client; cheap to clone.
 #[derive(Clone, Debug)]
@@ -226,7 +242,7 @@ pub struct UpstreamClient {
 struct Inner {
     /// ALPN `h2`, `http/1.1`.
     tls: Arc<ClientConfig>,
-    /// ALPN `http/1.1` only, for upgrades.
+    /// ALPN `http/1.1` only.
     tls_h1: Arc<ClientConfig>,
     settings: UpstreamSettings,
     dialer: Dialer,
@@ -270,14 +286,14 @@ impl UpstreamClient {
 
     /// Sends `request` (absolute URI: scheme and authority name the upstream; the TLS name
     /// is its host) over a pooled connection to `dest` along `egress`, and returns the
-    /// response head with its body streaming. `upgrade` selects an HTTP/1.1-only
-    /// connection (for WebSocket).
+    /// response head with its body streaming. `offer` chooses the connection's ALPN (and
+    /// pool).
     pub async fn send(
         &self,
         dest: SocketAddr,
         egress: &Egress,
         request: Request<Body>,
-        upgrade: bool,
+        offer: Offer,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let egress = self.inner.dialer.settle(egress);
         // A refused egress is answered with this request's own reason, never through a pool
@@ -291,10 +307,7 @@ impl UpstreamClient {
             .uri()
             .authority()
             .map_or_else(String::new, |a| a.as_str().to_owned());
-        let client = self.client_for(
-            (dest, egress.key().into_owned(), upgrade, authority),
-            &egress,
-        );
+        let client = self.client_for((dest, egress.key().into_owned(), offer, authority), &egress);
         let after = self.inner.settings.response_timeout;
         match tokio::time::timeout(after, client.request(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout { after }),
@@ -325,7 +338,7 @@ impl UpstreamClient {
     /// The pool for `key`, made most recently used; a new one may push out the least
     /// recently used pool, whose idle connections close when it drops.
     fn client_for(&self, key: PoolKey, egress: &Egress) -> Client<DestConnector, Body> {
-        let (dest, upgrade) = (key.0, key.2);
+        let (dest, offer) = (key.0, key.2);
         let mut clients = self.lock_clients();
         if let Some(client) = clients.get(&key) {
             return client.clone();
@@ -335,16 +348,20 @@ impl UpstreamClient {
             dest,
             egress: egress.clone(),
             dialer: self.inner.dialer.clone(),
-            tls: Arc::clone(if upgrade {
-                &self.inner.tls_h1
-            } else {
+            tls: Arc::clone(if offer == Offer::Http2 {
                 &self.inner.tls
+            } else {
+                &self.inner.tls_h1
             }),
             handshake_timeout: settings.connect_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(if upgrade { 0 } else { MAX_IDLE_PER_HOST })
+            .pool_max_idle_per_host(if offer == Offer::Upgrade {
+                0
+            } else {
+                MAX_IDLE_PER_HOST
+            })
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .http2_adaptive_window(true)

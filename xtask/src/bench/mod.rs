@@ -107,6 +107,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if cfg!(debug_assertions) {
         setup::run(setup::Needs::ALL)?;
+        setup::node_bpffs()?;
         install::run()?;
         // Before the release `sluice`: building a bench unifies dev-dependency features and
         // re-links `target/release/sluice`; the build after it links the plain one back.
