@@ -22,6 +22,10 @@ const SILENT_RELAY_WAIT: Duration = Duration::from_millis(300);
 
 /// Layers the session over the connection's rules, detects, routes and serves `client`,
 /// finishing `conn`'s audit record.
+///
+/// Each route's stage is boxed: a spawned task is allocated at the size of its future's
+/// largest state, so unboxed, every connection (an idle intercepted one too) would hold
+/// room for the biggest of relaying, refusing and intercepting, nested several times.
 pub async fn serve<IO>(ctx: &ProxyContext, conn: &mut Conn, mut client: IO)
 where
     IO: RelayStream,
@@ -56,14 +60,14 @@ where
             let bound =
                 binding::check_passthrough(&ctx.resolver, &conn.policy, &host, conn.dest).await;
             if let Err(reason) = bound {
-                return refuse(ctx, conn, client, &detection.outcome, &reason).await;
+                return Box::pin(refuse(ctx, conn, client, &detection.outcome, &reason)).await;
             }
             conn.audit.set_mode(Mode::Passthrough);
-            relay_to(ctx, conn, Some(&host), client).await;
+            Box::pin(relay_to(ctx, conn, Some(&host), client)).await;
         }
         Route::Relay => {
             conn.audit.set_mode(Mode::Relay);
-            relay_to(ctx, conn, None, client).await;
+            Box::pin(relay_to(ctx, conn, None, client)).await;
         }
         Route::Intercept { host } => {
             conn.audit.set_mode(Mode::Intercept);
@@ -71,9 +75,16 @@ where
             let engine = ctx.intercept.clone();
             let served = match &detection.outcome {
                 Outcome::Tls(hello) => {
-                    intercept_tls(client, conn.peer(), &host, &hello.alpn, engine).await
+                    Box::pin(intercept_tls(
+                        client,
+                        conn.peer(),
+                        &host,
+                        &hello.alpn,
+                        engine,
+                    ))
+                    .await
                 }
-                _ => intercept_http(client, conn.peer(), engine).await,
+                _ => Box::pin(intercept_http(client, conn.peer(), engine)).await,
             };
             let ended = match served {
                 Ok(summary) => {
@@ -99,7 +110,7 @@ where
             conn.audit.end(ended);
         }
         Route::Reject(reason) => {
-            refuse(ctx, conn, client, &detection.outcome, &reason).await;
+            Box::pin(refuse(ctx, conn, client, &detection.outcome, &reason)).await;
         }
     }
 }
