@@ -14,6 +14,7 @@ mod env;
 mod install;
 mod peers;
 mod proc;
+mod profile;
 mod report;
 mod run;
 mod tools;

@@ -97,6 +97,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Hottest daemon symbols from `perf`, when profiled.
     pub hotspots: Vec<String>,
+    /// The daemon's CPU by category (percent of its samples), when profiled.
+    pub cpu_breakdown: Vec<(String, f64)>,
     /// Caveats of this run.
     pub notes: Vec<String>,
 }
@@ -254,6 +256,17 @@ impl Report {
                     "| {} | {} | {} | {} | {} |",
                     v.workload, v.case, v.sluice, v.haproxy, v.verdict
                 );
+            }
+        }
+        if !self.cpu_breakdown.is_empty() {
+            out.push_str(
+                "\n## Where the daemon's CPU goes (perf, W1 h1 keep-alive via capture)\n\n\
+                 Kernel time by the system call it was spent under (sending includes the \
+                 loopback delivery to the receiver); user space by library.\n\n\
+                 | category | share of the daemon's CPU |\n|---|---|\n",
+            );
+            for (name, pct) in &self.cpu_breakdown {
+                let _ = writeln!(out, "| {name} | {pct:.1}% |");
             }
         }
         if !self.hotspots.is_empty() {

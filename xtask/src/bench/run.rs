@@ -88,12 +88,12 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
             step(&mut ctx);
         }
     }
-    let mut hotspots = Vec::new();
+    let mut profile = workloads::Profile::default();
     let mut notes = Vec::new();
     if !args.quick && args.only.is_empty() || args.profile {
         check(&stop)?;
         match workloads::profile(&ctx) {
-            Ok(h) => hotspots = h,
+            Ok(p) => profile = p,
             Err(e) => notes.push(format!("no profile: {e}")),
         }
     }
@@ -145,7 +145,8 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
         versions: versions(),
         rows: sort(rows),
         checks: Vec::new(),
-        hotspots,
+        hotspots: profile.hotspots,
+        cpu_breakdown: profile.breakdown,
         notes,
     };
     report.checks = workloads::targets::checks(&report);

@@ -123,9 +123,18 @@ pub fn w10(rows: &mut Vec<Row>, rules: usize, ready: Duration) {
     });
 }
 
+/// What a profile found: the hottest symbols (self time) and the CPU by category.
+#[derive(Debug, Default)]
+pub struct Profile {
+    /// `perf report` lines of the hottest symbols.
+    pub hotspots: Vec<String>,
+    /// Categories and their percent of the daemon's samples, largest first.
+    pub breakdown: Vec<(String, f64)>,
+}
+
 /// Records `perf` samples of the daemon during a W1-style h1 load via capture and returns
 /// the hottest symbols (self time), or why it could not.
-pub fn profile(ctx: &Ctx<'_>) -> Result<Vec<String>, String> {
+pub fn profile(ctx: &Ctx<'_>) -> Result<Profile, String> {
     let perf = ctx.scratch("perf.data");
     let secs = ctx.secs();
     let mut record = Command::new("perf");
@@ -153,27 +162,34 @@ pub fn profile(ctx: &Ctx<'_>) -> Result<Vec<String>, String> {
     let load = super::http::h2load(ctx, &via, &["--h1", "-c16", "-m1"], secs);
     let _ = recorder.wait();
     load.map_err(|e| format!("load during profile failed: {e}"))?;
-    let mut report = Command::new("perf");
-    report
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "--sort",
-            "dso,symbol",
-            "--percent-limit",
-            "1.5",
-            "-i",
-        ])
-        .arg(&perf)
-        .args(["-g", "none"]);
-    let out = tools::run_bounded(report, Duration::from_secs(120)).map_err(|e| format!("{e:#}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
+    let report = |args: &[&str]| -> Result<String, String> {
+        let mut report = Command::new("perf");
+        report
+            .args(["report", "--stdio", "-g", "none", "-i"])
+            .arg(&perf)
+            .args(args);
+        let out =
+            tools::run_bounded(report, Duration::from_secs(120)).map_err(|e| format!("{e:#}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let hot = report(&[
+        "--no-children",
+        "--sort",
+        "dso,symbol",
+        "--percent-limit",
+        "1.5",
+    ])?;
+    let hotspots = hot
         .lines()
         .map(str::trim)
         .filter(|l| l.contains('%') && !l.starts_with('#'))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .take(25)
-        .collect())
+        .collect();
+    let own = report(&["--no-children", "--sort", "dso,symbol"])?;
+    let children = report(&["--children", "--sort", "symbol"])?;
+    Ok(Profile {
+        hotspots,
+        breakdown: crate::bench::profile::breakdown(&children, &own),
+    })
 }
