@@ -2,7 +2,7 @@
 //! compiled policy and the scrubber of its credentials' values.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::credentials::{Bound, Scrubber, StreamError};
 use crate::policy::{CompiledPolicy, PolicyError, PolicySpec};
@@ -42,6 +42,11 @@ pub struct CompiledSessions {
 struct Compiled {
     spec: PolicySpec,
     policy: Arc<CompiledPolicy>,
+    /// The last snapshot found to carry `spec`. The same snapshot again is known to carry
+    /// it without comparing the specs (with a thousand rules, comparing them on every
+    /// request cost more than the rest of the policy check). Weak, so the cache keeps no
+    /// session alive; and while it exists no other snapshot can take that address.
+    snapshot: Weak<Session>,
 }
 
 /// A session's policy over the node's rules.
@@ -62,11 +67,15 @@ struct ScrubEntry {
 impl CompiledSessions {
     /// The compiled policy of `session`, compiled again when the snapshot's policy differs
     /// from the one cached (replaced through the API).
-    pub fn get(&self, session: &Session) -> Result<Arc<CompiledPolicy>, PolicyError> {
-        if let Some(found) = lock(&self.by_id).get(&session.id)
-            && found.spec == session.policy
-        {
-            return Ok(found.policy.clone());
+    pub fn get(&self, session: &Arc<Session>) -> Result<Arc<CompiledPolicy>, PolicyError> {
+        if let Some(found) = lock(&self.by_id).get_mut(&session.id) {
+            if std::ptr::eq(found.snapshot.as_ptr(), Arc::as_ptr(session)) {
+                return Ok(found.policy.clone());
+            }
+            if found.spec == session.policy {
+                found.snapshot = Arc::downgrade(session);
+                return Ok(found.policy.clone());
+            }
         }
         let compiled = Arc::new(CompiledPolicy::compile(&session.policy)?);
         let mut map = lock(&self.by_id);
@@ -78,6 +87,7 @@ impl CompiledSessions {
             Compiled {
                 spec: session.policy.clone(),
                 policy: compiled.clone(),
+                snapshot: Arc::downgrade(session),
             },
         );
         Ok(compiled)
@@ -88,7 +98,7 @@ impl CompiledSessions {
     /// were reloaded or the session's policy replaced since.
     pub fn layered(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         node: &Arc<CompiledPolicy>,
     ) -> Result<Arc<CompiledPolicy>, PolicyError> {
         let own = self.get(session)?;
@@ -181,8 +191,8 @@ mod tests {
     #[test]
     fn a_replaced_policy_is_compiled_again_and_layered_again() {
         let key = MasterKey::generate().unwrap();
-        let (mut session, _) =
-            seal_new_session(new_session(Duration::from_secs(60)), &key).unwrap();
+        let (session, _) = seal_new_session(new_session(Duration::from_secs(60)), &key).unwrap();
+        let session = Arc::new(session);
         let node = Arc::new(CompiledPolicy::compile(&PolicySpec::default()).unwrap());
         let cache = CompiledSessions::default();
         let before = cache.layered(&session, &node).unwrap();
@@ -190,8 +200,17 @@ mod tests {
             &before,
             &cache.layered(&session, &node).unwrap()
         ));
-        session.policy.enforcement = Enforcement::Audit;
-        session.policy.passthrough = vec!["pinned.test".into()];
+        // Another snapshot of the same session with the same policy: nothing compiled again.
+        let again = Arc::new((*session).clone());
+        assert!(Arc::ptr_eq(
+            &cache.get(&session).unwrap(),
+            &cache.get(&again).unwrap()
+        ));
+        assert!(Arc::ptr_eq(&before, &cache.layered(&again, &node).unwrap()));
+        let mut replaced = (*session).clone();
+        replaced.policy.enforcement = Enforcement::Audit;
+        replaced.policy.passthrough = vec!["pinned.test".into()];
+        let session = Arc::new(replaced);
         let after = cache.layered(&session, &node).unwrap();
         assert_eq!(after.enforcement(), Enforcement::Audit);
         assert!(after.is_passthrough("pinned.test") && !before.is_passthrough("pinned.test"));
