@@ -62,6 +62,8 @@ struct Layered {
 struct ScrubEntry {
     credentials: Vec<StoredCredential>,
     scrubber: Scrubber,
+    /// The snapshot it was built from (see [`Compiled::snapshot`]).
+    snapshot: Weak<Session>,
 }
 
 impl CompiledSessions {
@@ -133,14 +135,15 @@ impl CompiledSessions {
     /// placeholders in responses, and never puts a value into anything.
     pub fn scrubber(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         master: &MasterKey,
     ) -> Result<Option<Scrubber>, ScrubberError> {
         if session.credentials.is_empty() {
             return Ok(None);
         }
         if let Some(entry) = lock(&self.scrubbers).get(&session.id)
-            && entry.credentials == session.credentials
+            && (std::ptr::eq(entry.snapshot.as_ptr(), Arc::as_ptr(session))
+                || entry.credentials == session.credentials)
         {
             return Ok(Some(entry.scrubber.clone()));
         }
@@ -169,6 +172,7 @@ impl CompiledSessions {
             Arc::new(ScrubEntry {
                 credentials: session.credentials.clone(),
                 scrubber: scrubber.clone(),
+                snapshot: Arc::downgrade(session),
             }),
         );
         Ok(Some(scrubber))

@@ -184,7 +184,7 @@ impl SessionGate {
     /// value of the session, toward every host and over either scheme.
     fn credentials(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         req: &RequestInfo,
         parts: &mut Parts,
         plan: &mut Plan,
