@@ -22,6 +22,15 @@ fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {
     request
 }
 
+/// `GET https://{name}/` to the HTTPS echo over a new HTTP/1.1 connection whose SNI is `name`;
+/// status 0 and the error when the TLS connection fails.
+async fn get_root_over_http1(gw: &Gateway, up: &Upstreams, name: &str) -> (u16, String) {
+    match gw.connect_tls(up.https, name, &[b"http/1.1"]).await {
+        Ok(tls) => send(tls, false, get(&format!("https://{name}/"), name)).await,
+        Err(e) => (0, format!("TLS through the gateway failed: {e}")),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_is_intercepted_and_its_records_are_tied() {
     let up = Upstreams::start().await;
@@ -335,11 +344,7 @@ async fn ever_new_names_hold_bounded_upstream_connections_and_leaves() {
     let gw = Gateway::start(setup, &up).await;
     for i in 0..12 {
         let name = format!("n{i}.example.test");
-        let tls = gw
-            .connect_tls(up.https, &name, &[b"http/1.1"])
-            .await
-            .unwrap();
-        let (status, body) = send(tls, false, get(&format!("https://{name}/"), &name)).await;
+        let (status, body) = get_root_over_http1(&gw, &up, &name).await;
         assert_eq!(status, 200, "{name}: {body}");
         assert!(body.starts_with(&format!("GET {name} / 0")), "{body}");
     }
@@ -351,17 +356,8 @@ async fn ever_new_names_hold_bounded_upstream_connections_and_leaves() {
     let cache = gw.leaf_cache();
     assert_eq!((cache.entries, cache.misses, cache.evictions), (5, 12, 7));
     // A name whose pool and leaf were dropped is served again from scratch.
-    let tls = gw
-        .connect_tls(up.https, "n0.example.test", &[b"http/1.1"])
-        .await
-        .unwrap();
-    let (status, _) = send(
-        tls,
-        false,
-        get("https://n0.example.test/", "n0.example.test"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (status, body) = get_root_over_http1(&gw, &up, "n0.example.test").await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(gw.leaf_cache().misses, 13);
     gw.stop().await;
 }
@@ -377,16 +373,7 @@ async fn idle_upstream_connections_close_after_the_pool_idle_timeout() {
     };
     let gw = Gateway::start(setup, &up).await;
     for round in 0..2 {
-        let tls = gw
-            .connect_tls(up.https, "idle.example.test", &[b"http/1.1"])
-            .await
-            .unwrap();
-        let (status, body) = send(
-            tls,
-            false,
-            get("https://idle.example.test/", "idle.example.test"),
-        )
-        .await;
+        let (status, body) = get_root_over_http1(&gw, &up, "idle.example.test").await;
         assert_eq!(status, 200, "round {round}: {body}");
         let open = up.https_open_at_most(0).await;
         assert_eq!(

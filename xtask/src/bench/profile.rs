@@ -5,27 +5,18 @@
 //! each entry point, so sending includes the loopback delivery and the receiver's wake-up it
 //! triggers); user space by the library a symbol belongs to (self time).
 
+const SENDING: &str = "kernel: sending (writev/sendmsg/write, incl. loopback delivery)";
+const RECEIVING: &str = "kernel: receiving (recv/read)";
+
 /// Kernel entry points (children time) and the category each counts for.
 const KERNEL: &[(&str, &str)] = &[
-    (
-        "do_writev",
-        "kernel: sending (writev/sendmsg/write, incl. loopback delivery)",
-    ),
-    (
-        "__sys_sendto",
-        "kernel: sending (writev/sendmsg/write, incl. loopback delivery)",
-    ),
-    (
-        "___sys_sendmsg",
-        "kernel: sending (writev/sendmsg/write, incl. loopback delivery)",
-    ),
-    (
-        "ksys_write",
-        "kernel: sending (writev/sendmsg/write, incl. loopback delivery)",
-    ),
-    ("__sys_recvfrom", "kernel: receiving (recv/read)"),
-    ("___sys_recvmsg", "kernel: receiving (recv/read)"),
-    ("ksys_read", "kernel: receiving (recv/read)"),
+    ("do_writev", SENDING),
+    ("__sys_sendto", SENDING),
+    ("___sys_sendmsg", SENDING),
+    ("ksys_write", SENDING),
+    ("__sys_recvfrom", RECEIVING),
+    ("___sys_recvmsg", RECEIVING),
+    ("ksys_read", RECEIVING),
     (
         "__x64_sys_futex",
         "kernel: futex (threads waking each other)",
