@@ -34,6 +34,7 @@ fn body() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let injector = Injector::new(bound(), Transport::VerifiedTls);
+    let host = sluice::host::Host::parse("api.openai.test").unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(
         "authorization",
@@ -43,9 +44,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("credentials/headers_inject", |b| {
         b.iter(|| {
             let mut h = headers.clone();
-            injector
-                .headers(black_box("api.openai.test"), &mut h)
-                .unwrap()
+            injector.headers(black_box(&host), &mut h).unwrap()
         })
     });
     let body = body();
@@ -53,7 +52,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("body_inject_64k_streaming", |b| {
         b.iter(|| {
-            let mut stream = injector.body("api.openai.test", Some("application/json"));
+            let mut stream = injector.body(&host, Some("application/json"));
             let mut n = 0;
             for chunk in body.chunks(16 * 1024) {
                 n += stream.push(black_box(chunk)).unwrap().len();

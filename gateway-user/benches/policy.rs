@@ -6,6 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use sluice::host::Host;
 use sluice::policy::{self, CompiledPolicy, HostRule, PolicySpec, RateLimit, RequestInfo};
 
 /// 1,000 exact hosts and 1,000 host rules; `host-999.example.com` is the last one.
@@ -33,8 +34,10 @@ fn spec() -> PolicySpec {
 fn bench(c: &mut Criterion) {
     let spec = spec();
     let compiled = CompiledPolicy::compile(&spec).unwrap();
+    let host = Host::parse("host-999.example.com").unwrap();
+    let elsewhere = Host::parse("elsewhere.test").unwrap();
     let last = RequestInfo {
-        host: "host-999.example.com",
+        host: &host,
         port: 443,
         method: "POST",
         path: "/v2/chat/completions",
@@ -44,14 +47,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| policy::evaluate(black_box(&compiled), black_box(&last)))
     });
     let outside = RequestInfo {
-        host: "elsewhere.test",
+        host: &elsewhere,
         ..last
     };
     c.bench_function("policy/evaluate_1k_rules_refused", |b| {
         b.iter(|| policy::evaluate(black_box(&compiled), black_box(&outside)))
     });
     c.bench_function("policy/rate_limit_for", |b| {
-        b.iter(|| policy::rate_limit_for(black_box(&compiled), black_box("host-999.example.com")))
+        b.iter(|| policy::rate_limit_for(black_box(&compiled), black_box(&host)))
     });
     c.bench_function("policy/compile_1k_rules", |b| {
         b.iter(|| CompiledPolicy::compile(black_box(&spec)).unwrap())

@@ -607,10 +607,20 @@ mod tests {
             ],
         };
         let parsed = policy.compile().unwrap();
-        assert_eq!(parsed.passthrough_ports("a.pinned.example"), vec![443]);
-        assert!(parsed.is_passthrough("a.pinned.example"));
-        assert_eq!(parsed.tcp_allow_hosts(9418), vec!["git.example"]);
-        assert!(parsed.tcp_allow_names("git.example"));
+        assert_eq!(
+            parsed.passthrough_ports(&crate::host::test_host("a.pinned.example")),
+            vec![443]
+        );
+        assert!(parsed.is_passthrough(&crate::host::test_host("a.pinned.example")));
+        assert_eq!(
+            parsed
+                .tcp_allow_hosts(9418)
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>(),
+            vec!["git.example"]
+        );
+        assert!(parsed.tcp_allow_names(&crate::host::test_host("git.example")));
         let allowed = |dest: &str| {
             crate::policy::evaluate_tcp(&parsed, None, dest.parse().unwrap()).lets_through()
         };

@@ -28,8 +28,8 @@ pub enum HostError {
 /// `suffix`. Comparison is case-insensitive and ignores one trailing dot.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HostPattern {
-    /// Exactly this name (normalised like a [`Host`]).
-    Exact(String),
+    /// Exactly this host.
+    Exact(Host),
     /// Any name ending in `.suffix` (the suffix itself does not match).
     Suffix(String),
 }
@@ -175,14 +175,14 @@ impl HostPattern {
         Ok(if wild {
             HostPattern::Suffix(host.name)
         } else {
-            HostPattern::Exact(host.name)
+            HostPattern::Exact(host)
         })
     }
 
     /// Whether `host` matches.
     pub fn matches(&self, host: &Host) -> bool {
         match self {
-            HostPattern::Exact(name) => host.name == *name,
+            HostPattern::Exact(exact) => host == exact,
             HostPattern::Suffix(suffix) => {
                 !host.is_ip()
                     && host
@@ -197,7 +197,7 @@ impl HostPattern {
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Exact(host) => f.write_str(host.as_str()),
             HostPattern::Suffix(suffix) => write!(f, "*.{suffix}"),
         }
     }
@@ -213,6 +213,12 @@ fn valid_name(name: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
+}
+
+/// `text` parsed as a [`Host`], for tests.
+#[cfg(test)]
+pub(crate) fn test_host(text: &str) -> Host {
+    Host::parse(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub struct RouteRules<'a> {
     pub unusable: Option<&'a Unusable>,
     /// The `tcp_allow` host names among [`CompiledPolicy::tcp_allow_hosts`] that the
     /// daemon's resolver resolved to the destination's address.
-    pub dest_names: &'a [String],
+    pub dest_names: &'a [Host],
 }
 
 /// What to do with a connection.
@@ -51,10 +51,8 @@ pub enum Route {
 pub enum RejectReason {
     /// TLS without SNI: Sluice will not guess which host the client meant.
     NoSni,
-    /// Plain HTTP without a (valid) Host header.
+    /// Plain HTTP without a Host header (an invalid one is malformed).
     NoHost,
-    /// An SNI that is not a host name.
-    BadSni(String),
     /// Not TLS or HTTP, and no `tcp_allow` rule covers the destination.
     OpaqueNotAllowed(SocketAddr),
     /// The client sent nothing in time, and no `tcp_allow` rule covers the destination.
@@ -93,8 +91,7 @@ impl fmt::Display for RejectReason {
             Self::NoSni => {
                 f.write_str("TLS ClientHello without SNI: connect by host name, not by IP address")
             }
-            Self::NoHost => f.write_str("HTTP request without a valid Host header"),
-            Self::BadSni(sni) => write!(f, "TLS server name {sni:?} is not a host name"),
+            Self::NoHost => f.write_str("HTTP request without a Host header"),
             Self::OpaqueNotAllowed(dest) => write!(
                 f,
                 "{dest} is neither TLS nor HTTP and no tcp_allow rule covers it"
@@ -134,7 +131,7 @@ pub fn route(detected: &Outcome, dest: SocketAddr, rules: &RouteRules<'_>) -> Ro
 /// Whether opaque TCP (or silence) toward `dest` is relayed: a `tcp_allow` address range
 /// covers it, or a host entry whose name resolved to it.
 pub fn relays(dest: SocketAddr, rules: &RouteRules<'_>) -> bool {
-    let allows = |host: Option<&str>| {
+    let allows = |host: Option<&Host>| {
         matches!(
             policy::evaluate_tcp(rules.policy, host, dest).verdict,
             Verdict::Allow
@@ -148,17 +145,12 @@ fn decide(detected: &Outcome, dest: SocketAddr, rules: &RouteRules<'_>) -> Route
     match detected {
         Outcome::Tls(hello) => match &hello.server_name {
             None => Route::Reject(RejectReason::NoSni),
-            Some(sni) => match Host::parse(sni) {
-                Ok(host) if rules.policy.is_passthrough(host.as_str()) => {
-                    passthrough(host, rules.policy)
-                }
-                Ok(host) => Route::Intercept { host },
-                Err(_) => Route::Reject(RejectReason::BadSni(sni.clone())),
-            },
+            Some(host) if rules.policy.is_passthrough(host) => passthrough(host, rules.policy),
+            Some(host) => Route::Intercept { host: host.clone() },
         },
-        Outcome::Http1(request) => match request.host.as_deref().map(Host::from_authority) {
-            Some(Ok((host, _))) => Route::Intercept { host },
-            _ => Route::Reject(RejectReason::NoHost),
+        Outcome::Http1(request) => match &request.host {
+            Some(host) => Route::Intercept { host: host.clone() },
+            None => Route::Reject(RejectReason::NoHost),
         },
         Outcome::Opaque if relays(dest, rules) => Route::Relay,
         Outcome::Opaque => Route::Reject(RejectReason::OpaqueNotAllowed(dest)),
@@ -175,8 +167,8 @@ fn decide(detected: &Outcome, dest: SocketAddr, rules: &RouteRules<'_>) -> Route
 
 /// A passthrough host still passes the deny and allow lists (and is refused when per-host
 /// rules would need the requests the gateway does not read).
-fn passthrough(host: Host, policy: &CompiledPolicy) -> Route {
-    let decision = policy::evaluate_host(policy, host.as_str());
+fn passthrough(host: &Host, policy: &CompiledPolicy) -> Route {
+    let decision = policy::evaluate_host(policy, host);
     match decision.verdict {
         Verdict::Refuse(refusal) if decision.enforced => {
             Route::Reject(RejectReason::Session(format!(
@@ -184,7 +176,7 @@ fn passthrough(host: Host, policy: &CompiledPolicy) -> Route {
                 refusal.rule, refusal.reason
             )))
         }
-        _ => Route::Passthrough { host },
+        _ => Route::Passthrough { host: host.clone() },
     }
 }
 

@@ -18,6 +18,7 @@ use super::encode;
 use super::inject::{Bound, Injector, Place, note, refuse};
 use super::misdirected::{Misdirected, Reason};
 use super::placeholder::{self, Hit};
+use crate::host::Host;
 
 /// How a body is rewritten, from its content type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +39,7 @@ enum Kind {
 #[derive(Clone)]
 pub struct BodyInjector {
     injector: Injector,
-    host: String,
+    host: Host,
     kind: Kind,
     pending: Vec<u8>,
     injected: Vec<String>,
@@ -46,13 +47,13 @@ pub struct BodyInjector {
 }
 
 impl Injector {
-    /// A streaming rewriter for a request body toward `host` (lowercase, no port), chosen by
+    /// A streaming rewriter for a request body toward `host`, chosen by
     /// its `Content-Type`. Lengths change: the caller drops `Content-Length` (or buffers and
     /// uses [`Injector::rewrite_whole`]).
-    pub fn body(&self, host: &str, content_type: Option<&str>) -> BodyInjector {
+    pub fn body(&self, host: &Host, content_type: Option<&str>) -> BodyInjector {
         BodyInjector {
             injector: self.clone(),
-            host: host.to_owned(),
+            host: host.clone(),
             kind: kind(content_type),
             pending: Vec::new(),
             injected: Vec::new(),
@@ -67,7 +68,7 @@ impl Injector {
     /// [`Misdirected`] for the first placeholder that may not be swapped.
     pub fn rewrite_whole(
         &self,
-        host: &str,
+        host: &Host,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(Bytes, Vec<String>), Misdirected> {

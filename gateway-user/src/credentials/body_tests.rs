@@ -138,7 +138,8 @@ fn rewrites_as_a_table() {
     ];
     let injector = injector();
     for (host, content_type, body, want) in cases {
-        let got = injector.rewrite_whole(host, content_type, body.as_bytes());
+        let got =
+            injector.rewrite_whole(&crate::host::test_host(host), content_type, body.as_bytes());
         match (got, want) {
             (Ok((out, names)), Ok((want, want_names))) => {
                 assert_eq!(String::from_utf8(out.to_vec()).unwrap(), want, "{body}");
@@ -159,7 +160,11 @@ fn rewrites_as_a_table() {
 #[test]
 fn json_value_round_trips() {
     let (out, _) = injector()
-        .rewrite_whole(HOST, JSON, br#"{"k":"Bearer sluice_cred:B"}"#)
+        .rewrite_whole(
+            &crate::host::test_host(HOST),
+            JSON,
+            br#"{"k":"Bearer sluice_cred:B"}"#,
+        )
         .unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(parsed["k"], format!("Bearer {TRICKY}"));
@@ -168,17 +173,19 @@ fn json_value_round_trips() {
 #[test]
 fn injection_at_every_split_point() {
     let input = br#"{"a":"sluice_cred:P","b":"x sluice_cred:B","c":"sluice_cred:P"}"#;
-    let (want, _) = injector().rewrite_whole(HOST, JSON, input).unwrap();
+    let (want, _) = injector()
+        .rewrite_whole(&crate::host::test_host(HOST), JSON, input)
+        .unwrap();
     for a in 0..=input.len() {
         for b in a..=input.len() {
-            let mut rewriter = injector().body(HOST, JSON);
+            let mut rewriter = injector().body(&crate::host::test_host(HOST), JSON);
             let (out, result) = stream(&mut rewriter, input, &[a, b]);
             result.unwrap();
             assert_eq!(out, want, "cuts at {a}, {b}");
             assert_eq!(rewriter.injected(), vec!["P", "B"]);
         }
     }
-    let mut rewriter = injector().body(HOST, JSON);
+    let mut rewriter = injector().body(&crate::host::test_host(HOST), JSON);
     let (out, result) = stream(&mut rewriter, input, &(1..input.len()).collect::<Vec<_>>());
     result.unwrap();
     assert_eq!(out, want);
@@ -199,12 +206,12 @@ fn refusal_at_every_split_point_releases_nothing_of_the_placeholder() {
     for (host, content_type, input) in cases {
         let start = memchr::memmem::rfind(input, b"sluice_cred").unwrap();
         let (allowed, _) = injector()
-            .rewrite_whole(host, content_type, &input[..start])
+            .rewrite_whole(&crate::host::test_host(host), content_type, &input[..start])
             .unwrap();
         let mut splits: Vec<Vec<usize>> = (0..=input.len()).map(|cut| vec![cut]).collect();
         splits.push((1..input.len()).collect());
         for cuts in splits {
-            let mut rewriter = injector().body(host, content_type);
+            let mut rewriter = injector().body(&crate::host::test_host(host), content_type);
             let (out, result) = stream(&mut rewriter, input, &cuts);
             assert!(result.is_err(), "{cuts:?}");
             // Only bytes before the refused placeholder may have left, never its own.
@@ -222,7 +229,7 @@ fn refusal_at_every_split_point_releases_nothing_of_the_placeholder() {
 
 #[test]
 fn a_refusal_sticks() {
-    let mut rewriter = injector().body(HOST, JSON);
+    let mut rewriter = injector().body(&crate::host::test_host(HOST), JSON);
     assert_eq!(rewriter.push(b"ok ").unwrap(), Bytes::from_static(b"ok "));
     let err = rewriter.push(b"sluice_cred:NOPE ").unwrap_err();
     assert_eq!(err.reason, Reason::UnknownName);
@@ -256,12 +263,16 @@ fn randomized_streaming_equals_whole_and_reference() {
             "B" => r#"q\"uo\\te x&y=z+"#.to_owned(),
             other => format!("<unknown {other}>"),
         });
-        let whole = injector.rewrite_whole(HOST, JSON, input.as_bytes());
+        let whole = injector.rewrite_whole(&crate::host::test_host(HOST), JSON, input.as_bytes());
         let mut cuts: Vec<usize> = (0..rng.random_range(0..6))
             .map(|_| rng.random_range(0..=input.len()))
             .collect();
         cuts.sort_unstable();
-        let (out, result) = stream(&mut injector.body(HOST, JSON), input.as_bytes(), &cuts);
+        let (out, result) = stream(
+            &mut injector.body(&crate::host::test_host(HOST), JSON),
+            input.as_bytes(),
+            &cuts,
+        );
         if reference.contains("<unknown") {
             assert!(
                 whole.is_err() && result.is_err(),
@@ -282,12 +293,16 @@ fn randomized_streaming_equals_whole_and_reference() {
 #[test]
 fn debug_never_shows_a_value() {
     let injector = injector();
-    let mut rewriter = injector.body(HOST, JSON);
+    let mut rewriter = injector.body(&crate::host::test_host(HOST), JSON);
     let _ = rewriter
         .push(br#"{"k":"sluice_cred:P","m":"sluice_cred:B"#)
         .unwrap();
     let err = injector
-        .rewrite_whole("evil.example", JSON, b"sluice_cred:P")
+        .rewrite_whole(
+            &crate::host::test_host("evil.example"),
+            JSON,
+            b"sluice_cred:P",
+        )
         .unwrap_err();
     for text in [
         format!("{rewriter:?}"),

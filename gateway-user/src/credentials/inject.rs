@@ -24,6 +24,7 @@ use super::misdirected::{Misdirected, Reason};
 use super::placeholder::{self, Found, Hit};
 use super::secret::Secret;
 use super::spec::CredentialSpec;
+use crate::host::Host;
 
 /// A credential with its value opened, ready to be swapped in.
 ///
@@ -43,8 +44,8 @@ pub struct Bound {
 /// credentials share one, the first wins.
 ///
 /// # Security
-/// A placeholder is only swapped toward one of its credential's exact hosts (compared
-/// case-insensitively, no wildcards); everything else is a [`Misdirected`] error. Injected
+/// A placeholder is only swapped toward one of its credential's exact hosts (in [`Host`]'s
+/// normal form, as session validation requires; no wildcards); everything else is a [`Misdirected`] error. Injected
 /// header values are marked sensitive (never indexed by HPACK, `Debug` prints `Sensitive`).
 /// The modified request carries real values: never log it.
 #[derive(Clone, Debug)]
@@ -94,12 +95,16 @@ impl Injector {
     /// Swaps every placeholder in every header value, in place; returns the names injected
     /// (each once, in order of first appearance).
     ///
-    /// `host` is the destination, lowercase without a port.
+    /// `host` is the destination.
     ///
     /// # Errors
     /// [`Misdirected`] for the first placeholder that may not be swapped (unknown name, other
     /// host, header not allowed, value not valid in a header); `headers` is then untouched.
-    pub fn headers(&self, host: &str, headers: &mut HeaderMap) -> Result<Vec<String>, Misdirected> {
+    pub fn headers(
+        &self,
+        host: &Host,
+        headers: &mut HeaderMap,
+    ) -> Result<Vec<String>, Misdirected> {
         let mut injected = Vec::new();
         let mut replaced = Vec::with_capacity(headers.len());
         for (name, value) in headers.iter() {
@@ -124,7 +129,7 @@ impl Injector {
     /// # Errors
     /// [`Misdirected`] for the first placeholder that may not be swapped, including any in
     /// the path ([`Reason::InPath`]).
-    pub fn query(&self, host: &str, uri: &Uri) -> Result<Option<(Uri, Vec<String>)>, Misdirected> {
+    pub fn query(&self, host: &Host, uri: &Uri) -> Result<Option<(Uri, Vec<String>)>, Misdirected> {
         let path = uri.path().as_bytes();
         if let Some(Hit::Complete(found)) = placeholder::next(path, 0, true, true) {
             return Err(refuse(host, &found, Reason::InPath));
@@ -151,7 +156,7 @@ impl Injector {
         out.extend_from_slice(query.get(pos..).unwrap_or_default());
         let unencodable = || Misdirected {
             name: first.clone(),
-            host: host.to_owned(),
+            host: host.to_string(),
             reason: Reason::Unencodable("query string"),
         };
         let path_and_query = PathAndQuery::try_from(out.as_slice()).map_err(|_| unencodable())?;
@@ -165,7 +170,7 @@ impl Injector {
     /// which credential. Checked in order: name length, known name, host, then the place.
     pub(crate) fn decide(
         &self,
-        host: &str,
+        host: &Host,
         found: &Found<'_>,
         place: Place<'_>,
     ) -> Result<&Bound, Misdirected> {
@@ -180,7 +185,7 @@ impl Injector {
             return Err(refuse(host, found, Reason::UnknownName));
         };
         let spec = &bound.spec;
-        if !spec.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        if !spec.hosts.iter().any(|h| host == h.as_str()) {
             return Err(refuse(host, found, Reason::WrongHost));
         }
         if self.transport == Transport::PlainHttp {
@@ -212,7 +217,7 @@ impl Injector {
     /// The new value of one header, or `None` when it holds no placeholder.
     fn header_value(
         &self,
-        host: &str,
+        host: &Host,
         name: &HeaderName,
         value: &HeaderValue,
         injected: &mut Vec<String>,
@@ -240,7 +245,7 @@ impl Injector {
         out.extend_from_slice(bytes.get(pos..).unwrap_or_default());
         let mut new = HeaderValue::from_bytes(&out).map_err(|_| Misdirected {
             name: injected.last().cloned().unwrap_or_default(),
-            host: host.to_owned(),
+            host: host.to_string(),
             reason: Reason::Unencodable("header value"),
         })?;
         new.set_sensitive(true);
@@ -249,10 +254,10 @@ impl Injector {
 }
 
 /// The refusal of `found` toward `host`.
-pub(crate) fn refuse(host: &str, found: &Found<'_>, reason: Reason) -> Misdirected {
+pub(crate) fn refuse(host: &Host, found: &Found<'_>, reason: Reason) -> Misdirected {
     Misdirected {
         name: found.name_string(),
-        host: host.to_owned(),
+        host: host.to_string(),
         reason,
     }
 }

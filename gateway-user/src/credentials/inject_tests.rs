@@ -157,7 +157,10 @@ fn headers_as_a_table() {
     for (host, input, want) in cases {
         let mut headers = map(&input);
         let before = pairs(&headers);
-        match (injector.headers(host, &mut headers), want) {
+        match (
+            injector.headers(&crate::host::test_host(host), &mut headers),
+            want,
+        ) {
             (Ok(names), Ok((after, want_names))) => {
                 let after: Vec<_> = after.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
                 assert_eq!(pairs(&headers), after, "{input:?}");
@@ -243,7 +246,7 @@ fn query_as_a_table() {
     let injector = injector();
     for (host, uri, want) in cases {
         let uri: Uri = uri.parse().unwrap();
-        let got = injector.query(host, &uri);
+        let got = injector.query(&crate::host::test_host(host), &uri);
         match (got, want) {
             (Ok(Some((new, names))), Ok(Some(want))) => {
                 assert_eq!(new.to_string(), want);
@@ -263,11 +266,15 @@ fn debug_and_errors_never_show_a_value() {
     let injector = injector();
     let mut texts = vec![format!("{injector:?}")];
     let mut headers = map(&[("authorization", "Bearer sluice_cred:OPENAI")]);
-    injector.headers("api.openai.com", &mut headers).unwrap();
+    injector
+        .headers(&crate::host::test_host("api.openai.com"), &mut headers)
+        .unwrap();
     texts.push(format!("{headers:?}"));
     for host in ["evil.example", "api.openai.com"] {
         let mut headers = map(&[("authorization", "sluice_cred:CTRL sluice_cred:GH")]);
-        let err = injector.headers(host, &mut headers).unwrap_err();
+        let err = injector
+            .headers(&crate::host::test_host(host), &mut headers)
+            .unwrap_err();
         texts.push(format!("{err:?} {err}"));
     }
     for text in texts {
@@ -293,7 +300,9 @@ fn plain_http_never_gets_a_value() {
         Transport::PlainHttp,
     );
     let mut headers = map(&[("authorization", "Bearer sluice_cred:OPENAI")]);
-    let err = plain.headers("api.openai.com", &mut headers).unwrap_err();
+    let err = plain
+        .headers(&crate::host::test_host("api.openai.com"), &mut headers)
+        .unwrap_err();
     assert_eq!(headers["authorization"], "Bearer sluice_cred:OPENAI");
     let text = err.to_string();
     assert!(
@@ -305,11 +314,13 @@ fn plain_http_never_gets_a_value() {
     let uri: Uri = "http://api.openai.com/v1?k=sluice_cred:OPENAI"
         .parse()
         .unwrap();
-    let err = plain.query("api.openai.com", &uri).unwrap_err();
+    let err = plain
+        .query(&crate::host::test_host("api.openai.com"), &uri)
+        .unwrap_err();
     assert!(matches!(err.reason, Reason::PlainHttp { .. }), "{err}");
     let err = plain
         .rewrite_whole(
-            "api.openai.com",
+            &crate::host::test_host("api.openai.com"),
             Some("application/json"),
             b"{\"k\":\"sluice_cred:B\"}",
         )
@@ -317,6 +328,8 @@ fn plain_http_never_gets_a_value() {
     assert!(matches!(err.reason, Reason::PlainHttp { .. }), "{err}");
     // A wrong host still says so first.
     let mut headers = map(&[("authorization", "Bearer sluice_cred:OPENAI")]);
-    let err = plain.headers("evil.example", &mut headers).unwrap_err();
+    let err = plain
+        .headers(&crate::host::test_host("evil.example"), &mut headers)
+        .unwrap_err();
     assert_eq!(err.reason, Reason::WrongHost);
 }

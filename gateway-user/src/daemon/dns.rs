@@ -19,6 +19,7 @@ use crate::dns::{
     Admission, Admit, DnsEvent, DnsServer, NameBudget, Outcome, QueryPolicy, Question,
 };
 use crate::drain::Drain;
+use crate::host::Host;
 use crate::proxy::ProxyContext;
 use crate::sandbox::Registry;
 
@@ -157,12 +158,15 @@ impl QueryPolicy for SandboxPolicy {
 
 impl SandboxPolicy {
     async fn verdict(&self, who: &Who, name: &str) -> Admit {
+        let Ok(host) = Host::parse(name) else {
+            return Admit::Deny(format!("{name:?} is not a host name"));
+        };
         let node = self.proxy.live.load().policy.clone();
         let policy = match self.proxy.intercept.policy.connection(who, &node).await {
             Ok(policy) => policy,
             Err(why) => return Admit::Refuse(format!("session cannot be used: {why}")),
         };
-        if let Err(why) = name_allowed(name, &policy) {
+        if let Err(why) = name_allowed(&host, &policy) {
             return Admit::Deny(why.to_string());
         }
         match self

@@ -18,6 +18,8 @@
 
 use std::net::IpAddr;
 
+use crate::host::Host;
+
 /// The largest ClientHello accepted, in wire bytes (record headers included): 16 KiB.
 ///
 /// Real hellos, post-quantum key shares included, stay under 2 KiB; the cap keeps a
@@ -29,7 +31,7 @@ pub const MAX_CLIENT_HELLO_LEN: usize = 16 * 1024;
 pub struct ClientHello {
     /// The SNI host name: a valid DNS name, lowercase, no trailing dot. `None` when the
     /// client sent no SNI or an IP literal (forbidden by RFC 6066).
-    pub server_name: Option<String>,
+    pub server_name: Option<Host>,
     /// ALPN protocol names in the client's order of preference; empty when not offered.
     pub alpn: Vec<Vec<u8>>,
     /// `legacy_version` of the hello (0x0303 for TLS 1.2 and 1.3 clients).
@@ -282,7 +284,7 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, Error> {
 }
 
 /// The `server_name` extension (RFC 6066 §3): exactly one host_name.
-fn server_name(mut data: Reader<'_>) -> Result<Option<String>, Error> {
+fn server_name(mut data: Reader<'_>) -> Result<Option<Host>, Error> {
     let mut list = data
         .vec_u16()
         .ok_or(Error::Malformed("server_name list overruns"))?;
@@ -312,7 +314,7 @@ fn server_name(mut data: Reader<'_>) -> Result<Option<String>, Error> {
 }
 
 /// Validates an SNI host name and normalizes it to lowercase without a trailing dot.
-fn dns_name(raw: &[u8]) -> Result<Option<String>, Error> {
+fn dns_name(raw: &[u8]) -> Result<Option<Host>, Error> {
     const INVALID: Error = Error::Malformed("host_name is not a valid DNS name");
     let name = std::str::from_utf8(raw).map_err(|_| INVALID)?;
     let name = name.strip_suffix('.').unwrap_or(name);
@@ -337,7 +339,7 @@ fn dns_name(raw: &[u8]) -> Result<Option<String>, Error> {
     if tld.bytes().all(|b| b.is_ascii_digit()) {
         return Err(INVALID); // "10.1" or "1.2.3.4.5": numeric forms resolvers may read as IPs.
     }
-    Ok(Some(name.to_ascii_lowercase()))
+    Host::parse(name).map(Some).map_err(|_| INVALID)
 }
 
 /// The ALPN extension (RFC 7301 §3.1): a non-empty list of non-empty names.

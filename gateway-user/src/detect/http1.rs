@@ -8,7 +8,10 @@
 //!
 //! Anything `httparse` rejects once the bytes look like a request is reported as
 //! malformed, never as opaque, so a request crafted to confuse the parser is refused
-//! instead of being passed through. Two Host headers are malformed (RFC 9112 §3.2).
+//! instead of being passed through. Two Host headers are malformed (RFC 9112 §3.2), and so
+//! is a Host header that is not `HOST`, `HOST:PORT` or `[IPv6]:PORT` with a valid host.
+
+use crate::host::Host;
 
 /// The most header lines accepted in a request head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -28,9 +31,11 @@ pub struct Http1Request {
     /// The request target as sent: origin form (`/path?q`), absolute form
     /// (`http://host/path`), authority form for CONNECT (`host:443`) or `*`.
     pub target: String,
-    /// The Host header, lowercased, possibly with a port (`example.com:8080`);
-    /// `None` when absent or empty (HTTP/1.0 clients may omit it).
-    pub host: Option<String>,
+    /// The Host header's host, validated and normalised once (see [`Host`]); `None` when
+    /// the header is absent or empty (HTTP/1.0 clients may omit it).
+    pub host: Option<Host>,
+    /// The port the Host header names, if any (`example.com:8080`).
+    pub port: Option<u16>,
 }
 
 /// Why [`parse`] gave no request.
@@ -66,14 +71,16 @@ pub fn parse(buf: &[u8]) -> Result<Http1Request, Error> {
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("host"));
-    let host = hosts.next().map(|h| host(h.value)).transpose()?.flatten();
+    let authority = hosts.next().map(|h| host(h.value)).transpose()?.flatten();
     if hosts.next().is_some() {
         return Err(Error::Malformed("more than one Host header"));
     }
+    let (host, port) = authority.unzip();
     Ok(Http1Request {
         method: method.to_owned(),
         target: target.to_owned(),
         host,
+        port: port.flatten(),
     })
 }
 
@@ -95,8 +102,9 @@ fn sniff(buf: &[u8]) -> Result<(), Error> {
     Err(Error::Incomplete)
 }
 
-/// Validates a Host header value and lowercases it; an empty value is no host.
-fn host(value: &[u8]) -> Result<Option<String>, Error> {
+/// Validates a Host header value as an authority (its host normalised, see [`Host`]); an
+/// empty value is no host.
+fn host(value: &[u8]) -> Result<Option<(Host, Option<u16>)>, Error> {
     const INVALID: Error = Error::Malformed("Host header is not a valid authority");
     let value = value.trim_ascii();
     if value.is_empty() {
@@ -107,7 +115,7 @@ fn host(value: &[u8]) -> Result<Option<String>, Error> {
         return Err(INVALID);
     }
     let value = std::str::from_utf8(value).map_err(|_| INVALID)?;
-    Ok(Some(value.to_ascii_lowercase()))
+    Host::from_authority(value).map(Some).map_err(|_| INVALID)
 }
 
 /// A short, static description of an `httparse` error.

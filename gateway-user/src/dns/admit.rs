@@ -12,6 +12,7 @@
 //!    host is allowed whatever the allow list says);
 //! 4. the session is in `audit` enforcement: the refusal is only recorded.
 
+use crate::host::Host;
 use crate::policy::{self, CompiledPolicy, Verdict};
 
 /// Why a name may not resolve: the rule that refuses it.
@@ -25,12 +26,12 @@ pub enum NameRefused {
     NotAllowed(String),
 }
 
-/// Whether `name` (lowercase, no trailing dot) may resolve for a sandbox whose connections
+/// Whether `name` may resolve for a sandbox whose connections
 /// are decided by `policy`; the error names the rule that refuses it.
 ///
 /// # Security
 /// Deny wins over every other entry; under an allow list, a name no rule names is refused.
-pub fn name_allowed(name: &str, policy: &CompiledPolicy) -> Result<(), NameRefused> {
+pub fn name_allowed(name: &Host, policy: &CompiledPolicy) -> Result<(), NameRefused> {
     let deny = policy::evaluate_deny(policy, name);
     if let Verdict::Refuse(refusal) = deny.verdict
         && deny.enforced
@@ -109,7 +110,10 @@ mod tests {
             ("other.test", Some(&audit_only), Ok(())),
         ];
         for (name, session, want) in cases {
-            match (name_allowed(name, session.unwrap_or(&node)), want) {
+            match (
+                name_allowed(&Host::parse(name).unwrap(), session.unwrap_or(&node)),
+                want,
+            ) {
                 (Ok(()), Ok(())) => {}
                 (Err(got), Err(want)) => {
                     assert!(got.to_string().contains(want), "{name}: {got}");

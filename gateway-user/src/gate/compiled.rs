@@ -217,7 +217,10 @@ mod tests {
         let session = Arc::new(replaced);
         let after = cache.layered(&session, &node).unwrap();
         assert_eq!(after.enforcement(), Enforcement::Audit);
-        assert!(after.is_passthrough("pinned.test") && !before.is_passthrough("pinned.test"));
+        assert!(
+            after.is_passthrough(&crate::host::test_host("pinned.test"))
+                && !before.is_passthrough(&crate::host::test_host("pinned.test"))
+        );
         assert_eq!(cache.get(&session).unwrap().spec(), &session.policy);
     }
 }

@@ -190,7 +190,7 @@ impl SessionGate {
         plan: &mut Plan,
         compiled: &CompiledPolicy,
     ) -> Result<(), Refusal> {
-        let host = req.host.as_str();
+        let host = &req.host;
         let transport = if req.scheme == "https" {
             Transport::VerifiedTls
         } else {
@@ -199,11 +199,7 @@ impl SessionGate {
         let mut bounds = Vec::with_capacity(session.credentials.len());
         for stored in &session.credentials {
             let bound_here = transport == Transport::VerifiedTls
-                && stored
-                    .spec
-                    .hosts
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(host));
+                && stored.spec.hosts.iter().any(|h| host == h.as_str());
             let value = if bound_here {
                 session
                     .open_credential(&stored.spec.name, &self.master)

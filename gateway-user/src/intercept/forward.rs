@@ -69,7 +69,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         who: state.peer.who.clone(),
         dest: state.peer.dest,
         scheme: state.scheme(),
-        host: target.host.to_string(),
+        host: target.host.clone(),
         port: target.port,
     };
     let policy = state.ctx.policy.clone();

@@ -13,6 +13,7 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 
 use crate::audit::{Record, Side, Sided, Who};
+use crate::host::Host;
 use crate::policy::CompiledPolicy;
 use crate::session::Unusable;
 use crate::upstream::egress::{EgressError, Level};
@@ -79,9 +80,9 @@ pub struct RequestInfo {
     /// `https` or `http`. `https` means the request goes upstream over TLS whose certificate
     /// is verified for `host`; `http` means plain HTTP to `dest`, which the sandbox chose.
     pub scheme: &'static str,
-    /// The host (lowercase, no port, no brackets); equals the SNI on TLS connections, whose
-    /// upstream certificate must verify for it.
-    pub host: String,
+    /// The host; equals the SNI on TLS connections, whose upstream certificate must verify
+    /// for it.
+    pub host: Host,
     /// The port from the authority, or the scheme's default.
     pub port: u16,
 }

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 
 use crate::host::{Host, HostPattern, PatternError};
 use crate::net::{Cidr, CidrError};
@@ -230,8 +229,8 @@ impl CompiledPolicy {
             let field = || format!("passthrough[{i}]");
             let (host, port) = split_passthrough(text).map_err(|r| err(field(), r))?;
             let host = parse_host(host, field)?;
-            if let HostMatch::Pattern(HostPattern::Exact(name)) = &host
-                && name.parse::<IpAddr>().is_ok()
+            if let HostMatch::Pattern(HostPattern::Exact(exact)) = &host
+                && exact.is_ip()
             {
                 return Err(err(field(), Invalid::PassthroughAddress(text.clone())));
             }
@@ -293,7 +292,7 @@ impl CompiledPolicy {
     /// The destination ports allowed for a passed-through connection to `sni`: those of every
     /// passthrough entry matching it (443 for an entry written without `:PORT`). Empty when
     /// no entry matches.
-    pub fn passthrough_ports(&self, sni: &str) -> Vec<u16> {
+    pub fn passthrough_ports(&self, sni: &Host) -> Vec<u16> {
         let mut ports = Vec::new();
         for (host, port) in self.passthrough.iter().zip(&self.passthrough_ports) {
             if host.matches(sni) && !ports.contains(port) {
@@ -306,34 +305,31 @@ impl CompiledPolicy {
     /// The exact host names of the `tcp_allow` entries for `port`: opaque TCP carries no
     /// name, so the caller resolves these and relays when the destination is among their
     /// addresses (then [`super::evaluate_tcp`] with that name decides).
-    pub fn tcp_allow_hosts(&self, port: u16) -> Vec<&str> {
+    pub fn tcp_allow_hosts(&self, port: u16) -> Vec<&Host> {
         let entries = self.tcp_by_port.get(&port).map_or(&[][..], Vec::as_slice);
         entries
             .iter()
             .filter_map(|&i| match &self.tcp_allow.get(i)?.target {
-                TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) => Some(name.as_str()),
+                TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) => Some(name),
                 _ => None,
             })
             .collect()
     }
 
     /// Whether some `tcp_allow` entry (any port) names `host` exactly.
-    pub fn tcp_allow_names(&self, host: &str) -> bool {
-        Host::parse(host).is_ok_and(|h| {
-            self.tcp_allow.iter().any(|entry| {
-                matches!(&entry.target,
-                    TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) if h == *name.as_str())
-            })
+    pub fn tcp_allow_names(&self, host: &Host) -> bool {
+        self.tcp_allow.iter().any(|entry| {
+            matches!(&entry.target,
+                TcpMatch::Host(HostMatch::Pattern(HostPattern::Exact(name))) if host == name)
         })
     }
 
     /// Whether TLS toward `sni` is passed through untouched (no interception, no inspection).
     ///
     /// # Security
-    /// Passed-through traffic escapes credential injection, PII checks and per-request rules;
-    /// an invalid name never matches.
-    pub fn is_passthrough(&self, sni: &str) -> bool {
-        Host::parse(sni).is_ok_and(|h| self.passthrough_index.lookup(&h).is_some())
+    /// Passed-through traffic escapes credential injection, PII checks and per-request rules.
+    pub fn is_passthrough(&self, sni: &Host) -> bool {
+        self.passthrough_index.lookup(sni).is_some()
     }
 }
 
@@ -346,11 +342,11 @@ impl HostMatch {
         HostPattern::parse(text).map(HostMatch::Pattern)
     }
 
-    /// Whether `host` (any case, optional trailing dot, no port) matches.
-    pub fn matches(&self, host: &str) -> bool {
+    /// Whether `host` matches.
+    pub fn matches(&self, host: &Host) -> bool {
         match self {
-            HostMatch::Any => Host::parse(host).is_ok(),
-            HostMatch::Pattern(p) => Host::parse(host).is_ok_and(|h| p.matches(&h)),
+            HostMatch::Any => true,
+            HostMatch::Pattern(p) => p.matches(host),
         }
     }
 }
@@ -369,7 +365,7 @@ impl HostIndex {
         let slot = match host {
             HostMatch::Any => &mut self.any,
             HostMatch::Pattern(HostPattern::Exact(name)) => {
-                self.exact.entry(name.clone()).or_default()
+                self.exact.entry(name.as_str().to_owned()).or_default()
             }
             HostMatch::Pattern(HostPattern::Suffix(s)) => self.suffix.entry(s.clone()).or_default(),
         };

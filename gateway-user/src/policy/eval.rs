@@ -27,8 +27,8 @@ use crate::host::Host;
 /// What the HTTP evaluator sees of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo<'a> {
-    /// The target host (SNI or Host without port or brackets; any case).
-    pub host: &'a str,
+    /// The target host (SNI or Host without its port).
+    pub host: &'a Host,
     /// The destination port.
     pub port: u16,
     /// The request method (any case).
@@ -85,8 +85,7 @@ impl Decision {
 /// Decides whether an HTTP request may go out.
 ///
 /// # Security
-/// Fails closed: an invalid host name is refused, and so is a path with dot segments toward a
-/// host whose rule lists paths.
+/// Fails closed: a path with dot segments toward a host whose rule lists paths is refused.
 pub fn evaluate(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Decision {
     decide(policy, refusal(policy, req))
 }
@@ -94,28 +93,20 @@ pub fn evaluate(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Decision {
 /// Decides whether a connection to `host` may be passed through untouched (no requests to
 /// see): the deny list, then the allow list; per-host rules cannot be checked on bytes the
 /// gateway does not read, so a host whose rules restrict methods or paths is refused.
-pub fn evaluate_host(policy: &CompiledPolicy, host: &str) -> Decision {
+pub fn evaluate_host(policy: &CompiledPolicy, host: &Host) -> Decision {
     decide(policy, host_refusal(policy, host))
 }
 
 /// Decides whether `host` could be reached at all under the deny and allow lists (what the DNS
 /// responder asks before it resolves a name): per-host rules restrict requests, not names,
 /// so they do not apply here.
-pub fn evaluate_name(policy: &CompiledPolicy, host: &str) -> Decision {
-    let refusal = match Host::parse(host).ok() {
-        Some(parsed) => denied_or_not_allowed(policy, &parsed),
-        None => Some(invalid_host(host)),
-    };
-    decide(policy, refusal)
+pub fn evaluate_name(policy: &CompiledPolicy, host: &Host) -> Decision {
+    decide(policy, denied_or_not_allowed(policy, host))
 }
 
 /// Decides whether `host` is on the deny list (and nothing else).
-pub fn evaluate_deny(policy: &CompiledPolicy, host: &str) -> Decision {
-    let refusal = match Host::parse(host).ok() {
-        Some(parsed) => denied(policy, &parsed),
-        None => Some(invalid_host(host)),
-    };
-    decide(policy, refusal)
+pub fn evaluate_deny(policy: &CompiledPolicy, host: &Host) -> Decision {
+    decide(policy, denied(policy, host))
 }
 
 /// Decides whether non-HTTP TCP to `dest` may be relayed. `host` is the SNI when there was
@@ -124,19 +115,18 @@ pub fn evaluate_deny(policy: &CompiledPolicy, host: &str) -> Decision {
 /// The deny list applies to `host` and to the destination address; then some `tcp_allow`
 /// entry must name the port and either the address range or the host (`*` matches any
 /// named host, never a nameless connection). The HTTP `allow` list does not apply here.
-pub fn evaluate_tcp(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) -> Decision {
+pub fn evaluate_tcp(policy: &CompiledPolicy, host: Option<&Host>, dest: SocketAddr) -> Decision {
     decide(policy, tcp_refusal(policy, host, dest))
 }
 
 /// The rate limit for requests toward `host`: that of the most specific matching
 /// `rate_limits` pattern (the lowest, if one pattern is written several times). `None` when
-/// no limit applies or the host is not a valid name.
-pub fn rate_limit_for(policy: &CompiledPolicy, host: &str) -> Option<RateRule> {
-    let host = Host::parse(host).ok()?;
+/// no limit applies.
+pub fn rate_limit_for(policy: &CompiledPolicy, host: &Host) -> Option<RateRule> {
     let limits = &policy.spec().rate_limits;
     let per_minute = policy
         .rate_index
-        .lookup(&host)?
+        .lookup(host)?
         .iter()
         .filter_map(|&i| limits.get(i).map(|l| l.per_minute))
         .min()?;
@@ -159,14 +149,11 @@ fn decide(policy: &CompiledPolicy, refusal: Option<Refusal>) -> Decision {
     }
 }
 
-fn host_refusal(policy: &CompiledPolicy, raw: &str) -> Option<Refusal> {
-    let Ok(host) = Host::parse(raw) else {
-        return Some(invalid_host(raw));
-    };
-    if let Some(refusal) = denied_or_not_allowed(policy, &host) {
+fn host_refusal(policy: &CompiledPolicy, host: &Host) -> Option<Refusal> {
+    if let Some(refusal) = denied_or_not_allowed(policy, host) {
         return Some(refusal);
     }
-    let restricted = policy.rule_index.lookup(&host).is_some_and(|indexes| {
+    let restricted = policy.rule_index.lookup(host).is_some_and(|indexes| {
         indexes.iter().any(|&i| {
             policy
                 .spec()
@@ -200,19 +187,17 @@ fn denied_or_not_allowed(policy: &CompiledPolicy, host: &Host) -> Option<Refusal
 }
 
 fn refusal(policy: &CompiledPolicy, req: &RequestInfo<'_>) -> Option<Refusal> {
-    let Ok(host) = Host::parse(req.host) else {
-        return Some(invalid_host(req.host));
-    };
-    if let Some(refusal) = denied_or_not_allowed(policy, &host) {
+    let host = req.host;
+    if let Some(refusal) = denied_or_not_allowed(policy, host) {
         return Some(refusal);
     }
-    let indexes = policy.rule_index.lookup(&host)?;
+    let indexes = policy.rule_index.lookup(host)?;
     let mut first = None;
     for &i in indexes {
         let Some(rule) = policy.rules.get(i) else {
             continue;
         };
-        match rule_refusal(rule, &host, req) {
+        match rule_refusal(rule, host, req) {
             None => return None,
             Some(refusal) => {
                 first.get_or_insert(refusal);
@@ -288,16 +273,11 @@ fn path_allows(prefix: &str, path: &str) -> bool {
     }
 }
 
-fn tcp_refusal(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) -> Option<Refusal> {
-    let host = match host.map(Host::parse) {
-        None => None,
-        Some(Ok(host)) => Some(host),
-        Some(Err(_)) => return Some(invalid_host(host.unwrap_or_default())),
-    };
+fn tcp_refusal(policy: &CompiledPolicy, host: Option<&Host>, dest: SocketAddr) -> Option<Refusal> {
     let ip = crate::net::canonical(dest.ip());
     let ip_host = Host::from(ip);
     if let Some(refusal) = host
-        .iter()
+        .into_iter()
         .chain([&ip_host])
         .find_map(|h| denied(policy, h))
     {
@@ -310,15 +290,13 @@ fn tcp_refusal(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) ->
             .any(|entry| match &entry.target {
                 TcpMatch::Cidr(cidr) => cidr.contains(ip),
                 TcpMatch::Host(HostMatch::Any) => host.is_some(),
-                TcpMatch::Host(HostMatch::Pattern(p)) => {
-                    host.as_ref().is_some_and(|h| p.matches(h))
-                }
+                TcpMatch::Host(HostMatch::Pattern(p)) => host.is_some_and(|h| p.matches(h)),
             })
     });
     if allowed {
         return None;
     }
-    let named = host.as_ref().map_or(String::new(), |h| format!("{h} "));
+    let named = host.map_or(String::new(), |h| format!("{h} "));
     let dest = SocketAddr::new(ip, dest.port());
     Some(Refusal {
         rule: format!("tcp_allow (no entry for {named}{dest})"),
@@ -326,14 +304,6 @@ fn tcp_refusal(policy: &CompiledPolicy, host: Option<&str>, dest: SocketAddr) ->
             "non-HTTP TCP to {named}{dest} is not allowed by this session's policy (tcp_allow)"
         ),
     })
-}
-
-fn invalid_host(raw: &str) -> Refusal {
-    let shown = clip(raw, 64);
-    Refusal {
-        rule: format!("host {shown:?} (invalid name)"),
-        reason: format!("{shown:?} is not a valid host name"),
-    }
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary.

@@ -1,5 +1,6 @@
 //! Table and round-trip tests of policy suggestion.
 
+use crate::host::test_host;
 use std::net::SocketAddr;
 
 use super::*;
@@ -106,7 +107,7 @@ fn nothing_observed_allows_nothing() {
     assert_eq!(spec.allow, Some(vec![]));
     let policy = CompiledPolicy::compile(&spec).unwrap();
     let req = RequestInfo {
-        host: "a.test",
+        host: &test_host("a.test"),
         port: 443,
         method: "GET",
         path: "/",
@@ -149,11 +150,11 @@ fn suggested_policy_allows_everything_observed() {
                 Err(_) => SocketAddr::new(dest.ip(), seen.port),
             };
             let name = host.parse::<IpAddr>().is_err().then_some(host);
-            evaluate_tcp(&policy, name, dest).verdict
+            evaluate_tcp(&policy, name.map(test_host).as_ref(), dest).verdict
         } else {
             let path = seen.path.as_deref().unwrap_or("/");
             let req = RequestInfo {
-                host,
+                host: &test_host(host),
                 port: seen.port,
                 method: seen.method.as_deref().unwrap_or("GET"),
                 path: path.split('?').next().unwrap(),
@@ -170,7 +171,7 @@ fn suggested_policy_allows_everything_observed() {
     ];
     for (host, method, path) in refused {
         let req = RequestInfo {
-            host,
+            host: &test_host(host),
             port: 443,
             method,
             path,
@@ -181,7 +182,7 @@ fn suggested_policy_allows_everything_observed() {
         );
     }
     let db: SocketAddr = "198.51.100.20:5433".parse().unwrap();
-    assert!(!evaluate_tcp(&policy, Some("db.test"), db).lets_through());
+    assert!(!evaluate_tcp(&policy, Some(&test_host("db.test")), db).lets_through());
 }
 
 #[test]

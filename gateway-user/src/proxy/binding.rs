@@ -24,20 +24,18 @@ pub async fn names_resolving_to(
     resolver: &Resolver,
     policy: &CompiledPolicy,
     dest: SocketAddr,
-) -> Vec<String> {
+) -> Vec<Host> {
     let ip = canonical(dest.ip());
     let candidates = policy.tcp_allow_hosts(dest.port());
     let lookups = candidates
         .iter()
         .take(MAX_NAMES_PER_CONNECTION)
-        .map(|name| async move { (*name, resolver.lookup(name).await) });
+        .map(|name| async move { (*name, resolver.lookup(name.as_str()).await) });
     join_all(lookups)
         .await
         .into_iter()
         .filter_map(|(name, found)| match found {
-            Ok(addrs) if addrs.iter().any(|a: &IpAddr| canonical(*a) == ip) => {
-                Some(name.to_owned())
-            }
+            Ok(addrs) if addrs.iter().any(|a: &IpAddr| canonical(*a) == ip) => Some(name.clone()),
             _ => None,
         })
         .collect()
@@ -55,7 +53,7 @@ pub async fn check_passthrough(
     host: &Host,
     dest: SocketAddr,
 ) -> Result<(), RejectReason> {
-    let ports = policy.passthrough_ports(host.as_str());
+    let ports = policy.passthrough_ports(host);
     let resolved = if ports.contains(&dest.port()) {
         resolver
             .lookup(host.as_str())

@@ -135,14 +135,10 @@ async fn refuse<IO: RelayStream>(
     let Outcome::Tls(hello) = outcome else {
         return;
     };
-    let Some(host) = hello
-        .server_name
-        .as_deref()
-        .and_then(|s| Host::parse(s).ok())
-    else {
+    let Some(host) = &hello.server_name else {
         return;
     };
-    if let Err(error) = reject_tls(client, &host, &hello.alpn, &text, ctx.intercept.clone()).await {
+    if let Err(error) = reject_tls(client, host, &hello.alpn, &text, ctx.intercept.clone()).await {
         tracing::debug!(%error, "refusal not delivered");
     }
 }

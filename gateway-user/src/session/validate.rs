@@ -154,7 +154,11 @@ fn credential_host_problem(host: &str) -> Option<&'static str> {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
-    (!labels_ok).then_some("not a host name (letters, digits, `-`, dot-separated labels)")
+    // The injector compares a request's `Host` with these texts: each must be its own
+    // normal form.
+    let normal = crate::host::Host::parse(host).is_ok_and(|h| h.as_str() == host);
+    (!labels_ok || !normal)
+        .then_some("not a host name (letters, digits, `-`, dot-separated labels)")
 }
 
 fn is_header_name(name: &str) -> bool {

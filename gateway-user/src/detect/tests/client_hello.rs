@@ -4,7 +4,7 @@ use super::build::{Hello, record, records, u8v, u16v};
 use crate::detect::client_hello::{ClientHello, Error, MAX_CLIENT_HELLO_LEN, parse};
 
 fn sni(name: &str) -> Result<Option<String>, Error> {
-    parse(&Hello::tls13().sni(name).record()).map(|h| h.server_name)
+    parse(&Hello::tls13().sni(name).record()).map(|h| h.server_name.map(|h| h.to_string()))
 }
 
 #[test]
@@ -15,7 +15,7 @@ fn detect_hello_parses_name_alpn_and_versions() {
     assert_eq!(
         parse(&hello.record()),
         Ok(ClientHello {
-            server_name: Some("api.example.test".into()),
+            server_name: Some(crate::host::Host::parse("api.example.test").unwrap()),
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             legacy_version: 0x0303,
             supported_versions: vec![0x0304, 0x0303],
@@ -313,7 +313,11 @@ fn detect_hello_ignores_what_follows() {
     let early = record(23, 0x0303, b"early data");
     let bytes = [hello.record(), ccs, early].concat();
     assert_eq!(
-        parse(&bytes).unwrap().server_name.as_deref(),
+        parse(&bytes)
+            .unwrap()
+            .server_name
+            .map(|h| h.to_string())
+            .as_deref(),
         Some("a.example.test")
     );
 }
@@ -378,7 +382,7 @@ fn detect_hello_mutations_never_panic_or_yield_bad_names() {
                 }
             }
             if let Ok(hello) = parse(&bytes)
-                && let Some(name) = hello.server_name
+                && let Some(name) = hello.server_name.map(|h| h.to_string())
             {
                 assert!(!name.is_empty() && !name.ends_with('.'), "{name:?}");
                 assert!(

@@ -6,7 +6,8 @@ fn request(method: &str, target: &str, host: Option<&str>) -> Result<Http1Reques
     Ok(Http1Request {
         method: method.into(),
         target: target.into(),
-        host: host.map(Into::into),
+        host: host.map(|h| crate::host::Host::from_authority(h).unwrap().0),
+        port: host.and_then(|h| crate::host::Host::from_authority(h).unwrap().1),
     })
 }
 
@@ -26,6 +27,9 @@ fn detect_http1_table() {
         (b"GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n", Err(m("Host header is not a valid authority"))),
         (b"GET / HTTP/1.1\r\nHost: a.test/evil\r\n\r\n", Err(m("Host header is not a valid authority"))),
         (b"GET / HTTP/1.1\r\nHost: a .test\r\n\r\n", Err(m("Host header is not a valid authority"))),
+        (b"GET / HTTP/1.1\r\nHost: a.test:99999\r\n\r\n", Err(m("Host header is not a valid authority"))),
+        (b"GET / HTTP/1.1\r\nHost: a..test\r\n\r\n", Err(m("Host header is not a valid authority"))),
+        (b"GET / HTTP/1.1\r\nHost: [2001:db8::1\r\n\r\n", Err(m("Host header is not a valid authority"))),
         (b"GET / HTTP/2.0\r\n\r\n", Err(m("not HTTP/1.0 or HTTP/1.1"))),
         (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", Err(m("invalid header name"))),
         (b"GET  / HTTP/1.1\r\n\r\n", Err(m("invalid method or token"))),
@@ -54,7 +58,11 @@ fn detect_http1_every_prefix_is_incomplete() {
         assert_eq!(parse(&full[..end]), Err(Error::Incomplete), "cut at {end}");
     }
     assert_eq!(
-        parse(full).unwrap().host.as_deref(),
+        parse(full)
+            .unwrap()
+            .host
+            .as_ref()
+            .map(crate::host::Host::as_str),
         Some("api.example.test")
     );
 }

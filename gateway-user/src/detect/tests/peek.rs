@@ -85,8 +85,15 @@ fn detect_classify_table() {
     ];
     for (bytes, want) in cases {
         let got = classify(bytes).map(|outcome| match outcome {
-            Outcome::Tls(h) => format!("tls {}", h.server_name.unwrap_or_default()),
-            Outcome::Http1(r) => format!("http {} {}", r.method, r.host.unwrap_or_default()),
+            Outcome::Tls(h) => format!(
+                "tls {}",
+                h.server_name.map(|h| h.to_string()).unwrap_or_default()
+            ),
+            Outcome::Http1(r) => format!(
+                "http {} {}",
+                r.method,
+                r.host.map(|h| h.authority(r.port)).unwrap_or_default()
+            ),
             Outcome::Opaque => "opaque".into(),
             Outcome::Malformed(Malformed::Tls(_)) => "malformed tls".into(),
             Outcome::Malformed(Malformed::Http1(_)) => "malformed http".into(),
@@ -194,7 +201,10 @@ async fn detect_byte_at_a_time_http_and_tls() {
         panic!("{:?}", detection.outcome)
     };
     assert_eq!(
-        (request.method.as_str(), request.host.as_deref()),
+        (
+            request.method.as_str(),
+            request.host.map(|h| h.authority(request.port)).as_deref()
+        ),
         ("CONNECT", Some("api.example.test:443"))
     );
 
