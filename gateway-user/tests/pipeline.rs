@@ -4,13 +4,18 @@
 
 #[cfg(test)]
 #[path = "pipeline/support.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with pipeline_sessions.rs; each test binary uses part of it"
+)]
 mod support;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use sluice::config::PolicyConfig;
-use support::{Gateway, Setup, Upstreams, send, websocket_upstream};
+use support::upstream::{Upstreams, websocket_upstream};
+use support::{Gateway, Setup, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn get(uri: &str, host: &str) -> Request<Full<Bytes>> {

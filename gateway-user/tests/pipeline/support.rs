@@ -1,37 +1,47 @@
 //! The assembled data path in-process, without root or the kernel: the daemon's transparent
-//! listener on port 0, connections identified from a table, real upstreams on loopback (an
-//! internal range the test's live rules allow), real TLS and HTTP clients.
+//! listener on port 0, connections identified from a table, the daemon's session gate over an
+//! in-memory store, real upstreams on loopback (an internal range the test's live rules
+//! allow), real TLS, HTTP and WebSocket clients.
+
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use sluice::audit::{AuditLog, AuditWriter, Who};
 use sluice::config::PolicyConfig;
 use sluice::detect::Limits;
 use sluice::drain::Drain;
-use sluice::intercept::{AllowAll, InterceptContext};
+use sluice::gate::{CompiledSessions, SessionGate};
+use sluice::intercept::InterceptContext;
 use sluice::live::Live;
 use sluice::net::Cidr;
+use sluice::policy::LocalLimiter;
 use sluice::proxy::{Identity, ProxyContext, TableIdentify, serve_transparent};
+use sluice::session::{
+    AuthError, CacheConfig, EmbeddedStore, MasterKey, NewSession, SessionCache, SessionStore,
+};
 use sluice::tls::{
-    CacheStats, CertificateAuthority, DEFAULT_LEAF_CACHE_SIZE, LeafHost, LeafMinter,
-    ServerConfigCache,
+    CacheStats, CertificateAuthority, DEFAULT_LEAF_CACHE_SIZE, LeafMinter, ServerConfigCache,
 };
 use sluice::upstream::{DEFAULT_POOLED_HOSTS, Dialer, UpstreamClient, UpstreamSettings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use upstream::Upstreams;
 
-/// A running gateway: the transparent listener of the daemon, in this process.
+/// A TLS connection from a sandbox through the gateway.
+pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A running gateway: the transparent listener of the daemon, in this process, with the
+/// daemon's session gate (a connection of a sandbox without a session is served as the node's
+/// rules say; one with a session under that session's policy and credentials).
 pub struct Gateway {
     /// Where clients connect (as the kernel would redirect them).
     pub addr: SocketAddr,
@@ -40,6 +50,9 @@ pub struct Gateway {
     /// Identities by client address (clients not in it are refused).
     pub identities: Arc<TableIdentify>,
     minter: Arc<LeafMinter>,
+    store: Arc<EmbeddedStore>,
+    sessions: Arc<SessionCache>,
+    master: Arc<MasterKey>,
     audit_path: PathBuf,
     drain: Drain,
     writer: Option<AuditWriter>,
@@ -101,6 +114,18 @@ impl Gateway {
         }
         .into_store();
         let dialer = Dialer::new(Duration::from_secs(5), live.clone());
+        // The session gate as the daemon builds it (`daemon::services`), over a store only
+        // this test sees.
+        let store = Arc::new(EmbeddedStore::in_memory());
+        let sessions = Arc::new(SessionCache::new(store.clone(), CacheConfig::default()));
+        let master = Arc::new(MasterKey::generate().unwrap());
+        let gate = SessionGate {
+            sessions: sessions.clone(),
+            compiled: Arc::new(CompiledSessions::default()),
+            limiter: Arc::new(LocalLimiter::new()),
+            master: master.clone(),
+            live: live.clone(),
+        };
         let settings = UpstreamSettings {
             extra_roots: vec![upstream_ca.ca_pem.clone()],
             pooled_hosts: setup.pooled_hosts,
@@ -113,7 +138,7 @@ impl Gateway {
             tls: Arc::new(ServerConfigCache::new(Arc::clone(&minter)).unwrap()),
             upstream: UpstreamClient::new(settings, dialer.clone()).unwrap(),
             audit: audit.clone(),
-            policy: Arc::new(AllowAll),
+            policy: Arc::new(gate),
         });
         let identities = Arc::new(TableIdentify::default());
         let ctx = Arc::new(ProxyContext {
@@ -139,6 +164,9 @@ impl Gateway {
             ca: ca_der,
             identities,
             minter,
+            store,
+            sessions,
+            master,
             audit_path,
             drain,
             writer: Some(writer),
@@ -146,14 +174,75 @@ impl Gateway {
         }
     }
 
-    /// A client connection to the gateway, identified as sandbox 7 going to `dest`. (A
-    /// refused connection may be reset before `connect` returns.)
+    /// A client connection to the gateway, identified as sandbox 7 (without a session) going
+    /// to `dest`. (A refused connection may be reset before `connect` returns.)
     pub async fn try_connect(&self, dest: SocketAddr) -> std::io::Result<TcpStream> {
+        self.dial(None, dest).await
+    }
+
+    /// [`Gateway::try_connect`] for connections that are accepted.
+    pub async fn connect(&self, dest: SocketAddr) -> TcpStream {
+        self.try_connect(dest).await.unwrap()
+    }
+
+    /// [`Gateway::connect`] from a sandbox of session `id`.
+    pub async fn connect_in(&self, id: &str, dest: SocketAddr) -> TcpStream {
+        self.dial(Some(id), dest).await.unwrap()
+    }
+
+    /// A TLS client connection for `sni` (trusting the Sluice CA, offering `alpn`).
+    pub async fn connect_tls(
+        &self,
+        dest: SocketAddr,
+        sni: &str,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<Tls> {
+        self.tls(self.connect(dest).await, sni, alpn).await
+    }
+
+    /// [`Gateway::connect_tls`] from a sandbox of session `id`.
+    pub async fn connect_tls_in(
+        &self,
+        id: &str,
+        dest: SocketAddr,
+        sni: &str,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<Tls> {
+        self.tls(self.connect_in(id, dest).await, sni, alpn).await
+    }
+
+    /// Creates `new` in the gateway's session store (sealing its credentials under the
+    /// gateway's master key, as the control API does); returns the session's id.
+    pub async fn create_session(&self, new: NewSession) -> String {
+        let (session, _token) = self.store.create(new, &self.master).await.unwrap();
+        session.id
+    }
+
+    /// Revokes session `id` in the store, then waits (bounded, as a hang guard) until the
+    /// revocation pushed to the gateway's session cache has taken effect there.
+    pub async fn revoke(&self, id: &str) {
+        assert!(self.store.revoke(id).await.unwrap(), "no session {id}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.sessions.by_id(id).await;
+            if matches!(found, Err(AuthError::Revoked(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for the revocation of {id}: {found:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn dial(&self, session: Option<&str>, dest: SocketAddr) -> std::io::Result<TcpStream> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let identity = Identity {
             who: Who {
                 sandbox: 7,
+                session: session.map(str::to_owned),
                 ..Who::default()
             },
             destination: dest,
@@ -164,19 +253,7 @@ impl Gateway {
         socket.connect(self.addr).await
     }
 
-    /// [`Gateway::try_connect`] for connections that are accepted.
-    pub async fn connect(&self, dest: SocketAddr) -> TcpStream {
-        self.try_connect(dest).await.unwrap()
-    }
-
-    /// A TLS client connection for `sni` (trusting the Sluice CA, offering `alpn`).
-    pub async fn connect_tls(
-        &self,
-        dest: SocketAddr,
-        sni: &str,
-        alpn: &[&[u8]],
-    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let tcp = self.connect(dest).await;
+    async fn tls(&self, tcp: TcpStream, sni: &str, alpn: &[&[u8]]) -> std::io::Result<Tls> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone()).unwrap();
         let mut config = rustls::ClientConfig::builder()
@@ -215,181 +292,88 @@ impl Gateway {
         }
     }
 
-    /// Stops the gateway and flushes its audit log.
-    pub async fn stop(mut self) {
+    /// Stops the gateway and flushes its audit log; returns the whole log (to search it
+    /// for what must never be written).
+    pub async fn stop(mut self) -> String {
         self.drain.shutdown(Duration::from_secs(2)).await;
         if let Some(writer) = self.writer.take() {
             let _ = writer.finish().await;
         }
+        std::fs::read_to_string(&self.audit_path).unwrap()
     }
 }
 
-/// Upstream servers on loopback: an HTTP echo, an HTTPS echo (h1 and h2) whose leaves the
-/// gateway trusts through `ca_pem`, and a TCP echo.
-pub struct Upstreams {
-    /// Plain HTTP echo.
-    pub http: SocketAddr,
-    /// HTTPS echo (any host name under the upstream CA).
-    pub https: SocketAddr,
-    /// Opaque TCP echo.
-    pub tcp: SocketAddr,
-    /// The upstream CA, as a PEM file.
-    pub ca_pem: PathBuf,
-    /// Connections the HTTPS echo holds open now.
-    pub https_open: Arc<AtomicUsize>,
-    _dir: tempfile::TempDir,
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body, as text.
+    pub body: String,
 }
 
-impl Upstreams {
-    /// Starts the three servers; they run until the test's runtime ends.
-    pub async fn start() -> Upstreams {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::load_or_create(dir.path(), time::OffsetDateTime::now_utc())
-            .unwrap();
-        let ca_pem = dir.path().join("upstream-ca.pem");
-        std::fs::write(&ca_pem, ca.cert_pem()).unwrap();
-        let leaves = Arc::new(
-            ServerConfigCache::new(Arc::new(LeafMinter::new(Arc::new(ca)).unwrap())).unwrap(),
-        );
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addrs = (
-            http.local_addr().unwrap(),
-            https.local_addr().unwrap(),
-            tcp.local_addr().unwrap(),
-        );
-        let https_open = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(serve_http(http, None, Arc::default()));
-        tokio::spawn(serve_http(https, Some(leaves), Arc::clone(&https_open)));
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = tcp.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let (mut r, mut w) = stream.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
-        Upstreams {
-            http: addrs.0,
-            https: addrs.1,
-            tcp: addrs.2,
-            ca_pem,
-            https_open,
-            _dir: dir,
-        }
-    }
-
-    /// Waits (bounded, as a hang guard) until the HTTPS echo holds at most `n` connections;
-    /// returns how many it holds.
-    pub async fn https_open_at_most(&self, n: usize) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let open = self.https_open.load(Ordering::SeqCst);
-            if open <= n || Instant::now() > deadline {
-                return open;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+impl Reply {
+    /// The value of header `name`, or "" without one.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 }
 
-/// Counts a connection open until dropped.
-struct Open(Arc<AtomicUsize>);
-
-impl Open {
-    fn new(count: &Arc<AtomicUsize>) -> Open {
-        count.fetch_add(1, Ordering::SeqCst);
-        Open(Arc::clone(count))
-    }
+/// An HTTP/1.1 or HTTP/2 client over one connection, for several requests in turn.
+pub enum Client {
+    /// HTTP/1.1 (kept alive).
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    /// HTTP/2.
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Echoes each request as `METHOD host path body-length version`.
-async fn serve_http(
-    listener: TcpListener,
-    tls: Option<Arc<ServerConfigCache>>,
-    open: Arc<AtomicUsize>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let tls = tls.clone();
-        let open = Open::new(&open);
-        tokio::spawn(async move {
-            let _open = open;
-            let service = service_fn(|req: Request<Incoming>| async move {
-                let (parts, body) = req.into_parts();
-                let body = body
-                    .collect()
+impl Client {
+    /// Handshakes over `io` with HTTP/1.1 (or HTTP/2 when `h2`).
+    pub async fn open<IO>(io: IO, h2: bool) -> Client
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        if h2 {
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                     .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let host = parts
-                    .uri
-                    .authority()
-                    .map(ToString::to_string)
-                    .or_else(|| {
-                        parts
-                            .headers
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
-                let text = format!(
-                    "{} {} {} {} {:?}",
-                    parts.method,
-                    host,
-                    parts.uri.path(),
-                    body.len(),
-                    parts.version
-                );
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(text))))
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            match tls {
-                None => {
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
-                Some(leaves) => {
-                    let mut acceptor = tokio_rustls::LazyConfigAcceptor::new(
-                        rustls::server::Acceptor::default(),
-                        stream,
-                    );
-                    let Ok(start) = (&mut acceptor).await else {
-                        return;
-                    };
-                    let hello = start.client_hello();
-                    let host = hello.server_name().unwrap_or("unnamed.test").to_owned();
-                    let alpn: Vec<Vec<u8>> = hello
-                        .alpn()
-                        .map(|a| a.map(<[u8]>::to_vec).collect())
-                        .unwrap_or_default();
-                    let Ok(leaf) = LeafHost::parse(&host) else {
-                        return;
-                    };
-                    let Ok(config) = leaves.server_config_for(&leaf, &alpn).await else {
-                        return;
-                    };
-                    let Ok(tls) = start.into_stream(config).await else {
-                        return;
-                    };
-                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                }
+                    .unwrap();
+            tokio::spawn(conn);
+            Client::H2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Client::H1(sender)
+        }
+    }
+
+    /// Sends `request`; returns the response with its body still streaming.
+    pub async fn response(&mut self, request: Request<Full<Bytes>>) -> Response<Incoming> {
+        match self {
+            Client::H1(sender) => {
+                sender.ready().await.unwrap();
+                sender.send_request(request).await.unwrap()
             }
-        });
+            Client::H2(sender) => sender.send_request(request).await.unwrap(),
+        }
+    }
+
+    /// Sends `request`; returns the response read whole.
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Reply {
+        let (parts, body) = self.response(request).await.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 }
 
@@ -398,49 +382,6 @@ pub async fn send<IO>(io: IO, h2: bool, request: Request<Full<Bytes>>) -> (u16, 
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let response = if h2 {
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender.send_request(request).await.unwrap()
-    };
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// An upstream that accepts one WebSocket upgrade, then holds the tunnel open; the channel
-/// says when the gateway's side of it closed.
-pub async fn websocket_upstream() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (closed, on_close) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "head cut short");
-            head.push(byte[0]);
-        }
-        stream
-            .write_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                  Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let mut rest = [0u8; 64];
-        while stream.read(&mut rest).await.is_ok_and(|n| n > 0) {}
-        let _ = closed.send(());
-    });
-    (addr, on_close)
+    let reply = Client::open(io, h2).await.send(request).await;
+    (reply.status, reply.body)
 }
