@@ -4,6 +4,9 @@
 //! single-node configuration: embedded store, capture under `sluice.sandboxes`.
 
 pub mod diff;
+mod live;
+
+pub use live::LiveConfig;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

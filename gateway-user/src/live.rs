@@ -2,7 +2,8 @@
 //!
 //! Every connection loads the [`Live`] once, when it is accepted, and keeps that snapshot to
 //! its end, so it sees one consistent set of node rules and configuration-file sessions.
-//! Restart-only settings stay in [`crate::config::Config`].
+//! It is built from [`LiveConfig`], the part of the configuration a reload may change;
+//! restart-only settings stay in [`crate::config::Config`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::net::{Cidr, CidrError};
 use crate::policy::{CompiledPolicy, PolicyError};
 use crate::session::{BadDigest, Sessions};
@@ -48,21 +49,20 @@ pub enum LiveError {
 pub type LiveStore = Arc<ArcSwap<Live>>;
 
 impl Live {
-    /// The live parts of `config`; the error names the bad entry.
-    pub fn build(config: &Config) -> Result<Live, LiveError> {
+    /// The running form of `config`, the live part of a configuration (see
+    /// [`crate::config::Config::split_live`]); the error names the bad entry.
+    pub fn build(config: &LiveConfig) -> Result<Live, LiveError> {
         let allow_internal = config
-            .upstream
             .allow_internal
             .iter()
             .map(|c| Cidr::parse(c).map_err(LiveError::AllowInternal))
             .collect::<Result<_, _>>()?;
         Ok(Live {
-            policy: Arc::new(config.policy.compile()?),
+            policy: Arc::new(config.policy().compile()?),
             allow_internal,
             sessions: Sessions::from_config(&config.sessions)?,
             hosts: config
-                .dns
-                .hosts
+                .dns_hosts
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),

@@ -1,27 +1,18 @@
 //! What a new configuration changes, and which of the changes need a restart.
 //!
-//! Pure: compares two parsed configurations field by field through their TOML form, so a field
-//! added to [`Config`] later is covered without touching this file, and classifies each changed
-//! field. Only the fields in [`LIVE_FIELDS`] apply to a running daemon; every other field
-//! (listeners, capture, state and store locations, audit targets, upstream roots and timeouts…)
-//! needs a restart. A field this table does not know is restart-only: fail closed.
+//! Pure: splits both configurations into their live part and the rest
+//! ([`Config::split_live`]), then compares each through its TOML form, so a field added to
+//! [`Config`] later is covered without touching this file. Every change in the rest needs a
+//! restart (a field not moved into [`super::LiveConfig`] is restart-only: fail closed); the
+//! changes of the live part are described entry by entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use serde::Serialize;
 use toml::Value;
 
 use super::Config;
-
-/// Fields a running daemon applies on reload: the node's routing rules, the sessions declared
-/// in the file, the DNS static table and the internal ranges sandboxes may reach.
-pub const LIVE_FIELDS: &[&str] = &[
-    "policy.passthrough",
-    "policy.tcp_allow",
-    "sessions",
-    "dns.hosts",
-    "upstream.allow_internal",
-];
 
 /// One changed field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,22 +75,38 @@ pub struct RenderError {
 /// A configuration that cannot be rendered as TOML (not expected of a parsed one); the caller
 /// must then refuse the reload.
 pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RenderError> {
-    let render = |c: &Config, which: &'static str| {
-        Value::try_from(c).map_err(|source| RenderError { which, source })
-    };
-    let (old, new) = (render(old, "running")?, render(new, "new")?);
+    let (old_rest, old_live) = old.split_live();
+    let (new_rest, new_live) = new.split_live();
     let mut out = ConfigDiff::default();
-    walk("", Some(&old), Some(&new), &mut out);
+    let rest = (render(&old_rest, "running")?, render(&new_rest, "new")?);
+    restart_leaves("", Some(&rest.0), Some(&rest.1), &mut out.restart);
+    let table =
+        |live, which| toml::Table::try_from(live).map_err(|source| RenderError { which, source });
+    let (old_live, new_live) = (table(old_live, "running")?, table(new_live, "new")?);
+    let fields: BTreeSet<&String> = old_live.keys().chain(new_live.keys()).collect();
+    for field in fields {
+        let (old, new) = (old_live.get(field), new_live.get(field));
+        if old != new {
+            out.live.push(Change {
+                field: field.clone(),
+                detail: describe(old, new),
+            });
+        }
+    }
     Ok(out)
 }
 
-/// Recurses into tables down to live fields or restart-only leaves.
-fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut ConfigDiff) {
+fn render<T: Serialize>(config: &T, which: &'static str) -> Result<Value, RenderError> {
+    Value::try_from(config).map_err(|source| RenderError { which, source })
+}
+
+/// Recurses into tables down to the leaves that differ, each a restart-only change (named,
+/// never shown: a value may hold a password).
+fn restart_leaves(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Change>) {
     if old == new {
         return;
     }
-    let live = LIVE_FIELDS.contains(&path);
-    if !live && let (Some(Value::Table(a)), Some(Value::Table(b))) = (old, new) {
+    if let (Some(Value::Table(a)), Some(Value::Table(b))) = (old, new) {
         let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
         for key in keys {
             let field = if path.is_empty() {
@@ -107,20 +114,14 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut ConfigDi
             } else {
                 format!("{path}.{key}")
             };
-            walk(&field, a.get(key), b.get(key), out);
+            restart_leaves(&field, a.get(key), b.get(key), out);
         }
         return;
     }
-    let field = path.to_owned();
-    if live {
-        let detail = describe(old, new);
-        out.live.push(Change { field, detail });
-    } else {
-        out.restart.push(Change {
-            field,
-            detail: String::new(),
-        });
-    }
+    out.push(Change {
+        field: path.to_owned(),
+        detail: String::new(),
+    });
 }
 
 /// `added …; removed …; changed …` between two values of a live field.
@@ -333,9 +334,13 @@ mod tests {
     }
 
     #[test]
-    fn every_live_field_exists_in_the_schema() {
+    fn every_live_field_is_named_by_its_path_in_the_file() {
         let rendered = Value::try_from(Config::default()).unwrap();
-        for field in LIVE_FIELDS {
+        let Value::Table(live) = Value::try_from(Config::default().live()).unwrap() else {
+            panic!("not a table");
+        };
+        assert_eq!(live.len(), 5);
+        for field in live.keys() {
             let mut value = Some(&rendered);
             for part in field.split('.') {
                 value = value.and_then(|v| v.get(part));

@@ -105,7 +105,7 @@ impl Prepared {
         let parent_cgroup = capture_config.parent_cgroup.clone();
         let capture = Arc::new(Capture::install(&capture_config)?);
         let registry = Arc::new(Registry::load(&config.state_dir.join("sandboxes.json"))?);
-        let live = Live::build(&config)?;
+        let live = Live::build(&config.live())?;
         let resolver = crate::dns::Resolver::new(live.hosts.clone());
         let live = live.into_store();
         let services = Arc::new(Services::start(&config, live.clone()).await?);

@@ -133,7 +133,7 @@ fn prepare(
     if !changes.restart.is_empty() {
         return Err(ReloadError::NeedsRestart(changes.restart_fields()));
     }
-    let live = Live::build(&config).map_err(|error| ReloadError::Live {
+    let live = Live::build(&config.live()).map_err(|error| ReloadError::Live {
         file: source.to_owned(),
         error,
     })?;
