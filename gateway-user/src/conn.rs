@@ -80,6 +80,9 @@ pub struct Peer {
     pub dest: SocketAddr,
     /// The path requests leave by.
     pub egress: Egress,
+    /// The node's rules the connection was accepted under (its session's policy is layered
+    /// over them for each request).
+    pub node: Arc<CompiledPolicy>,
 }
 
 impl Conn {
@@ -127,6 +130,7 @@ impl Conn {
             who: Some(self.who.clone()),
             dest: self.dest,
             egress: self.egress.clone(),
+            node: self.live.policy.clone(),
         }
     }
 }

@@ -95,9 +95,10 @@ impl CompiledSessions {
         Ok(compiled)
     }
 
-    /// The policy connections of `session` are routed by: its own layered over `node`, the
-    /// node's rules (see [`CompiledPolicy::layered_over`]). Rebuilt when the node's rules
-    /// were reloaded or the session's policy replaced since.
+    /// The one policy of a connection of `session`, by which it is routed and each of its
+    /// requests checked: the session's own layered over `node`, the node's rules the
+    /// connection was accepted under (see [`CompiledPolicy::layered_over`]). Rebuilt when the
+    /// node's rules were reloaded or the session's policy replaced since.
     pub fn layered(
         &self,
         session: &Arc<Session>,

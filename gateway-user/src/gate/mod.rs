@@ -116,7 +116,7 @@ impl SessionGate {
             return Ok(plan);
         };
         let id = session.id.clone();
-        let compiled = self.compiled.get(&session).map_err(|error| {
+        let compiled = self.compiled.layered(&session, &req.node).map_err(|error| {
             let why = Unusable::Policy {
                 session: id.clone(),
                 error,

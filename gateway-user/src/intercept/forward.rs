@@ -71,6 +71,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         scheme: state.scheme(),
         host: target.host.clone(),
         port: target.port,
+        node: state.peer.node.clone(),
     };
     let policy = state.ctx.policy.clone();
     let plan = match policy.check(info, &mut parts).await {

@@ -85,6 +85,8 @@ pub struct RequestInfo {
     pub host: Host,
     /// The port from the authority, or the scheme's default.
     pub port: u16,
+    /// The node's rules of the connection (its session's policy is layered over them).
+    pub node: Arc<CompiledPolicy>,
 }
 
 /// What happens to an allowed request's body and response.
