@@ -73,6 +73,11 @@ pub struct Setup {
     pub pool_idle_timeout: Duration,
     /// Names whose leaf is kept (`tls.leaf_cache_size`).
     pub leaf_cache_size: usize,
+    /// Limit on the upstream TLS handshake (`upstream.connect_timeout_ms`, as
+    /// `UpstreamSettings::connect_timeout`).
+    pub tls_handshake_timeout: Duration,
+    /// Limit on waiting for an upstream's response head (`UpstreamSettings::response_timeout`).
+    pub response_timeout: Duration,
 }
 
 impl Default for Setup {
@@ -84,6 +89,8 @@ impl Default for Setup {
             pooled_hosts: DEFAULT_POOLED_HOSTS,
             pool_idle_timeout: UpstreamSettings::default().pool_idle_timeout,
             leaf_cache_size: DEFAULT_LEAF_CACHE_SIZE,
+            tls_handshake_timeout: UpstreamSettings::default().connect_timeout,
+            response_timeout: UpstreamSettings::default().response_timeout,
         }
     }
 }
@@ -130,6 +137,8 @@ impl Gateway {
             extra_roots: vec![upstream_ca.ca_pem.clone()],
             pooled_hosts: setup.pooled_hosts,
             pool_idle_timeout: setup.pool_idle_timeout,
+            connect_timeout: setup.tls_handshake_timeout,
+            response_timeout: setup.response_timeout,
             ..UpstreamSettings::default()
         };
         let minter =
@@ -198,6 +207,17 @@ impl Gateway {
         alpn: &[&[u8]],
     ) -> std::io::Result<Tls> {
         self.tls(self.connect(dest).await, sni, alpn).await
+    }
+
+    /// A client over a new connection to `dest`: TLS with SNI `sni` (HTTP/2 when `h2`), or
+    /// plain HTTP/1.1 without `sni`.
+    pub async fn client(&self, dest: SocketAddr, sni: Option<&str>, h2: bool) -> Client {
+        let Some(sni) = sni else {
+            return Client::open(self.connect(dest).await, false).await;
+        };
+        let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+        let tls = self.connect_tls(dest, sni, &[alpn]).await.unwrap();
+        Client::open(tls, h2).await
     }
 
     /// [`Gateway::connect_tls`] from a sandbox of session `id`.
@@ -384,4 +404,39 @@ where
 {
     let reply = Client::open(io, h2).await.send(request).await;
     (reply.status, reply.body)
+}
+
+/// A request with `Host: host` and `headers` (appended, so a name may repeat), carrying
+/// `body`.
+pub fn request(
+    method: &str,
+    uri: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(body.into())).unwrap()
+}
+
+/// Writes raw `bytes` on `io`, then reads until the gateway closes the connection (bounded,
+/// as a hang guard); returns what came back.
+pub async fn exchange<IO>(mut io: IO, bytes: &[u8]) -> String
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    io.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    // A TLS stream may end without close_notify: what was read before counts.
+    let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut answer))
+        .await
+        .expect("the gateway left the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
 }

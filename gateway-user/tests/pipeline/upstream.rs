@@ -1,5 +1,6 @@
 //! The test's upstreams on loopback: HTTP and HTTPS echoes that answer by path and keep
-//! what they received, a TCP echo, and a WebSocket upstream that holds its tunnel open.
+//! what they received, a TCP echo, a WebSocket upstream that holds its tunnel open, HTTPS
+//! impostors whose certificates do not verify, and upstreams that refuse or never answer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,7 +41,17 @@ pub struct Upstreams {
     /// Connections the HTTPS echo holds open now.
     pub https_open: Arc<AtomicUsize>,
     echo: Echo,
+    leaves: Arc<ServerConfigCache>,
     _dir: tempfile::TempDir,
+}
+
+/// A certificate an HTTPS impostor presents, which the gateway must not accept.
+#[derive(Clone, Copy, Debug)]
+pub enum Impostor {
+    /// Issued by the trusted upstream CA, but for `elsewhere.test` whatever the SNI.
+    WrongName,
+    /// For the SNI, but issued by a CA nobody trusts.
+    UnknownIssuer,
 }
 
 /// A request as an upstream received it (its body read to the end).
@@ -52,8 +63,10 @@ pub struct Seen {
     pub method: String,
     /// The host (authority or `Host`).
     pub host: String,
-    /// The path.
+    /// The path, as sent (percent-encoding kept).
     pub path: String,
+    /// The query, as sent ("" without one).
+    pub query: String,
     /// The headers.
     pub headers: HeaderMap,
     /// The body.
@@ -79,14 +92,32 @@ impl Seen {
 ///   [`Upstreams::release_events`], `data: done` and the end of the stream;
 /// - `/ws` with `Upgrade: websocket`: a WebSocket that first sends the upgrade request's
 ///   `authorization` as a text message, then echoes every text and binary message;
+/// - `/bytes/<n>`: `n` bytes of [`pattern`] (with `content-length: n`) in 64 KiB frames;
+/// - `/hash`: `<length> <sha256 hex>` of the body, hashed as it streams in (kept in
+///   [`Upstreams::seen`] without its body);
+/// - `/trailers`: `fake grpc reply`, then trailers `grpc-status: 0`, `grpc-message: ok`;
+/// - `/status/<code>`: that status without a body (a 304 with an `etag`);
+/// - `/hop`: `hop-free`, with hop-by-hop headers (`connection: x-resp-hop, keep-alive`,
+///   `x-resp-hop`, `keep-alive`, `proxy-authenticate`) beside an end-to-end `x-kept`;
+/// - `/close`: `closing`, with `connection: close` (the upstream closes after it);
+/// - `HEAD` of any of the above: its headers without a body;
 /// - anything else: `METHOD host path body-length version`.
+///
+/// Every request head is logged in [`Upstreams::heads`] as soon as it arrives, before its
+/// body is read.
 #[derive(Clone, Default)]
 struct Echo {
     tls: bool,
+    heads: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stored: Arc<Mutex<String>>,
     events: Arc<Notify>,
 }
+
+#[path = "routes.rs"]
+pub mod routes;
+
+use routes::{hash, head_only, special};
 
 type EchoBody = BoxBody<Bytes, Infallible>;
 
@@ -98,9 +129,7 @@ impl Upstreams {
             .unwrap();
         let ca_pem = dir.path().join("upstream-ca.pem");
         std::fs::write(&ca_pem, ca.cert_pem()).unwrap();
-        let leaves = Arc::new(
-            ServerConfigCache::new(Arc::new(LeafMinter::new(Arc::new(ca)).unwrap())).unwrap(),
-        );
+        let leaves = leaf_cache(ca);
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,7 +147,7 @@ impl Upstreams {
         tokio::spawn(serve_http(http, None, Arc::default(), echo.clone()));
         tokio::spawn(serve_http(
             https,
-            Some(leaves),
+            Some(Leaves::PerName(Arc::clone(&leaves))),
             Arc::clone(&https_open),
             over_tls,
         ));
@@ -140,8 +169,47 @@ impl Upstreams {
             ca_pem,
             https_open,
             echo,
+            leaves,
             _dir: dir,
         }
+    }
+
+    /// Starts an HTTPS echo presenting `cert` (sharing [`Upstreams::seen`] and
+    /// [`Upstreams::heads`]); returns its address.
+    pub async fn impostor(&self, cert: Impostor) -> SocketAddr {
+        let leaves = match cert {
+            Impostor::WrongName => {
+                let name = LeafHost::parse("elsewhere.test").unwrap();
+                let key = self.leaves.minter().certified_key(&name).await.unwrap();
+                let mut config = rustls::ServerConfig::builder()
+                    .with_no_client_auth()
+                    .with_cert_resolver(Arc::new(OneLeaf(key)));
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                Leaves::One(Arc::new(config))
+            }
+            Impostor::UnknownIssuer => {
+                let dir = self._dir.path().join("rogue");
+                std::fs::create_dir_all(&dir).unwrap();
+                let rogue =
+                    CertificateAuthority::load_or_create(&dir, time::OffsetDateTime::now_utc())
+                        .unwrap();
+                Leaves::PerName(leaf_cache(rogue))
+            }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = Echo {
+            tls: true,
+            ..self.echo.clone()
+        };
+        tokio::spawn(serve_http(listener, Some(leaves), Arc::default(), echo));
+        addr
+    }
+
+    /// Every request head (`METHOD path`) the HTTP and HTTPS echoes received, in order,
+    /// whether or not its body arrived whole.
+    pub fn heads(&self) -> Vec<String> {
+        self.echo.heads.lock().unwrap().clone()
     }
 
     /// Every request the HTTP and HTTPS echoes received whole, in order.
@@ -189,10 +257,32 @@ impl Drop for Open {
     }
 }
 
-/// Serves [`Echo`] on `listener` (over TLS with a leaf for each SNI when `tls` is given).
+/// The leaves an HTTPS upstream presents.
+#[derive(Clone)]
+enum Leaves {
+    /// A leaf for each SNI.
+    PerName(Arc<ServerConfigCache>),
+    /// The one leaf of this configuration, whatever the SNI.
+    One(Arc<rustls::ServerConfig>),
+}
+
+/// Resolves every handshake to the one leaf it holds.
+#[derive(Debug)]
+struct OneLeaf(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneLeaf {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// Serves [`Echo`] on `listener` (over TLS when `tls` is given).
 async fn serve_http(
     listener: TcpListener,
-    tls: Option<Arc<ServerConfigCache>>,
+    tls: Option<Leaves>,
     open: Arc<AtomicUsize>,
     echo: Echo,
 ) {
@@ -221,17 +311,23 @@ async fn serve_http(
                     let Ok(start) = (&mut acceptor).await else {
                         return;
                     };
-                    let hello = start.client_hello();
-                    let host = hello.server_name().unwrap_or("unnamed.test").to_owned();
-                    let alpn: Vec<Vec<u8>> = hello
-                        .alpn()
-                        .map(|a| a.map(<[u8]>::to_vec).collect())
-                        .unwrap_or_default();
-                    let Ok(leaf) = LeafHost::parse(&host) else {
-                        return;
-                    };
-                    let Ok(config) = leaves.server_config_for(&leaf, &alpn).await else {
-                        return;
+                    let config = match leaves {
+                        Leaves::One(config) => config,
+                        Leaves::PerName(leaves) => {
+                            let hello = start.client_hello();
+                            let host = hello.server_name().unwrap_or("unnamed.test").to_owned();
+                            let alpn: Vec<Vec<u8>> = hello
+                                .alpn()
+                                .map(|a| a.map(<[u8]>::to_vec).collect())
+                                .unwrap_or_default();
+                            let Ok(leaf) = LeafHost::parse(&host) else {
+                                return;
+                            };
+                            let Ok(config) = leaves.server_config_for(&leaf, &alpn).await else {
+                                return;
+                            };
+                            config
+                        }
                     };
                     let Ok(tls) = start.into_stream(config).await else {
                         return;
@@ -253,8 +349,20 @@ impl Echo {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-            return Ok(Response::new(full("body cut short")));
+        self.heads
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", parts.method, parts.uri.path()));
+        let (body, hashed) = if parts.uri.path() == "/hash" {
+            let Some(hashed) = hash(body).await else {
+                return Ok(Response::new(full("body cut short")));
+            };
+            (Bytes::new(), Some(hashed))
+        } else {
+            let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+                return Ok(Response::new(full("body cut short")));
+            };
+            (body, None)
         };
         let host = parts
             .uri
@@ -273,11 +381,18 @@ impl Echo {
             method: parts.method.to_string(),
             host,
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
             headers: parts.headers.clone(),
             body,
         };
         self.seen.lock().unwrap().push(seen.clone());
         let authorization = seen.header("authorization").to_owned();
+        if let Some(hashed) = hashed {
+            return Ok(Response::new(full(&hashed)));
+        }
+        if let Some(response) = special(&seen.path) {
+            return Ok(head_only(&parts.method, response));
+        }
         let response = match (seen.path.as_str(), on_upgrade) {
             ("/ws", Some(on_upgrade)) => {
                 let key = seen.header("sec-websocket-key");
@@ -346,8 +461,13 @@ impl Echo {
                 parts.version
             ))),
         };
-        Ok(response)
+        Ok(head_only(&parts.method, response))
     }
+}
+
+/// A leaf cache minting under `ca`.
+fn leaf_cache(ca: CertificateAuthority) -> Arc<ServerConfigCache> {
+    Arc::new(ServerConfigCache::new(Arc::new(LeafMinter::new(Arc::new(ca)).unwrap())).unwrap())
 }
 
 fn full(text: &str) -> EchoBody {
@@ -398,4 +518,28 @@ pub async fn websocket_upstream() -> (std::net::SocketAddr, tokio::sync::oneshot
         let _ = closed.send(());
     });
     (addr, on_close)
+}
+
+/// An upstream that accepts connections, reads whatever arrives and never answers (nor
+/// completes a TLS handshake); connections stay open until the test's runtime ends.
+pub async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback address where nothing listens (connections to it are refused), held by the
+/// socket returned (bound, never listening) so no other test can take the port.
+pub fn refusing_upstream() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
 }
