@@ -56,6 +56,14 @@ impl Drain {
         self.tasks.spawn(task);
     }
 
+    /// [`Drain::spawn`] on the runtime of `handle` (a worker's, see [`crate::workers`]).
+    pub fn spawn_on<F>(&self, handle: &tokio::runtime::Handle, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn_on(task, handle);
+    }
+
     /// Stops only this drain's listeners (and aborts its connections): used when one sandbox
     /// is removed.
     pub fn stop_now(&self) {

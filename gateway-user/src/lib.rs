@@ -33,3 +33,4 @@ pub mod session;
 pub mod testing;
 pub mod tls;
 pub mod upstream;
+pub mod workers;

@@ -37,6 +37,7 @@ use crate::proxy::{ExplicitProxy, KernelIdentify, ProxyContext, serve_explicit};
 use crate::sandbox::Registry;
 use crate::tls::{CertificateAuthority, LeafMinter, ServerConfigCache};
 use crate::upstream::{Dialer, NodeProxies, UpstreamClient, UpstreamSettings};
+use crate::workers::Workers;
 
 /// How long in-flight connections get to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -131,6 +132,9 @@ impl Prepared {
             intercept,
             resolver,
             trust_failures: Arc::default(),
+            workers: Some(Arc::new(
+                Workers::per_core().context("daemon: start the connection workers")?,
+            )),
         });
         let drain = Drain::new();
         let node = Arc::new(

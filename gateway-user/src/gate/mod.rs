@@ -116,13 +116,16 @@ impl SessionGate {
             return Ok(plan);
         };
         let id = session.id.clone();
-        let compiled = self.compiled.layered(&session, &req.node).map_err(|error| {
-            let why = Unusable::Policy {
-                session: id.clone(),
-                error,
-            };
-            Refusal::new(StatusCode::FORBIDDEN, why.side(), why.to_string())
-        })?;
+        let compiled = self
+            .compiled
+            .layered(&session, &req.node)
+            .map_err(|error| {
+                let why = Unusable::Policy {
+                    session: id.clone(),
+                    error,
+                };
+                Refusal::new(StatusCode::FORBIDDEN, why.side(), why.to_string())
+            })?;
         let path = parts.uri.path();
         let info = policy::RequestInfo {
             host: &req.host,

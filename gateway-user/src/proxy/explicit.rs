@@ -50,7 +50,8 @@ pub struct ExplicitProxy {
 pub async fn serve_explicit(listener: TcpListener, proxy: Arc<ExplicitProxy>, drain: Drain) {
     let limit = proxy.ctx.max_connections;
     let tunnels = drain.clone();
-    listener::serve(listener, "explicit proxy", limit, drain, move |stream, _| {
+    let workers = proxy.ctx.workers.clone();
+    listener::serve_on(listener, "explicit proxy", limit, drain, workers, move |stream, _| {
         let proxy = proxy.clone();
         let tunnels = tunnels.clone();
         async move {

@@ -1,6 +1,7 @@
 //! The one accept loop every listener runs (transparent, explicit proxy, control API):
 //! bounded concurrency, accept-error backoff, and drain-aware shutdown that tracks every
-//! task it spawns.
+//! task it spawns. Connections are served on the accepting runtime, or handed to the
+//! thread-per-core [`Workers`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::drain::Drain;
+use crate::workers::Workers;
 
 /// First pause after a failed accept (e.g. out of file descriptors); doubled on each
 /// further failure up to [`MAX_BACKOFF`], reset by a success.
@@ -32,6 +34,23 @@ pub async fn serve<H, F>(
     H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_on(listener, name, limit, drain, None, handle).await;
+}
+
+/// [`serve`], handing each connection to one of `workers` when given (its socket moves to
+/// that worker's runtime before `handle` sees it).
+pub async fn serve_on<H, F>(
+    listener: TcpListener,
+    name: &'static str,
+    limit: usize,
+    drain: Drain,
+    workers: Option<Arc<Workers>>,
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handle = Arc::new(handle);
     let permits = Arc::new(Semaphore::new(limit));
     let stopping = drain.stopping();
     tokio::pin!(stopping);
@@ -61,10 +80,30 @@ pub async fn serve<H, F>(
         };
         backoff = FIRST_BACKOFF;
         let _ = stream.set_nodelay(true);
-        let task = handle(stream, peer);
-        spawn_until_aborted(&drain, async move {
+        let Some(workers) = &workers else {
+            let task = handle(stream, peer);
+            spawn_until_aborted(&drain, async move {
+                let _permit = permit;
+                task.await;
+            });
+            continue;
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(listener = name, %error, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
+        let handle = Arc::clone(&handle);
+        workers.spawn(&drain, async move {
             let _permit = permit;
-            task.await;
+            match TcpStream::from_std(stream) {
+                Ok(stream) => handle(stream, peer).await,
+                Err(error) => {
+                    tracing::warn!(listener = name, %error, "worker cannot take the connection");
+                }
+            }
         });
     }
 }

@@ -54,6 +54,9 @@ pub struct ProxyContext {
     pub resolver: crate::dns::Resolver,
     /// Clients that refused Sluice's certificate, for `/metrics`.
     pub trust_failures: Arc<trust_failures::TrustFailures>,
+    /// The thread-per-core runtimes connections are served on; `None` serves them on the
+    /// runtime that accepted them.
+    pub workers: Option<Arc<crate::workers::Workers>>,
 }
 
 /// The path a connection of `who` leaves by: its sandbox's override (`sandbox`), its

@@ -11,14 +11,22 @@ use crate::conn::{Conn, ConnId};
 use crate::drain::Drain;
 use crate::upstream::check_destination;
 
-/// Accepts until `drain` stops, handling each connection on its own tracked task. At most
-/// `ctx.max_connections` are handled at once per listener.
+/// Accepts until `drain` stops, handling each connection on its own tracked task (on one of
+/// `ctx.workers` when set). At most `ctx.max_connections` are handled at once per listener.
 pub async fn serve_transparent(listener: TcpListener, ctx: Arc<ProxyContext>, drain: Drain) {
     let limit = ctx.max_connections;
-    listener::serve(listener, "transparent", limit, drain, move |stream, _| {
-        let ctx = ctx.clone();
-        async move { handle(&ctx, stream).await }
-    })
+    let workers = ctx.workers.clone();
+    listener::serve_on(
+        listener,
+        "transparent",
+        limit,
+        drain,
+        workers,
+        move |stream, _| {
+            let ctx = ctx.clone();
+            async move { handle(&ctx, stream).await }
+        },
+    )
     .await;
 }
 

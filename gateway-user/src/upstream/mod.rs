@@ -228,9 +228,10 @@ impl UpstreamError {
     }
 }
 
-/// One pooled client per destination, egress (proxy id or `direct`), ALPN offer and
-/// authority.
-type PoolKey = (SocketAddr, String, Offer, String);
+/// One pooled client per destination, egress (proxy id or `direct`), ALPN offer, authority
+/// and worker thread (see [`crate::workers`]: a connection's driver runs on the worker that
+/// opened it, so requests only use the connections of their own worker).
+type PoolKey = (SocketAddr, String, Offer, String, Option<usize>);
 
 /// The shared upstream client; cheap to clone.
 #[derive(Clone, Debug)]
@@ -307,7 +308,14 @@ impl UpstreamClient {
             .uri()
             .authority()
             .map_or_else(String::new, |a| a.as_str().to_owned());
-        let client = self.client_for((dest, egress.key().into_owned(), offer, authority), &egress);
+        let key = (
+            dest,
+            egress.key().into_owned(),
+            offer,
+            authority,
+            crate::workers::current(),
+        );
+        let client = self.client_for(key, &egress);
         let after = self.inner.settings.response_timeout;
         match tokio::time::timeout(after, client.request(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout { after }),

@@ -163,6 +163,8 @@ impl Gateway {
             intercept,
             resolver: sluice::dns::Resolver::static_only(hosts),
             trust_failures: Arc::default(),
+            // Two thread-per-core workers, as the daemon runs them on a 2-core node.
+            workers: Some(Arc::new(sluice::workers::Workers::start(2).unwrap())),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

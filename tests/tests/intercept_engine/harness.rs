@@ -126,6 +126,7 @@ impl Engine {
                                 intercept: ctx,
                                 resolver: sluice::dns::Resolver::static_only(Default::default()),
                                 trust_failures: Arc::default(),
+                                workers: None,
                             });
                             drain.spawn(serve_transparent(listener, proxy, drain.clone()));
                         }
