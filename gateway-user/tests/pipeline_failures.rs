@@ -225,10 +225,6 @@ async fn smuggling_attempts_get_400_and_a_closed_connection_and_never_reach_the_
 /// A chunked body whose chunk size is not a number is the sandbox's error, like any other
 /// framing it breaks: 400 on the sandbox's side, and nothing sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a bad chunk size in the request body is answered 502 and audited `side: \
-            upstream` (\"upstream: request failed: ... Invalid chunk size line\"): the body \
-            error surfaces through the upstream client (upstream/mod.rs `classify`) and \
-            intercept/forward.rs answers it with `fail(.., error.status(), ..)`"]
 async fn a_bad_chunk_size_is_400_on_the_sandboxs_side_and_never_sent() {
     let up = Upstreams::start().await;
     let gw = Gateway::start(Setup::default(), &up).await;

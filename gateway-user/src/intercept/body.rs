@@ -8,10 +8,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::hook::SharedNotes;
+use super::hook::{Refusal, RefusalSlot, SharedNotes, leave_refusal};
 use crate::audit::{AuditLog, Decision, Outcome, Record, Side};
 use crate::conn::Conn;
 use crate::upstream::BoxError;
@@ -186,12 +187,23 @@ impl Drop for RequestAudit {
     }
 }
 
+/// The refusal of a request whose body the sandbox broke off: its side's fault, a 400.
+pub(super) fn unreadable_request_body(error: &dyn std::fmt::Display) -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        Side::Downstream,
+        format!("downstream: reading the request body failed: {error}"),
+    )
+}
+
 /// A body passed through unchanged, counting data bytes, optionally carrying the request's
-/// audit guard (dropped, and so written, when the body ends or is dropped).
+/// audit guard (dropped, and so written, when the body ends or is dropped), or noting in a
+/// slot that the sandbox's request body broke off.
 pub(super) struct Counted<B> {
     inner: B,
     count: Arc<AtomicU64>,
     audit: Option<RequestAudit>,
+    broken: Option<RefusalSlot>,
 }
 
 impl<B> Counted<B>
@@ -205,6 +217,20 @@ where
             inner,
             count,
             audit: None,
+            broken: None,
+        }
+        .boxed_unsync()
+    }
+
+    /// Wraps the sandbox's request body `inner`, counting into `count`; if it breaks off
+    /// (bad chunking, a reset), a 400 blaming the sandbox is left in `slot`, so the failure
+    /// is not taken for the upstream's.
+    pub(super) fn request(inner: B, count: Arc<AtomicU64>, slot: RefusalSlot) -> BoxBody {
+        Counted {
+            inner,
+            count,
+            audit: None,
+            broken: Some(slot),
         }
         .boxed_unsync()
     }
@@ -220,6 +246,7 @@ where
             inner,
             count: audit.down(),
             audit: Some(audit),
+            broken: None,
         }
         .boxed_unsync()
     }
@@ -256,6 +283,9 @@ where
                 let error: BoxError = error.into();
                 if let Some(mut audit) = this.audit.take() {
                     audit.body_finished(Some(error.to_string()));
+                }
+                if let Some(slot) = &this.broken {
+                    leave_refusal(slot, unreadable_request_body(&error));
                 }
                 Poll::Ready(Some(Err(error)))
             }

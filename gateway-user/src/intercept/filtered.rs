@@ -2,7 +2,6 @@
 //! mid-body aborts it), the response body on its way to the sandbox.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,16 +10,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 
 use super::body::BoxBody;
-use super::hook::{BodyFilter, Refusal, ResponseFilter};
+use super::hook::{BodyFilter, Refusal, RefusalSlot, ResponseFilter, leave_refusal};
 use crate::upstream::BoxError;
-
-/// Where a request body filter leaves its refusal for the request handler to answer.
-pub(super) type RefusalSlot = Arc<Mutex<Option<Refusal>>>;
-
-/// Takes the refusal left in `slot`, if any.
-pub(super) fn take_refusal(slot: &RefusalSlot) -> Option<Refusal> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
-}
 
 /// The refusal as a body error (hyper aborts the upstream request with it).
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +88,7 @@ impl Side {
 
 fn refuse(slot: &RefusalSlot, refusal: Refusal) -> BoxError {
     let error = Box::new(Refused(refusal.reason.clone()));
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+    leave_refusal(slot, refusal);
     error
 }
 
@@ -166,6 +157,7 @@ impl Body for Filtered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intercept::hook::take_refusal;
     use http_body_util::StreamBody;
 
     /// Uppercases, holding back the last byte of each chunk until the next.

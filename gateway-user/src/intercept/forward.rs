@@ -9,10 +9,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::body::{BoxBody, Counted, RequestAudit};
+use super::body::{BoxBody, Counted, RequestAudit, unreadable_request_body};
 use super::checks::{self, CheckError};
-use super::filtered::{self, RefusalSlot};
-use super::hook::{BodyFilter, Refusal, RequestInfo};
+use super::filtered;
+use super::hook::{BodyFilter, Refusal, RefusalSlot, RequestInfo, take_refusal};
 use super::respond::{Target, deny, fail, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
@@ -83,8 +83,8 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         let request = Request::from_parts(parts, body);
         return upgrade::forward(request, &target, &state, audit, plan.response).await;
     }
-    let body = Counted::boxed(body, audit.up());
     let slot = RefusalSlot::default();
+    let body = Counted::request(body, audit.up(), slot.clone());
     let body = match plan.body {
         None => body,
         Some(filter) => match filter_request_body(&mut parts.headers, body, filter, &slot).await {
@@ -106,7 +106,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
                 .map(|via| via.0.to_string());
             respond(upstream, &target, &state, audit, plan.response).await
         }
-        Err(error) => match filtered::take_refusal(&slot) {
+        Err(error) => match take_refusal(&slot) {
             Some(refusal) => refuse(audit, refusal),
             None => {
                 audit.record_mut().proxy = error.proxy_label().map(str::to_owned);
@@ -136,13 +136,7 @@ async fn filter_request_body(
     let mut body = body;
     let mut collected = Vec::with_capacity(declared);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                Side::Downstream,
-                format!("downstream: reading the request body failed: {e}"),
-            )
-        })?;
+        let frame = frame.map_err(|e| unreadable_request_body(&e))?;
         if let Ok(data) = frame.into_data() {
             collected.extend_from_slice(&data);
         }

@@ -89,6 +89,25 @@ pub struct RequestInfo {
     pub node: Arc<CompiledPolicy>,
 }
 
+/// Where a request body's refusal is left for the request handler to answer: a filter's
+/// (the body is refused), or the sandbox's own body breaking off (malformed chunking, a
+/// reset). The body then ends with an error, which reaches the handler as the upstream
+/// client's; the slot says whose it really is.
+pub(crate) type RefusalSlot = Arc<Mutex<Option<Refusal>>>;
+
+/// Leaves `refusal` in `slot` unless one is there already (the first cause is the one the
+/// sandbox is told).
+pub(crate) fn leave_refusal(slot: &RefusalSlot, refusal: Refusal) {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert(refusal);
+}
+
+/// Takes the refusal left in `slot`, if any.
+pub(crate) fn take_refusal(slot: &RefusalSlot) -> Option<Refusal> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
 /// What happens to an allowed request's body and response.
 #[derive(Debug, Default)]
 pub struct Plan {
