@@ -1,5 +1,6 @@
 //! The fixed answers of the test's HTTP echoes (see `Echo` in `upstream.rs`): big bodies,
-//! hashed uploads, trailers, bodiless statuses, hop-by-hop headers, closing connections.
+//! hashed uploads, trailers, bodiless statuses, hop-by-hop headers, closing connections,
+//! and answers a test sets up front ([`Canned`]).
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -69,6 +70,56 @@ pub(super) fn special(path: &str) -> Option<Response<EchoBody>> {
         _ => return None,
     };
     response.ok()
+}
+
+/// An answer set up by a test: a 200 with `headers`, its body sent as `chunks` (one frame
+/// each, so a value may span several), then `trailers` if any.
+#[derive(Clone, Debug, Default)]
+pub struct Canned {
+    /// Response headers, in order (a name may repeat).
+    pub headers: Vec<(String, String)>,
+    /// The body's frames.
+    pub chunks: Vec<Bytes>,
+    /// Trailers after the body (none when empty).
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Canned {
+    /// `body` in `size`-byte chunks with `headers`.
+    pub fn chunked(headers: &[(&str, &str)], body: &[u8], size: usize) -> Canned {
+        Canned {
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            chunks: body.chunks(size).map(Bytes::copy_from_slice).collect(),
+            trailers: Vec::new(),
+        }
+    }
+
+    pub(super) fn response(self) -> Response<EchoBody> {
+        let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = self
+            .chunks
+            .into_iter()
+            .map(|c| Ok(Frame::data(c)))
+            .collect();
+        if !self.trailers.is_empty() {
+            let mut trailers = HeaderMap::new();
+            for (name, value) in &self.trailers {
+                trailers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        let mut response = Response::builder();
+        for (name, value) in &self.headers {
+            response = response.header(name, value);
+        }
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        response.body(BodyExt::boxed(body)).unwrap()
+    }
 }
 
 /// Reads `body` to its end; returns `<length> <sha256 hex>`, or `None` if it was cut short.

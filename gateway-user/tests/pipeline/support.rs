@@ -1,6 +1,6 @@
 //! The assembled data path in-process, without root or the kernel: the daemon's transparent
-//! listener on port 0, connections identified from a table, the daemon's session gate over an
-//! in-memory store, real upstreams on loopback (an internal range the test's live rules
+//! listener on port 0, connections identified from a table, its explicit proxy (`HTTPS_PROXY`)
+//! on port 0 beside it, the daemon's session gate over an in-memory store, real upstreams on loopback (an internal range the test's live rules
 //! allow), real TLS, HTTP and WebSocket clients.
 
 pub mod upstream;
@@ -25,7 +25,9 @@ use sluice::intercept::InterceptContext;
 use sluice::live::Live;
 use sluice::net::Cidr;
 use sluice::policy::LocalLimiter;
-use sluice::proxy::{Identity, ProxyContext, TableIdentify, serve_transparent};
+use sluice::proxy::{
+    ExplicitProxy, Identity, ProxyContext, TableIdentify, serve_explicit, serve_transparent,
+};
 use sluice::session::{
     AuthError, CacheConfig, EmbeddedStore, MasterKey, NewSession, SessionCache, SessionStore,
 };
@@ -45,6 +47,9 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 pub struct Gateway {
     /// Where clients connect (as the kernel would redirect them).
     pub addr: SocketAddr,
+    /// The explicit proxy (`HTTPS_PROXY=http://sluice:<token>@proxy`), sharing the
+    /// transparent listener's context, session cache and resolver, as the daemon runs it.
+    pub proxy: SocketAddr,
     /// The Sluice CA clients trust.
     pub ca: rustls::pki_types::CertificateDer<'static>,
     /// Identities by client address (clients not in it are refused).
@@ -121,6 +126,7 @@ impl Gateway {
         }
         .into_store();
         let dialer = Dialer::new(Duration::from_secs(5), live.clone());
+        let resolver = sluice::dns::Resolver::static_only(hosts);
         // The session gate as the daemon builds it (`daemon::services`), over a store only
         // this test sees.
         let store = Arc::new(EmbeddedStore::in_memory());
@@ -161,7 +167,7 @@ impl Gateway {
                 ..Limits::default()
             },
             intercept,
-            resolver: sluice::dns::Resolver::static_only(hosts),
+            resolver: resolver.clone(),
             trust_failures: Arc::default(),
             // Two thread-per-core workers, as the daemon runs them on a 2-core node.
             workers: Some(Arc::new(sluice::workers::Workers::start(2).unwrap())),
@@ -169,9 +175,19 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let drain = Drain::new();
+        // The explicit proxy as the daemon starts it (`Daemon::start` with `listen.proxy`).
+        let explicit = Arc::new(ExplicitProxy {
+            ctx: ctx.clone(),
+            cache: sessions.clone(),
+            resolver,
+        });
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = proxy_listener.local_addr().unwrap();
         drain.spawn(serve_transparent(listener, ctx, drain.clone()));
+        drain.spawn(serve_explicit(proxy_listener, explicit, drain.clone()));
         Gateway {
             addr,
+            proxy,
             ca: ca_der,
             identities,
             minter,
@@ -236,8 +252,14 @@ impl Gateway {
     /// Creates `new` in the gateway's session store (sealing its credentials under the
     /// gateway's master key, as the control API does); returns the session's id.
     pub async fn create_session(&self, new: NewSession) -> String {
-        let (session, _token) = self.store.create(new, &self.master).await.unwrap();
-        session.id
+        self.create_session_with_token(new).await.0
+    }
+
+    /// [`Gateway::create_session`], returning the session's id and its token (what a
+    /// sandbox presents to the explicit proxy).
+    pub async fn create_session_with_token(&self, new: NewSession) -> (String, String) {
+        let (session, token) = self.store.create(new, &self.master).await.unwrap();
+        (session.id, token.expose().to_owned())
     }
 
     /// Revokes session `id` in the store, then waits (bounded, as a hang guard) until the

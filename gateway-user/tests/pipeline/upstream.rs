@@ -100,6 +100,7 @@ impl Seen {
 /// - `/hop`: `hop-free`, with hop-by-hop headers (`connection: x-resp-hop, keep-alive`,
 ///   `x-resp-hop`, `keep-alive`, `proxy-authenticate`) beside an end-to-end `x-kept`;
 /// - `/close`: `closing`, with `connection: close` (the upstream closes after it);
+/// - a path given [`Upstreams::can`]: that [`Canned`] answer;
 /// - `HEAD` of any of the above: its headers without a body;
 /// - anything else: `METHOD host path body-length version`.
 ///
@@ -111,12 +112,14 @@ struct Echo {
     heads: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stored: Arc<Mutex<String>>,
+    canned: Arc<Mutex<std::collections::HashMap<String, Canned>>>,
     events: Arc<Notify>,
 }
 
 #[path = "routes.rs"]
 pub mod routes;
 
+pub use routes::Canned;
 use routes::{hash, head_only, special};
 
 type EchoBody = BoxBody<Bytes, Infallible>;
@@ -220,6 +223,15 @@ impl Upstreams {
     /// Sets what `/stored` answers.
     pub fn store(&self, text: &str) {
         *self.echo.stored.lock().unwrap() = text.to_owned();
+    }
+
+    /// Makes the HTTP and HTTPS echoes answer `path` with `canned`.
+    pub fn can(&self, path: &str, canned: Canned) {
+        self.echo
+            .canned
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), canned);
     }
 
     /// Lets one `/sse` stream (waiting, or the next one) send its last event and end.
@@ -389,6 +401,10 @@ impl Echo {
         let authorization = seen.header("authorization").to_owned();
         if let Some(hashed) = hashed {
             return Ok(Response::new(full(&hashed)));
+        }
+        let canned = self.canned.lock().unwrap().get(&seen.path).cloned();
+        if let Some(canned) = canned {
+            return Ok(head_only(&parts.method, canned.response()));
         }
         if let Some(response) = special(&seen.path) {
             return Ok(head_only(&parts.method, response));
