@@ -6,14 +6,20 @@
 //! work: futex calls and context switches per request, and a connection's tasks hopping
 //! between cores. Measured on the bench's 2-core node (W1), one thread used about a fifth
 //! less CPU per request than two stealing ones; one runtime per core keeps that while still
-//! using every core. Each connection goes to the worker serving the fewest; upstream pools
-//! are per worker ([`current`] is part of their key), so a request never waits on a
+//! using every core. Each connection goes to the worker serving the fewest (ties taken in
+//! turn); a tunnel that outlives its connection's task is counted with [`hold`]. Upstream
+//! pools are per worker ([`current`] is part of their key), so a request never waits on a
 //! connection driven by another thread.
+//!
+//! The price: no task moves to an idle core, so a connection's CPU-heavy step (minting a
+//! leaf for a new name, compiling a session's policy) delays the other connections of its
+//! worker for that long (tens of microseconds).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +29,8 @@ use crate::drain::Drain;
 thread_local! {
     /// The index of the worker this thread is, if it is one.
     static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The connection count of the worker this thread is, if it is one.
+    static ACTIVE: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
 }
 
 /// The worker whose thread this is (`None` off the workers: the daemon's main runtime,
@@ -31,11 +39,20 @@ pub fn current() -> Option<usize> {
     INDEX.with(Cell::get)
 }
 
+/// Counts one more connection on this thread's worker until the guard drops: for a tunnel
+/// that outlives the task its connection was handed over in (an explicit proxy's `CONNECT`).
+/// `None` off the workers.
+pub fn hold() -> Option<Busy> {
+    ACTIVE.with(|active| active.borrow().as_ref().map(Busy::on))
+}
+
 /// The running workers; they stop when this is dropped (after the drain has waited for
 /// their connections).
 #[derive(Debug)]
 pub struct Workers {
     workers: Vec<Worker>,
+    /// Where the search for the least busy worker starts next (ties are taken in turn).
+    next: AtomicUsize,
     stop: CancellationToken,
 }
 
@@ -47,9 +64,17 @@ struct Worker {
 }
 
 /// Counts a connection on its worker until dropped.
-struct Active(Arc<AtomicUsize>);
+#[derive(Debug)]
+pub struct Busy(Arc<AtomicUsize>);
 
-impl Drop for Active {
+impl Busy {
+    fn on(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(count))
+    }
+}
+
+impl Drop for Busy {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -65,27 +90,19 @@ impl Workers {
         let stop = CancellationToken::new();
         let mut workers = Vec::with_capacity(n.max(1));
         for index in 0..n.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = runtime.handle().clone();
-            let stopped = stop.clone();
-            let started = std::thread::Builder::new()
-                .name(format!("sluice-w{index}"))
-                .spawn(move || {
-                    INDEX.with(|i| i.set(Some(index)));
-                    runtime.block_on(stopped.cancelled());
-                });
-            if let Err(error) = started {
-                stop.cancel();
-                return Err(error);
+            match Worker::start(index, &stop) {
+                Ok(worker) => workers.push(worker),
+                Err(error) => {
+                    stop.cancel();
+                    return Err(error);
+                }
             }
-            workers.push(Worker {
-                handle,
-                active: Arc::default(),
-            });
         }
-        Ok(Workers { workers, stop })
+        Ok(Workers {
+            workers,
+            next: AtomicUsize::new(0),
+            stop,
+        })
     }
 
     /// One worker per core the process may run on.
@@ -94,16 +111,6 @@ impl Workers {
     /// See [`Workers::start`].
     pub fn per_core() -> std::io::Result<Workers> {
         Workers::start(std::thread::available_parallelism().map_or(1, usize::from))
-    }
-
-    /// How many workers there are.
-    pub fn len(&self) -> usize {
-        self.workers.len()
-    }
-
-    /// Whether there are none (never: at least one is started).
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
     }
 
     /// Connections each worker is serving now.
@@ -121,15 +128,15 @@ impl Workers {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Some(worker) = self
-            .workers
-            .iter()
+        let n = self.workers.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(worker) = (0..n)
+            .filter_map(|i| self.workers.get((first + i) % n))
             .min_by_key(|w| w.active.load(Ordering::Relaxed))
         else {
             return;
         };
-        worker.active.fetch_add(1, Ordering::Relaxed);
-        let active = Active(Arc::clone(&worker.active));
+        let active = Busy::on(&worker.active);
         let aborted = drain.aborted();
         drain.spawn_on(&worker.handle, async move {
             let _active = active;
@@ -138,6 +145,40 @@ impl Workers {
                 () = aborted => {}
             }
         });
+    }
+}
+
+impl Worker {
+    /// Starts worker `index`: its thread builds its runtime and runs it until `stop`. The
+    /// runtime is made and dropped on that thread only (dropping one inside async code
+    /// panics).
+    fn start(index: usize, stop: &CancellationToken) -> std::io::Result<Worker> {
+        let (ready, started) = mpsc::sync_channel(1);
+        let stopped = stop.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&active);
+        std::thread::Builder::new()
+            .name(format!("sluice-w{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                INDEX.with(|i| i.set(Some(index)));
+                ACTIVE.with(|a| *a.borrow_mut() = Some(count));
+                let _ = ready.send(Ok(runtime.handle().clone()));
+                runtime.block_on(stopped.cancelled());
+            })?;
+        let handle = started.recv().map_err(|_| {
+            std::io::Error::other(format!("worker {index} stopped before it started"))
+        })??;
+        Ok(Worker { handle, active })
     }
 }
 
@@ -186,6 +227,23 @@ mod tests {
         release.send(true).unwrap();
         drain.shutdown(Duration::from_secs(10)).await;
         assert_eq!(workers.active(), [0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_held_tunnel_counts_on_its_worker_until_dropped() {
+        let workers = Workers::start(1).unwrap();
+        let drain = Drain::new();
+        assert!(hold().is_none(), "no worker here");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        workers.spawn(&drain, async move {
+            let _ = tx.send(hold());
+        });
+        let busy = rx.await.unwrap();
+        assert!(busy.is_some());
+        drain.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(workers.active(), [1], "the task is over, its tunnel is not");
+        drop(busy);
+        assert_eq!(workers.active(), [0]);
     }
 
     #[tokio::test]

@@ -10,6 +10,9 @@ use crate::session::{CryptoError, MasterKey, Session, StoredCredential};
 
 /// Most sessions kept compiled; past it the cache starts over (compiling is cheap).
 const MAX_ENTRIES: usize = 4096;
+/// Layerings kept per session: one per node rule set its connections were accepted under
+/// (after a reload, connections from before it still carry the old one).
+const LAYERINGS_PER_SESSION: usize = 2;
 
 /// Why a session's scrubber could not be built; the request is refused (gateway side).
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +34,8 @@ pub enum ScrubberError {
 #[derive(Debug, Default)]
 pub struct CompiledSessions {
     by_id: Mutex<HashMap<String, Compiled>>,
-    /// Each session's policy layered over the node's rules it was layered over.
-    layered: Mutex<HashMap<String, Layered>>,
+    /// Each session's policy layered over the node's rules, newest first.
+    layered: Mutex<HashMap<String, Vec<Layered>>>,
     scrubbers: Mutex<HashMap<String, Arc<ScrubEntry>>>,
 }
 
@@ -105,10 +108,10 @@ impl CompiledSessions {
         node: &Arc<CompiledPolicy>,
     ) -> Result<Arc<CompiledPolicy>, PolicyError> {
         let own = self.get(session)?;
-        if let Some(found) = lock(&self.layered).get(&session.id)
-            && Arc::ptr_eq(&found.node, node)
-            && Arc::ptr_eq(&found.session, &own)
-        {
+        if let Some(found) = lock(&self.layered).get(&session.id).and_then(|kept| {
+            kept.iter()
+                .find(|l| Arc::ptr_eq(&l.node, node) && Arc::ptr_eq(&l.session, &own))
+        }) {
             return Ok(found.policy.clone());
         }
         let policy = Arc::new(own.layered_over(node)?);
@@ -116,14 +119,17 @@ impl CompiledSessions {
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(
-            session.id.clone(),
+        let kept = map.entry(session.id.clone()).or_default();
+        kept.retain(|l| Arc::ptr_eq(&l.session, &own));
+        kept.insert(
+            0,
             Layered {
                 node: node.clone(),
                 session: own,
                 policy: policy.clone(),
             },
         );
+        kept.truncate(LAYERINGS_PER_SESSION);
         Ok(policy)
     }
 
@@ -223,5 +229,35 @@ mod tests {
                 && !before.is_passthrough(&crate::host::test_host("pinned.test"))
         );
         assert_eq!(cache.get(&session).unwrap().spec(), &session.policy);
+    }
+
+    #[test]
+    fn connections_from_before_and_after_a_reload_keep_their_layerings() {
+        let key = MasterKey::generate().unwrap();
+        let (session, _) = seal_new_session(new_session(Duration::from_secs(60)), &key).unwrap();
+        let session = Arc::new(session);
+        let node = |passthrough: &str| {
+            let spec = PolicySpec {
+                passthrough: vec![passthrough.into()],
+                ..PolicySpec::default()
+            };
+            Arc::new(CompiledPolicy::compile(&spec).unwrap())
+        };
+        let (old, new) = (node("old.test"), node("new.test"));
+        let cache = CompiledSessions::default();
+        let on_old = cache.layered(&session, &old).unwrap();
+        let on_new = cache.layered(&session, &new).unwrap();
+        assert!(on_new.is_passthrough(&crate::host::test_host("new.test")));
+        assert!(!on_new.is_passthrough(&crate::host::test_host("old.test")));
+        for _ in 0..3 {
+            assert!(Arc::ptr_eq(
+                &on_old,
+                &cache.layered(&session, &old).unwrap()
+            ));
+            assert!(Arc::ptr_eq(
+                &on_new,
+                &cache.layered(&session, &new).unwrap()
+            ));
+        }
     }
 }

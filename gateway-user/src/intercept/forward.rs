@@ -107,6 +107,8 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
             respond(upstream, &target, &state, audit, plan.response).await
         }
         Err(error) => match take_refusal(&slot) {
+            // The sandbox broke its own body off: a failure on its side, not a refusal.
+            Some(broken) if broken.side == Side::Downstream => fail(audit, broken.status, &broken),
             Some(refusal) => refuse(audit, refusal),
             None => {
                 audit.record_mut().proxy = error.proxy_label().map(str::to_owned);

@@ -196,15 +196,22 @@ async fn handle(
         if !upgrades.is_empty() {
             // A WebSocket opened by this request outlives the proxy connection's HTTP
             // server: the drain awaits it, and aborts it with everything else.
-            listener::spawn_until_aborted(&tunnels, upgrades.finish());
+            let busy = crate::workers::hold();
+            listener::spawn_until_aborted(&tunnels, async move {
+                let _busy = busy;
+                upgrades.finish().await;
+            });
         }
         return response;
     }
     let ctx = proxy.ctx.clone();
     let span = conn.span.clone();
+    // The tunnel outlives this request's HTTP connection task: it counts on its worker.
+    let busy = crate::workers::hold();
     listener::spawn_until_aborted(
         &tunnels,
         async move {
+            let _busy = busy;
             match hyper::upgrade::on(req).await {
                 // The plain TCP socket underneath, when hyper gives it back, lets a
                 // passthrough tunnel be spliced; bytes hyper already read are replayed first.

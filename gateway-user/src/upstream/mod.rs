@@ -10,9 +10,10 @@
 //!   speaks HTTP/2 (h2 is used when the upstream offers it), `http/1.1` alone when it speaks
 //!   HTTP/1.1 (each request in flight then has an upstream connection of its own, as the
 //!   sandbox's own client would have had) and for WebSocket upgrades.
-//! - Connections are pooled per (destination address, egress, offer, authority): one
-//!   hyper-util client each, at most [`UpstreamSettings::pooled_hosts`] of them, the least
-//!   recently used dropped first (with its idle connections). So a sandbox that reaches ever
+//! - Connections are pooled per (destination address, egress, offer, authority, worker
+//!   thread — see [`crate::workers`]): one hyper-util client each, at most
+//!   [`UpstreamSettings::pooled_hosts`] of them in all, the least recently used dropped first
+//!   (with its idle connections). So a sandbox that reaches ever
 //!   new names holds a bounded number of idle upstream connections, not one per name.
 //! - Egress: directly, or through the connection's upstream proxy (a `CONNECT` tunnel, for
 //!   `http` too); see [`egress`].
@@ -53,7 +54,7 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Default of [`UpstreamSettings::pooled_hosts`].
 pub const DEFAULT_POOLED_HOSTS: usize = 512;
-/// Idle pooled connections kept per pool (destination, egress, authority).
+/// Idle pooled connections kept per pool (destination, egress, offer, authority, worker).
 const MAX_IDLE_PER_HOST: usize = 32;
 
 /// What an upstream connection offers in ALPN, mirroring the sandbox's connection.
@@ -79,9 +80,9 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     /// Idle pooled connections close after this. Default is 90 s.
     pub pool_idle_timeout: Duration,
-    /// Most pools (destination, egress, offer, authority) kept at once; the least recently used
-    /// is dropped with its idle connections (connections in use stay open). Default is
-    /// [`DEFAULT_POOLED_HOSTS`].
+    /// Most pools (destination, egress, offer, authority, worker) kept at once, in all; the
+    /// least recently used is dropped with its idle connections (connections in use stay
+    /// open). Default is [`DEFAULT_POOLED_HOSTS`].
     pub pooled_hosts: usize,
     /// The built-in root sets trusted. Default is the node's trust store plus webpki.
     pub roots: Roots,
