@@ -27,7 +27,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
 use sluice::config::PolicyConfig;
-use sluice::credentials::{CredentialSpec, Secret};
 use sluice::policy::PolicySpec;
 use sluice::session::NewSession;
 use support::upstream::routes::pattern;
@@ -56,25 +55,12 @@ fn setup() -> Setup {
 
 /// A ten-minute session; with `API_KEY` (= [`SECRET`], bound to api.test) when `credential`.
 fn session(credential: bool) -> NewSession {
-    let spec = CredentialSpec {
-        name: "API_KEY".into(),
-        hosts: vec!["api.test".into()],
-        headers: Vec::new(),
-        query: true,
-        body: true,
-    };
     let credentials = if credential {
-        vec![(spec, Secret::new(SECRET.as_bytes().to_vec()))]
+        vec![support::api_key(SECRET)]
     } else {
         Vec::new()
     };
-    NewSession {
-        ttl: Duration::from_secs(600),
-        credentials,
-        policy: PolicySpec::default(),
-        upstream_proxy: None,
-        labels: Default::default(),
-    }
+    support::session_with(credentials, PolicySpec::default())
 }
 
 /// `Proxy-Authorization` for `user:password`.

@@ -23,7 +23,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use sluice::credentials::{CredentialSpec, Secret};
 use sluice::policy::PolicySpec;
 use sluice::session::NewSession;
 use support::upstream::{Canned, Upstreams};
@@ -36,20 +35,7 @@ const PLACEHOLDER: &str = "sluice_cred:API_KEY";
 
 /// A ten-minute session holding `API_KEY` = [`SECRET`], bound to api.test.
 fn session() -> NewSession {
-    let spec = CredentialSpec {
-        name: "API_KEY".into(),
-        hosts: vec!["api.test".into()],
-        headers: Vec::new(),
-        query: true,
-        body: true,
-    };
-    NewSession {
-        ttl: Duration::from_secs(600),
-        credentials: vec![(spec, Secret::new(SECRET.as_bytes().to_vec()))],
-        policy: PolicySpec::default(),
-        upstream_proxy: None,
-        labels: Default::default(),
-    }
+    support::session_with(vec![support::api_key(SECRET)], PolicySpec::default())
 }
 
 fn hex(text: &str) -> String {

@@ -21,9 +21,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use sluice::credentials::{CredentialSpec, Secret};
 use sluice::policy::{HostRule, PiiMode, PolicySpec, RateLimit};
-use sluice::session::NewSession;
 use support::upstream::Upstreams;
-use support::{Client, Gateway, Reply};
+use support::{Client, Gateway, Reply, session_with};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -36,25 +35,17 @@ const PLACEHOLDER: &str = "sluice_cred:API_KEY";
 /// `API_KEY` = [`SECRET`], bound to api.test, allowed in any header, in queries and in
 /// bodies.
 fn api_key() -> (CredentialSpec, Secret) {
-    let spec = CredentialSpec {
-        name: "API_KEY".into(),
-        hosts: vec!["api.test".into()],
-        headers: Vec::new(),
-        query: true,
-        body: true,
-    };
-    (spec, Secret::new(SECRET.as_bytes().to_vec()))
+    support::api_key(SECRET)
 }
 
-/// A ten-minute session with `credentials` under `policy`.
-fn session(credentials: Vec<(CredentialSpec, Secret)>, policy: PolicySpec) -> NewSession {
-    NewSession {
-        ttl: Duration::from_secs(600),
-        credentials,
-        policy,
-        upstream_proxy: None,
-        labels: Default::default(),
-    }
+/// The upstreams, a gateway, and a session holding [`api_key`] under no policy.
+async fn keyed() -> (Upstreams, Gateway, String) {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Default::default(), &up).await;
+    let id = gw
+        .create_session(session_with(vec![api_key()], PolicySpec::default()))
+        .await;
+    (up, gw, id)
 }
 
 /// A request with `Host: host` and `headers`, carrying `body`.
@@ -119,11 +110,7 @@ fn assert_no_secret(reply: &Reply, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placeholder_reaches_its_host_as_the_secret_and_the_sandbox_sees_only_the_placeholder() {
-    let up = Upstreams::start().await;
-    let gw = Gateway::start(Default::default(), &up).await;
-    let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
-        .await;
+    let (up, gw, id) = keyed().await;
     for h2 in [false, true] {
         let get = request("GET", "https://api.test/headers", "api.test", &[BEARER], "");
         let reply = over_tls(&gw, &up, &id, h2, get).await;
@@ -161,11 +148,7 @@ async fn a_placeholder_reaches_its_host_as_the_secret_and_the_sandbox_sees_only_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placeholder_toward_another_host_or_over_plain_http_is_refused_and_never_sent() {
-    let up = Upstreams::start().await;
-    let gw = Gateway::start(Default::default(), &up).await;
-    let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
-        .await;
+    let (up, gw, id) = keyed().await;
     let json = ("content-type", "application/json");
     let body = r#"{"key":"sluice_cred:API_KEY"}"#;
     // An attacker in the sandbox aims the placeholder at a host of its choosing, over
@@ -246,7 +229,7 @@ async fn echoes_of_the_secret_reach_the_sandbox_scrubbed_over_http1_h2_and_plain
     up.store(&format!("stored={SECRET}; again {SECRET}."));
     let gw = Gateway::start(Default::default(), &up).await;
     let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
+        .create_session(session_with(vec![api_key()], PolicySpec::default()))
         .await;
     let want = format!("stored={PLACEHOLDER}; again {PLACEHOLDER}.");
     for h2 in [false, true] {
@@ -283,7 +266,7 @@ async fn a_placeholder_in_a_json_body_is_swapped_only_where_the_credential_allow
     headers_only.body = false;
     let credentials = vec![api_key(), (headers_only, value)];
     let id = gw
-        .create_session(session(credentials, PolicySpec::default()))
+        .create_session(session_with(credentials, PolicySpec::default()))
         .await;
     let json = ("content-type", "application/json");
     let body = r#"{"key":"sluice_cred:API_KEY","n":1}"#;
@@ -341,7 +324,7 @@ async fn pii_in_a_body_is_blocked_redacted_or_let_through_by_the_sessions_mode()
             pii,
             ..PolicySpec::default()
         };
-        ids.push(gw.create_session(session(Vec::new(), policy)).await);
+        ids.push(gw.create_session(session_with(Vec::new(), policy)).await);
     }
     let json = ("content-type", "application/json");
     let post = || {
@@ -410,7 +393,7 @@ async fn the_request_past_the_sessions_rate_limit_gets_429_with_retry_after() {
         }],
         ..PolicySpec::default()
     };
-    let id = gw.create_session(session(Vec::new(), policy)).await;
+    let id = gw.create_session(session_with(Vec::new(), policy)).await;
     let tls = gw
         .connect_tls_in(&id, up.https, "api.test", &[b"http/1.1"])
         .await
@@ -451,7 +434,7 @@ async fn a_request_the_sessions_policy_refuses_gets_403_naming_the_rule() {
         }],
         ..PolicySpec::default()
     };
-    let id = gw.create_session(session(Vec::new(), policy)).await;
+    let id = gw.create_session(session_with(Vec::new(), policy)).await;
     let allowed = request("GET", "https://api.test/v1/models", "api.test", &[], "");
     let reply = over_tls(&gw, &up, &id, true, allowed).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -492,11 +475,7 @@ async fn a_request_the_sessions_policy_refuses_gets_403_naming_the_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_or_unknown_session_is_refused_on_open_and_new_connections() {
-    let up = Upstreams::start().await;
-    let gw = Gateway::start(Default::default(), &up).await;
-    let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
-        .await;
+    let (up, gw, id) = keyed().await;
     let tls = gw
         .connect_tls_in(&id, up.https, "api.test", &[b"http/1.1"])
         .await
@@ -536,11 +515,7 @@ async fn a_revoked_or_unknown_session_is_refused_on_open_and_new_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_messages_are_echoed_both_ways_and_scrubbed_for_a_session() {
-    let up = Upstreams::start().await;
-    let gw = Gateway::start(Default::default(), &up).await;
-    let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
-        .await;
+    let (up, gw, id) = keyed().await;
     // Without a session the tunnel copies bytes; with credentials the gateway relays (and
     // scrubs) message by message. Both carry what each side sends.
     for session in [None, Some(id.as_str())] {
@@ -596,11 +571,7 @@ async fn websocket_messages_are_echoed_both_ways_and_scrubbed_for_a_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_reach_the_sandbox_while_the_upstream_holds_the_stream_open() {
-    let up = Upstreams::start().await;
-    let gw = Gateway::start(Default::default(), &up).await;
-    let id = gw
-        .create_session(session(vec![api_key()], PolicySpec::default()))
-        .await;
+    let (up, gw, id) = keyed().await;
     // A session with credentials puts the stream through the scrubber, which may hold back
     // only what could still become a value.
     for (session, h2) in [

@@ -18,13 +18,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use sluice::audit::{AuditLog, AuditWriter, Who};
 use sluice::config::PolicyConfig;
+use sluice::credentials::{CredentialSpec, Secret};
 use sluice::detect::Limits;
 use sluice::drain::Drain;
 use sluice::gate::{CompiledSessions, SessionGate};
 use sluice::intercept::InterceptContext;
 use sluice::live::Live;
 use sluice::net::Cidr;
-use sluice::policy::LocalLimiter;
+use sluice::policy::{LocalLimiter, PolicySpec};
 use sluice::proxy::{
     ExplicitProxy, Identity, ProxyContext, TableIdentify, serve_explicit, serve_transparent,
 };
@@ -40,6 +41,29 @@ use upstream::Upstreams;
 
 /// A TLS connection from a sandbox through the gateway.
 pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// `API_KEY` = `secret`, bound to api.test, allowed in any header, in queries and in bodies.
+pub fn api_key(secret: &str) -> (CredentialSpec, Secret) {
+    let spec = CredentialSpec {
+        name: "API_KEY".into(),
+        hosts: vec!["api.test".into()],
+        headers: Vec::new(),
+        query: true,
+        body: true,
+    };
+    (spec, Secret::new(secret.as_bytes().to_vec()))
+}
+
+/// A ten-minute session with `credentials` under `policy`.
+pub fn session_with(credentials: Vec<(CredentialSpec, Secret)>, policy: PolicySpec) -> NewSession {
+    NewSession {
+        ttl: Duration::from_secs(600),
+        credentials,
+        policy,
+        upstream_proxy: None,
+        labels: Default::default(),
+    }
+}
 
 /// A running gateway: the transparent listener of the daemon, in this process, with the
 /// daemon's session gate (a connection of a sandbox without a session is served as the node's
