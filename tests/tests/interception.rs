@@ -216,6 +216,14 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
     );
     let mint_us = w.sluice.metric("sluice_tls_leaf_mint_microseconds_total");
     assert!(mint_us.is_some_and(|us| us > 0), "{mint_us:?}");
+    // Connections are served by one worker per core, each counted; none is open now.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for worker in 0..cores {
+        let serving = w
+            .sluice
+            .metric(&format!("sluice_worker_connections{{worker=\"{worker}\"}}"));
+        assert!(serving.is_some(), "worker {worker} of {cores}: {serving:?}");
+    }
 }
 
 #[test]

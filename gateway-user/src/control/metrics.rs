@@ -108,7 +108,7 @@ pub fn render(node: &Node) -> String {
     );
     gauge(
         "sluice_upstream_pools",
-        "Upstream connection pools kept (one per destination, egress and host; bounded, least recently used dropped).",
+        "Upstream connection pools kept (one per destination, egress, host and worker; bounded, least recently used dropped).",
         "gauge",
         node.proxy.intercept.upstream.pooled_hosts() as u64,
     );
@@ -129,6 +129,16 @@ pub fn render(node: &Node) -> String {
             out,
             "sluice_config_reloads_total{{result=\"{result}\"}} {n}"
         );
+    }
+    if let Some(workers) = &node.proxy.workers {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_worker_connections Connections each thread-per-core worker is serving."
+        );
+        let _ = writeln!(out, "# TYPE sluice_worker_connections gauge");
+        for (worker, n) in workers.active().into_iter().enumerate() {
+            let _ = writeln!(out, "sluice_worker_connections{{worker=\"{worker}\"}} {n}");
+        }
     }
     node.proxy.trust_failures.render(&mut out);
     out
