@@ -89,7 +89,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         None => body,
         Some(filter) => match filter_request_body(&mut parts.headers, body, filter, &slot).await {
             Ok(body) => body,
-            Err(refusal) => return refuse(audit, refusal),
+            Err(refusal) => return refused_or_broken(audit, refusal),
         },
     };
     let request = Request::from_parts(parts, body);
@@ -107,14 +107,22 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
             respond(upstream, &target, &state, audit, plan.response).await
         }
         Err(error) => match take_refusal(&slot) {
-            // The sandbox broke its own body off: a failure on its side, not a refusal.
-            Some(broken) if broken.side == Side::Downstream => fail(audit, broken.status, &broken),
-            Some(refusal) => refuse(audit, refusal),
+            Some(refusal) => refused_or_broken(audit, refusal),
             None => {
                 audit.record_mut().proxy = error.proxy_label().map(str::to_owned);
                 fail(audit, error.status(), &error)
             }
         },
+    }
+}
+
+/// Answers a request whose body was refused by a filter, or broken off by the sandbox (a
+/// failure on its side, audited as such, not a refusal).
+fn refused_or_broken(audit: RequestAudit, refusal: Refusal) -> Response<BoxBody> {
+    if refusal.side == Side::Downstream {
+        fail(audit, refusal.status, &refusal)
+    } else {
+        refuse(audit, refusal)
     }
 }
 
