@@ -21,7 +21,16 @@ pub struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     /// Wraps `inner` so that its next reads return `prefix` first.
+    ///
+    /// An empty `prefix` is not kept: an empty `Bytes` may still own its whole buffer (hyper
+    /// hands over an upgraded connection's drained 8 KiB read buffer that way), which would
+    /// otherwise stay allocated for as long as the connection.
     pub fn new(prefix: Bytes, inner: S) -> Self {
+        let prefix = if prefix.is_empty() {
+            Bytes::new()
+        } else {
+            prefix
+        };
         Self { prefix, inner }
     }
 

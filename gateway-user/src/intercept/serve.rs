@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -196,36 +197,39 @@ fn trust_refusal(error: &std::io::Error) -> Option<&'static str> {
 }
 
 /// Serves HTTP on `io` until the sandbox closes; downstream errors end up in the summary.
+///
+/// The protocol is already known (ALPN, or plain HTTP/1), so hyper's own HTTP/1 or HTTP/2
+/// server runs on `io` directly. (hyper-util's `auto` server first reads up to 24 bytes to
+/// look for the HTTP/2 preface, even when told HTTP/1 only, and replays them: hyper then
+/// parses a partial head and doubles its read buffer to 16 KiB, which every idle kept-alive
+/// connection went on holding.)
 async fn serve<IO>(io: IO, state: Arc<ConnState>) -> ConnSummary
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .adaptive_window(true);
     let service_state = state.clone();
+    // Boxed per request: hyper's HTTP/1 server keeps room for one service future for the
+    // connection's whole life, so an unboxed one (kilobytes: a request's whole pipeline)
+    // would be held by every idle kept-alive connection.
     let service = service_fn(move |request| {
         let state = service_state.clone();
-        async move { Ok::<_, Infallible>(forward::handle(request, state).await) }
+        Box::pin(async move { Ok::<_, Infallible>(forward::handle(request, state).await) })
     });
     let result = match &state.framing {
         Some(verdicts) => {
             let io = Sniffer::new(io, verdicts.clone());
-            builder
-                .http1_only()
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
+            http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades()
                 .await
         }
         None => {
-            builder
-                .http2_only()
+            http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                .adaptive_window(true)
                 .serve_connection(TokioIo::new(io), service)
                 .await
         }

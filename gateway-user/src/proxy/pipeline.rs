@@ -11,7 +11,7 @@ use super::binding;
 use super::relay::{self, RelayStream};
 use crate::audit::{Mode, Outcome as Ended, Said, Side, Sided};
 use crate::conn::Conn;
-use crate::detect::{self, Outcome, Prefixed};
+use crate::detect::{self, Detection, Outcome, Prefixed};
 use crate::host::Host;
 use crate::intercept::{InterceptError, intercept_http, intercept_tls, reject_tls};
 use crate::route::{self, Route, RouteRules};
@@ -23,42 +23,26 @@ const SILENT_RELAY_WAIT: Duration = Duration::from_millis(300);
 /// Layers the session over the connection's rules, detects, routes and serves `client`,
 /// finishing `conn`'s audit record.
 ///
-/// Each route's stage is boxed: a spawned task is allocated at the size of its future's
-/// largest state, so unboxed, every connection (an idle intercepted one too) would hold
-/// room for the biggest of relaying, refusing and intercepting, nested several times.
+/// Each stage is boxed: a spawned task is allocated at the size of its future's largest
+/// state, so unboxed, every connection (an idle intercepted one too) would hold room for the
+/// biggest of the session lookup, name resolution, detection, relaying, refusing and
+/// intercepting, nested several times.
 pub async fn serve<IO>(ctx: &ProxyContext, conn: &mut Conn, mut client: IO)
 where
     IO: RelayStream,
 {
-    let session = ctx
-        .intercept
-        .policy
-        .connection(&conn.who, &conn.live.policy)
-        .await;
-    conn.with_session(session);
-    conn.egress = super::egress_of(ctx, &conn.who, conn.sandbox_proxy.as_deref()).await;
-    // Opaque TCP carries no name: a `tcp_allow` host entry matches when the destination is
-    // one of the addresses the daemon's resolver returns for it.
-    let dest_names = binding::names_resolving_to(&ctx.resolver, &conn.policy, conn.dest).await;
-    let rules = RouteRules {
-        policy: &conn.policy,
-        unusable: conn.unusable.as_ref(),
-        dest_names: &dest_names,
-    };
-    let mut limits = ctx.detect_limits;
-    if route::relays(conn.dest, &rules) {
-        // Silence is allowed here (`tcp_allow`): a server-speaks-first protocol (SMTP,
-        // MySQL, SSH banners) must not wait out the whole deadline before it is relayed.
-        limits.deadline = limits.deadline.min(SILENT_RELAY_WAIT);
-    }
-    let mut detection = detect::detect(&mut client, limits).await;
-    let chosen = route::route(&detection.outcome, conn.dest, &rules);
+    let (mut detection, chosen) = Box::pin(decide(ctx, conn, &mut client)).await;
     let client = detection.replay(client);
     match chosen {
         Route::Passthrough { host } => {
             conn.audit.set_host(host.to_string());
-            let bound =
-                binding::check_passthrough(&ctx.resolver, &conn.policy, &host, conn.dest).await;
+            let bound = Box::pin(binding::check_passthrough(
+                &ctx.resolver,
+                &conn.policy,
+                &host,
+                conn.dest,
+            ))
+            .await;
             if let Err(reason) = bound {
                 return Box::pin(refuse(ctx, conn, client, &detection.outcome, &reason)).await;
             }
@@ -113,6 +97,38 @@ where
             Box::pin(refuse(ctx, conn, client, &detection.outcome, &reason)).await;
         }
     }
+}
+
+/// Layers the session over the connection's rules, reads the first bytes and picks the
+/// route. Everything read is in the returned detection, to be replayed.
+async fn decide<IO>(ctx: &ProxyContext, conn: &mut Conn, client: &mut IO) -> (Detection, Route)
+where
+    IO: RelayStream,
+{
+    let session = ctx
+        .intercept
+        .policy
+        .connection(&conn.who, &conn.live.policy)
+        .await;
+    conn.with_session(session);
+    conn.egress = super::egress_of(ctx, &conn.who, conn.sandbox_proxy.as_deref()).await;
+    // Opaque TCP carries no name: a `tcp_allow` host entry matches when the destination is
+    // one of the addresses the daemon's resolver returns for it.
+    let dest_names = binding::names_resolving_to(&ctx.resolver, &conn.policy, conn.dest).await;
+    let rules = RouteRules {
+        policy: &conn.policy,
+        unusable: conn.unusable.as_ref(),
+        dest_names: &dest_names,
+    };
+    let mut limits = ctx.detect_limits;
+    if route::relays(conn.dest, &rules) {
+        // Silence is allowed here (`tcp_allow`): a server-speaks-first protocol (SMTP,
+        // MySQL, SSH banners) must not wait out the whole deadline before it is relayed.
+        limits.deadline = limits.deadline.min(SILENT_RELAY_WAIT);
+    }
+    let detection = detect::detect(client, limits).await;
+    let chosen = route::route(&detection.outcome, conn.dest, &rules);
+    (detection, chosen)
 }
 
 /// Refuses the connection for `reason`: a TLS client that named a host is answered

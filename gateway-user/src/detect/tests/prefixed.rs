@@ -44,3 +44,28 @@ async fn detect_prefixed_writes_go_to_the_stream() {
     let (rest, _inner) = stream.into_parts();
     assert_eq!(rest, Bytes::from_static(b"peeked"));
 }
+
+/// An empty prefix may still own a whole buffer (hyper hands over an upgraded connection's
+/// drained read buffer that way): it is let go at once, not held for the connection's life.
+#[tokio::test]
+async fn detect_prefixed_lets_go_of_an_empty_prefix_at_once() {
+    struct Owner(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            &[]
+        }
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_client, server) = duplex(64);
+    let stream = Prefixed::new(Bytes::from_owner(Owner(dropped.clone())), server);
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the empty prefix's buffer is still held"
+    );
+    drop(stream);
+}
