@@ -115,15 +115,25 @@ impl Host {
         self.ip.is_some()
     }
 
-    /// The host as an authority's host part: IPv6 in brackets.
+    /// The host as an authority: IPv6 in brackets, then `:port` when given.
     pub fn authority(&self, port: Option<u16>) -> String {
-        let host = match self.ip {
-            Some(IpAddr::V6(_)) => format!("[{}]", self.name),
-            _ => self.name.clone(),
-        };
-        match port {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
+        let mut out = String::with_capacity(self.name.len() + 8);
+        self.write_authority(&mut out, port);
+        out
+    }
+
+    /// Appends [`Host::authority`] to `out`.
+    pub fn write_authority(&self, out: &mut String, port: Option<u16>) {
+        use std::fmt::Write as _;
+        if let Some(IpAddr::V6(_)) = self.ip {
+            out.push('[');
+            out.push_str(&self.name);
+            out.push(']');
+        } else {
+            out.push_str(&self.name);
+        }
+        if let Some(port) = port {
+            let _ = write!(out, ":{port}");
         }
     }
 }

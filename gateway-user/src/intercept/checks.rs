@@ -57,62 +57,71 @@ impl CheckError {
     }
 }
 
-/// The request's authority (`host[:port]`, as sent): the URI authority (HTTP/2, absolute
-/// form) or the one Host header; both present must name the same host.
-pub(super) fn authority(uri: &Uri, headers: &HeaderMap) -> Result<String, CheckError> {
+/// The host and port a request names, parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Authority {
+    /// The host, normalised.
+    pub(super) host: Host,
+    /// The port the authority named, if any.
+    pub(super) port: Option<u16>,
+}
+
+impl Authority {
+    /// The port named, or the scheme's default.
+    pub(super) fn port_or_default(&self, https: bool) -> u16 {
+        self.port.unwrap_or(if https { 443 } else { 80 })
+    }
+
+    /// `scheme://host[:port]/path?query`: the normalised host (IPv6 in brackets), the port
+    /// only if the request named one, the request's path and query.
+    pub(super) fn url(&self, scheme: &str, uri: &Uri) -> String {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut url =
+            String::with_capacity(scheme.len() + self.host.as_str().len() + path.len() + 12);
+        url.push_str(scheme);
+        url.push_str("://");
+        self.host.write_authority(&mut url, self.port);
+        url.push_str(path);
+        url
+    }
+}
+
+/// The request's authority: the URI authority (HTTP/2, absolute form) or the one Host
+/// header; both present must name the same host (the URI's port is the one kept).
+pub(super) fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, CheckError> {
     let mut hosts = headers.get_all(HOST).iter();
     let header = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(CheckError::BadHost("several Host headers".into())),
         (Some(value), None) => Some(
             value
                 .to_str()
-                .map_err(|_| CheckError::BadHost("Host is not ASCII".into()))?
-                .to_owned(),
+                .map_err(|_| CheckError::BadHost("Host is not ASCII".into()))?,
         ),
         (None, _) => None,
     };
-    let from_uri = uri.authority().map(|a| a.as_str().to_owned());
-    let authority = match (from_uri, header) {
-        (Some(a), Some(h)) => {
-            if host_of(&a)? != host_of(&h)? {
-                return Err(CheckError::BadHost(format!(
-                    "Host {h:?} differs from the request target {a:?}"
-                )));
-            }
-            a
-        }
-        (Some(a), None) | (None, Some(a)) => a,
+    let (named, other) = match (uri.authority().map(|a| a.as_str()), header) {
+        (Some(from_uri), header) => (from_uri, header),
+        (None, Some(header)) => (header, None),
         (None, None) => return Err(CheckError::MissingHost),
     };
-    if authority.contains('@') {
-        return Err(CheckError::BadHost("userinfo in the authority".into()));
+    let authority = parse_authority(named)?;
+    if let Some(header) = other
+        && parse_authority(header)?.host != authority.host
+    {
+        return Err(CheckError::BadHost(format!(
+            "Host {header:?} differs from the request target {named:?}"
+        )));
     }
-    host_of(&authority)?;
     Ok(authority)
 }
 
-/// The host of an authority, normalised (see [`Host`]).
-pub(super) fn host_of(authority: &str) -> Result<Host, CheckError> {
-    Host::from_authority(authority)
-        .map(|(host, _)| host)
-        .map_err(|_| CheckError::BadHost(format!("{authority:?}")))
-}
-
-/// The port of an authority, or the scheme's default.
-pub(super) fn port_of(authority: &str, https: bool) -> u16 {
-    explicit_port(authority).unwrap_or(if https { 443 } else { 80 })
-}
-
-/// `host[:port]` rebuilt from the normalised host (brackets for IPv6) and the port the
-/// authority named explicitly, if any.
-pub(super) fn normalized_authority(host: &Host, authority: &str) -> String {
-    host.authority(explicit_port(authority))
-}
-
-fn explicit_port(authority: &str) -> Option<u16> {
-    Host::from_authority(authority)
-        .ok()
-        .and_then(|(_, port)| port)
+fn parse_authority(text: &str) -> Result<Authority, CheckError> {
+    if text.contains('@') {
+        return Err(CheckError::BadHost("userinfo in the authority".into()));
+    }
+    Host::from_authority(text)
+        .map(|(host, port)| Authority { host, port })
+        .map_err(|_| CheckError::BadHost(format!("{text:?}")))
 }
 
 /// Refuses ambiguous body framing that survived the HTTP parser.
@@ -221,12 +230,6 @@ pub(super) fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// `scheme://authority/path?query` for logs and the upstream request.
-pub(super) fn url(scheme: &str, authority: &str, uri: &Uri) -> String {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{authority}{path}")
-}
-
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(CONNECTION)
@@ -254,26 +257,46 @@ mod tests {
 
     #[test]
     fn authority_table() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<&'a str, ()>);
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Result<(&'a str, Option<u16>), ()>,
+        );
         let cases: &[Case<'_>] = &[
-            ("/", &[("host", "a.test")], Ok("a.test")),
-            ("/", &[("host", "a.test:8443")], Ok("a.test:8443")),
-            ("https://a.test/x", &[], Ok("a.test")),
-            ("https://a.test/x", &[("host", "A.test")], Ok("a.test")),
+            ("/", &[("host", "a.test")], Ok(("a.test", None))),
+            ("/", &[("host", "A.Test.:8443")], Ok(("a.test", Some(8443)))),
+            ("https://a.test/x", &[], Ok(("a.test", None))),
+            (
+                "https://a.test/x",
+                &[("host", "A.test")],
+                Ok(("a.test", None)),
+            ),
+            (
+                "https://a.test:8443/x",
+                &[("host", "a.test")],
+                Ok(("a.test", Some(8443))),
+            ),
             ("https://a.test/x", &[("host", "b.test")], Err(())),
+            ("https://a.test/x", &[("host", "u@a.test")], Err(())),
             ("/", &[("host", "a.test"), ("host", "a.test")], Err(())),
             ("/", &[], Err(())),
             ("/", &[("host", "")], Err(())),
+            ("/", &[("host", "a b")], Err(())),
             ("/", &[("host", "u@a.test")], Err(())),
+            ("/", &[("host", "a.test:99999")], Err(())),
             (
                 "/",
                 &[("host", "[2001:db8::1]:443")],
-                Ok("[2001:db8::1]:443"),
+                Ok(("2001:db8::1", Some(443))),
             ),
         ];
         for (uri, hs, want) in cases {
             let got = authority(&uri.parse().unwrap(), &headers(hs));
-            assert_eq!(got.as_deref().map_err(|_| ()), *want, "{uri} {hs:?}");
+            let got = got
+                .as_ref()
+                .map(|a| (a.host.as_str(), a.port))
+                .map_err(|_| ());
+            assert_eq!(got, *want, "{uri} {hs:?}");
         }
         assert_eq!(
             authority(&"/".parse().unwrap(), &headers(&[]))
@@ -281,6 +304,26 @@ mod tests {
                 .status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn authority_url_and_port() {
+        let of = |host: &str| {
+            authority(&"/p?q=1".parse().unwrap(), &headers(&[("host", host)])).unwrap()
+        };
+        let uri: Uri = "/p?q=1".parse().unwrap();
+        assert_eq!(
+            of("A.test.:8443").url("https", &uri),
+            "https://a.test:8443/p?q=1"
+        );
+        assert_eq!(of("A.test.").url("https", &uri), "https://a.test/p?q=1");
+        assert_eq!(
+            of("[2001:db8::1]:80").url("http", &uri),
+            "http://[2001:db8::1]:80/p?q=1"
+        );
+        assert_eq!(of("a.test").port_or_default(true), 443);
+        assert_eq!(of("a.test:8080").port_or_default(true), 8080);
+        assert_eq!(of("[2001:db8::1]").port_or_default(false), 80);
     }
 
     #[test]
@@ -347,24 +390,6 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all(COOKIE).iter().count(), 1);
         assert_eq!(h[COOKIE], "a=1; b=2");
-        assert_eq!(host_of("API.a.test.:443"), host_of("api.a.test"));
-        assert_ne!(host_of("a.test"), host_of("b.test"));
-        assert!(host_of("a b").is_err());
-        assert_eq!(port_of("a.test", true), 443);
-        assert_eq!(port_of("a.test:8080", true), 8080);
-        assert_eq!(port_of("[2001:db8::1]", false), 80);
-        let host = |s: &str| Host::parse(s).unwrap();
-        assert_eq!(
-            normalized_authority(&host("a.test"), "A.test.:8443"),
-            "a.test:8443"
-        );
-        assert_eq!(normalized_authority(&host("a.test"), "A.test."), "a.test");
-        assert_eq!(
-            normalized_authority(&host("2001:db8::1"), "[2001:db8::1]:80"),
-            "[2001:db8::1]:80"
-        );
-        let uri: Uri = "/p?q=1".parse().unwrap();
-        assert_eq!(url("https", "a.test", &uri), "https://a.test/p?q=1");
         let mut r = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
         strip_response_hop_by_hop(&mut r, true);
         assert_eq!(r["upgrade"], "websocket");

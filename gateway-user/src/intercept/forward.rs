@@ -39,8 +39,8 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         .as_ref()
         .and_then(|v| v.next())
         .unwrap_or(Ok(()));
-    let target = match wire.and_then(|()| check(&parts, &state)) {
-        Ok(target) => target,
+    let (target, url) = match wire.and_then(|()| check(&parts, &state)) {
+        Ok(checked) => checked,
         Err(error) => {
             let status = error.status();
             let mut response = deny(audit, status, &error);
@@ -52,17 +52,17 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         }
     };
     audit.record_mut().host = Some(target.host.to_string());
-    audit.record_mut().url = Some(target.url.clone());
-    checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
-    checks::join_cookies(&mut parts.headers);
-
-    let Ok(uri) = target.url.parse::<Uri>() else {
+    let uri = url.parse::<Uri>();
+    let url = audit.record_mut().url.insert(url);
+    let Ok(uri) = uri else {
         let why = Said {
             side: Side::Downstream,
-            text: format!("cannot build the upstream URL {:?}", target.url),
+            text: format!("cannot build the upstream URL {url:?}"),
         };
         return deny(audit, StatusCode::BAD_REQUEST, &why);
     };
+    checks::strip_hop_by_hop(&mut parts.headers, target.websocket);
+    checks::join_cookies(&mut parts.headers);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let info = RequestInfo {
@@ -158,34 +158,30 @@ async fn filter_request_body(
         .boxed_unsync())
 }
 
-fn check(parts: &Parts, state: &ConnState) -> Result<Target, CheckError> {
+/// The request's target, and the absolute URL it is sent to.
+fn check(parts: &Parts, state: &ConnState) -> Result<(Target, String), CheckError> {
     if parts.method == Method::CONNECT {
         return Err(CheckError::Unsupported("CONNECT".into()));
     }
     let authority = checks::authority(&parts.uri, &parts.headers)?;
-    let host = checks::host_of(&authority)?;
     if let Some(sni) = &state.sni
-        && *sni != host
+        && *sni != authority.host
     {
         return Err(CheckError::Misdirected {
             sni: sni.to_string(),
-            host: host.to_string(),
+            host: authority.host.to_string(),
         });
     }
     checks::framing(&parts.headers)?;
-    let https = state.sni.is_some();
-    Ok(Target {
-        port: checks::port_of(&authority, https),
-        url: checks::url(
-            state.scheme(),
-            &checks::normalized_authority(&host, &authority),
-            &parts.uri,
-        ),
+    let url = authority.url(state.scheme(), &parts.uri);
+    let target = Target {
+        port: authority.port_or_default(state.sni.is_some()),
         websocket: !state.h2
             && checks::is_websocket_upgrade(&parts.method, parts.version, &parts.headers),
         had_upgrade: parts.headers.contains_key(UPGRADE),
-        host,
-    })
+        host: authority.host,
+    };
+    Ok((target, url))
 }
 
 /// Asks hyper to close an HTTP/1 connection after this response.

@@ -21,8 +21,6 @@ pub(super) struct Target {
     pub(super) host: Host,
     /// Port from the authority or the scheme's default.
     pub(super) port: u16,
-    /// The absolute URL sent upstream.
-    pub(super) url: String,
     /// An HTTP/1.1 WebSocket upgrade.
     pub(super) websocket: bool,
     /// The request carried an `Upgrade` header (the tracker stops following after it).
