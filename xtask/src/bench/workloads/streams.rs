@@ -81,8 +81,16 @@ pub fn w6(ctx: &mut Ctx<'_>) {
     }
 }
 
+/// How long W6 lets the Sluice daemon settle before measuring: it gives freed memory back
+/// every 5 s (`daemon::memory`), and without that the explicit row would reuse the heap
+/// the capture row's 10k connections freed and count almost nothing per connection.
+const SLUICE_SETTLE: Duration = Duration::from_secs(6);
+
 fn idle(ctx: &Ctx<'_>, via: &Via<'_>, n: usize) -> anyhow::Result<Row> {
     let pid = via.pid.ok_or_else(|| anyhow::anyhow!("no proxy process"))?;
+    if via.path == "sluice" {
+        std::thread::sleep(SLUICE_SETTLE);
+    }
     let hold = Duration::from_secs(if ctx.args.quick { 2 } else { 4 });
     let mut args = vec!["idle".into()];
     args.extend(ctx.dest_args(via, Service::Nginx));
