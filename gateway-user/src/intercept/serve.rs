@@ -52,7 +52,9 @@ pub async fn intercept_tls<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (tls, _) = accept(io, host, client_alpn, &ctx).await?;
+    // Boxed: the handshake's state (the leaf's mint, the handshake timer) is over once the
+    // connection is served, and unboxed it would size the connection for its whole life.
+    let (tls, _) = Box::pin(accept(io, host, client_alpn, &ctx)).await?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let state = ConnState::new(ctx, peer, Some(host.clone()), h2);
     Ok(serve(tls, state).await)
@@ -226,12 +228,14 @@ where
                 .await
         }
         None => {
-            http2::Builder::new(TokioExecutor::new())
+            // Boxed: HTTP/2's connection state (codec, buffers, header tables) is the larger,
+            // and unboxed every HTTP/1 connection would be allocated at its size.
+            let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                 .adaptive_window(true)
-                .serve_connection(TokioIo::new(io), service)
-                .await
+                .serve_connection(TokioIo::new(io), service);
+            Box::pin(conn).await
         }
     };
     // Dropped (and so aborted) with this future when a drain gives up on the connection.
