@@ -222,6 +222,29 @@ async fn smuggling_attempts_get_400_and_a_closed_connection_and_never_reach_the_
     gw.stop().await;
 }
 
+/// A request target that is not a path (`OPTIONS *`) would be appended to the authority
+/// (`https://api.test*`) and name another host than the one checked: refused, never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_not_a_path_is_400_and_never_sent() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    let raw = b"OPTIONS * HTTP/1.1\r\nHost: api.test\r\n\r\n";
+    let tls = gw
+        .connect_tls(up.https, "api.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    let plain = gw.connect(up.http).await;
+    for (over, answer) in [
+        ("TLS", exchange(tls, raw).await),
+        ("plain", exchange(plain, raw).await),
+    ] {
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{over}: {answer}");
+        assert!(answer.contains("not an absolute path"), "{over}: {answer}");
+    }
+    assert!(up.heads().is_empty(), "sent upstream: {:?}", up.heads());
+    gw.stop().await;
+}
+
 /// A chunked body whose chunk size is not a number is the sandbox's error, like any other
 /// framing it breaks: 400 on the sandbox's side, and nothing sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

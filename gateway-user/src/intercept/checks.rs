@@ -37,6 +37,10 @@ pub(super) enum CheckError {
     /// Methods the engine cannot forward inside an intercepted connection.
     #[error("{0} is not supported inside an intercepted connection")]
     Unsupported(String),
+    /// A request target that is not an absolute path (`*`, or an HTTP/2 `:path` without
+    /// its leading `/`): appended to the authority it could name another host.
+    #[error("request target {0:?} is not an absolute path; send /path")]
+    BadTarget(String),
 }
 
 impl Sided for CheckError {
@@ -74,15 +78,23 @@ impl Authority {
 
     /// `scheme://host[:port]/path?query`: the normalised host (IPv6 in brackets), the port
     /// only if the request named one, the request's path and query.
-    pub(super) fn url(&self, scheme: &str, uri: &Uri) -> String {
+    ///
+    /// # Security
+    /// The path must begin with `/`: anything else (`@other.host/…`, `*`) would be read as
+    /// part of the authority, and the request sent somewhere other than the host checked
+    /// against the SNI, the policy and the credentials.
+    pub(super) fn url(&self, scheme: &str, uri: &Uri) -> Result<String, CheckError> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        if !path.starts_with('/') {
+            return Err(CheckError::BadTarget(path.to_owned()));
+        }
         let mut url =
             String::with_capacity(scheme.len() + self.host.as_str().len() + path.len() + 12);
         url.push_str(scheme);
         url.push_str("://");
         self.host.write_authority(&mut url, self.port);
         url.push_str(path);
-        url
+        Ok(url)
     }
 }
 
@@ -312,14 +324,18 @@ mod tests {
             authority(&"/p?q=1".parse().unwrap(), &headers(&[("host", host)])).unwrap()
         };
         let uri: Uri = "/p?q=1".parse().unwrap();
+        let url = |host: &str, scheme: &str| of(host).url(scheme, &uri).unwrap();
+        assert_eq!(url("A.test.:8443", "https"), "https://a.test:8443/p?q=1");
+        assert_eq!(url("A.test.", "https"), "https://a.test/p?q=1");
         assert_eq!(
-            of("A.test.:8443").url("https", &uri),
-            "https://a.test:8443/p?q=1"
-        );
-        assert_eq!(of("A.test.").url("https", &uri), "https://a.test/p?q=1");
-        assert_eq!(
-            of("[2001:db8::1]:80").url("http", &uri),
+            url("[2001:db8::1]:80", "http"),
             "http://[2001:db8::1]:80/p?q=1"
+        );
+        let star: Uri = "*".parse().unwrap();
+        assert_eq!(
+            of("a.test").url("https", &star),
+            Err(CheckError::BadTarget("*".into())),
+            "`OPTIONS *` would make https://a.test*"
         );
         assert_eq!(of("a.test").port_or_default(true), 443);
         assert_eq!(of("a.test:8080").port_or_default(true), 8080);

@@ -17,6 +17,7 @@ use super::respond::{Target, deny, fail, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
 use crate::audit::{Kind, Mode, Record, Said, Side};
+use crate::host::Host;
 use crate::upstream::ViaProxy;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
@@ -52,9 +53,13 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
         }
     };
     audit.record_mut().host = Some(target.host.to_string());
-    let uri = url.parse::<Uri>();
+    // The URI sent upstream must name the host that was checked (SNI, policy, credentials).
+    let uri = url
+        .parse::<Uri>()
+        .ok()
+        .filter(|uri| uri.host().and_then(|h| Host::parse(h).ok()).as_ref() == Some(&target.host));
     let url = audit.record_mut().url.insert(url);
-    let Ok(uri) = uri else {
+    let Some(uri) = uri else {
         let why = Said {
             side: Side::Downstream,
             text: format!("cannot build the upstream URL {url:?}"),
@@ -173,7 +178,7 @@ fn check(parts: &Parts, state: &ConnState) -> Result<(Target, String), CheckErro
         });
     }
     checks::framing(&parts.headers)?;
-    let url = authority.url(state.scheme(), &parts.uri);
+    let url = authority.url(state.scheme(), &parts.uri)?;
     let target = Target {
         port: authority.port_or_default(state.sni.is_some()),
         websocket: !state.h2
