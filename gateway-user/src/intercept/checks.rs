@@ -98,6 +98,19 @@ impl Authority {
     }
 }
 
+/// Whether `uri` names exactly `host` (as [`Authority::url`] writes it: normalised, IPv6 in
+/// brackets). Compares text, without parsing a host again.
+pub(super) fn names_host(uri: &Uri, host: &Host) -> bool {
+    let Some(named) = uri.host() else {
+        return false;
+    };
+    let named = match host.ip() {
+        Some(std::net::IpAddr::V6(_)) => named.strip_prefix('[').and_then(|n| n.strip_suffix(']')),
+        _ => Some(named),
+    };
+    named == Some(host.as_str())
+}
+
 /// The request's authority: the URI authority (HTTP/2, absolute form) or the one Host
 /// header; both present must name the same host (the URI's port is the one kept).
 pub(super) fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, CheckError> {
@@ -337,6 +350,12 @@ mod tests {
             Err(CheckError::BadTarget("*".into())),
             "`OPTIONS *` would make https://a.test*"
         );
+        let names = |url: &str, host: &str| names_host(&url.parse().unwrap(), &of(host).host);
+        assert!(names(&url("A.test.:8443", "https"), "a.test"));
+        assert!(names(&url("[2001:db8::1]", "http"), "[2001:db8::1]"));
+        assert!(!names("https://a.test*/", "a.test"));
+        assert!(!names("https://other.test/", "a.test"));
+        assert!(!names("https://a.test@other.test/", "a.test"));
         assert_eq!(of("a.test").port_or_default(true), 443);
         assert_eq!(of("a.test:8080").port_or_default(true), 8080);
         assert_eq!(of("[2001:db8::1]").port_or_default(false), 80);

@@ -17,7 +17,6 @@ use super::respond::{Target, deny, fail, refuse, respond};
 use super::state::ConnState;
 use super::upgrade;
 use crate::audit::{Kind, Mode, Record, Said, Side};
-use crate::host::Host;
 use crate::upstream::ViaProxy;
 
 /// Request bodies up to this size are filtered whole (exact `Content-Length` kept).
@@ -57,7 +56,7 @@ pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) ->
     let uri = url
         .parse::<Uri>()
         .ok()
-        .filter(|uri| uri.host().and_then(|h| Host::parse(h).ok()).as_ref() == Some(&target.host));
+        .filter(|uri| checks::names_host(uri, &target.host));
     let url = audit.record_mut().url.insert(url);
     let Some(uri) = uri else {
         let why = Said {
