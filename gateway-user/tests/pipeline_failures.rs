@@ -180,20 +180,27 @@ const SMUGGLING: [(&str, &str, bool); 9] = [
     ),
 ];
 
+/// Sends `raw` to api.test on a fresh connection over TLS (HTTP/1.1) and one over plain
+/// HTTP; the answers, each read until the gateway closed that connection.
+async fn over_tls_and_plain(
+    gw: &Gateway,
+    up: &Upstreams,
+    raw: &[u8],
+) -> std::io::Result<[(&'static str, String); 2]> {
+    let tls = gw.connect_tls(up.https, "api.test", &[b"http/1.1"]).await?;
+    let plain = gw.connect(up.http).await;
+    Ok([
+        ("TLS", exchange(tls, raw).await),
+        ("plain", exchange(plain, raw).await),
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_attempts_get_400_and_a_closed_connection_and_never_reach_the_upstream() {
     let up = Upstreams::start().await;
     let gw = Gateway::start(Setup::default(), &up).await;
     for (name, raw, refused_on_plain) in SMUGGLING {
-        let tls = gw
-            .connect_tls(up.https, "api.test", &[b"http/1.1"])
-            .await
-            .unwrap();
-        let plain = gw.connect(up.http).await;
-        for (over, answer) in [
-            ("TLS", exchange(tls, raw.as_bytes()).await),
-            ("plain", exchange(plain, raw.as_bytes()).await),
-        ] {
+        for (over, answer) in over_tls_and_plain(&gw, &up, raw.as_bytes()).await.unwrap() {
             // `exchange` returned: the gateway closed the connection after its answer.
             if over == "plain" && refused_on_plain {
                 assert_eq!(answer, "", "{name} over {over}: refused unanswered");
@@ -229,15 +236,7 @@ async fn a_target_that_is_not_a_path_is_400_and_never_sent() {
     let up = Upstreams::start().await;
     let gw = Gateway::start(Setup::default(), &up).await;
     let raw = b"OPTIONS * HTTP/1.1\r\nHost: api.test\r\n\r\n";
-    let tls = gw
-        .connect_tls(up.https, "api.test", &[b"http/1.1"])
-        .await
-        .unwrap();
-    let plain = gw.connect(up.http).await;
-    for (over, answer) in [
-        ("TLS", exchange(tls, raw).await),
-        ("plain", exchange(plain, raw).await),
-    ] {
+    for (over, answer) in over_tls_and_plain(&gw, &up, raw).await.unwrap() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{over}: {answer}");
         assert!(answer.contains("not an absolute path"), "{over}: {answer}");
     }
@@ -253,15 +252,7 @@ async fn a_bad_chunk_size_is_400_on_the_sandboxs_side_and_never_sent() {
     let gw = Gateway::start(Setup::default(), &up).await;
     let raw = "POST /smuggled-bad-chunk HTTP/1.1\r\nHost: api.test\r\n\
                Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
-    let tls = gw
-        .connect_tls(up.https, "api.test", &[b"http/1.1"])
-        .await
-        .unwrap();
-    let plain = gw.connect(up.http).await;
-    for (over, answer) in [
-        ("TLS", exchange(tls, raw.as_bytes()).await),
-        ("plain", exchange(plain, raw.as_bytes()).await),
-    ] {
+    for (over, answer) in over_tls_and_plain(&gw, &up, raw.as_bytes()).await.unwrap() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{over}: {answer}");
     }
     assert_eq!(up.heads(), Vec::<String>::new(), "nothing went up");

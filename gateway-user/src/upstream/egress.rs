@@ -121,7 +121,7 @@ impl ProxyUrl {
 
     /// `host:port` (IPv6 in brackets).
     pub fn authority(&self) -> String {
-        authority(&self.host, self.port)
+        self.host.authority(Some(self.port))
     }
 
     /// Sets the password from its text as written in a URL (percent-encoded).
@@ -213,13 +213,6 @@ pub fn split_password(text: &str) -> (String, Option<String>) {
         return (mask(text), None);
     }
     (url.to_string(), password)
-}
-
-fn authority(host: &Host, port: u16) -> String {
-    match host.ip() {
-        Some(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
-        _ => format!("{host}:{port}"),
-    }
 }
 
 /// What the CONNECT request names.
