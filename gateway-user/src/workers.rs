@@ -138,6 +138,9 @@ impl Workers {
         };
         let active = Busy::on(&worker.active);
         let aborted = drain.aborted();
+        // Boxed: by value it would be stored twice in the task (captured, and again in
+        // `select!`'s state): kilobytes more per connection.
+        let task = Box::pin(task);
         drain.spawn_on(&worker.handle, async move {
             let _active = active;
             tokio::select! {

@@ -229,6 +229,68 @@ async fn smuggling_attempts_get_400_and_a_closed_connection_and_never_reach_the_
     gw.stop().await;
 }
 
+/// A kept-alive connection idle between requests (ten times the delay after which the
+/// gateway parks it and frees its HTTP state; parking itself is tested in the engine's own
+/// tests) goes on serving the same connection, and its framing check still sees every
+/// byte: a smuggling attempt after the pauses is refused as on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_between_requests_keeps_serving_and_checking_framing() {
+    let up = Upstreams::start().await;
+    let gw = Gateway::start(Setup::default(), &up).await;
+    let mut tls = gw
+        .connect_tls(up.https, "api.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    for path in ["/clean", "/clean-again"] {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: api.test\r\n\r\n");
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_response(&mut tls).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(
+            answer.ends_with(&format!("GET api.test {path} 0 HTTP/1.1")),
+            "{answer}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (name, smuggling, _) = SMUGGLING[5];
+    let answer = exchange(tls, smuggling.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{name}: {answer}");
+    assert_eq!(up.heads(), ["GET /clean", "GET /clean-again"]);
+    let requests = gw.records("request", 3);
+    let numbers: Vec<_> = requests.iter().map(|r| r["request"].clone()).collect();
+    assert_eq!(numbers, [1, 2, 3], "one connection: {requests:?}");
+    assert!(requests.iter().all(|r| r["conn"] == requests[0]["conn"]));
+    assert_eq!(requests[2]["status"], 400, "{requests:?}");
+    gw.stop().await;
+}
+
+/// Reads one response framed by Content-Length from `io`: its head and body as text.
+async fn read_response<IO>(io: &mut IO) -> std::io::Result<String>
+where
+    IO: tokio::io::AsyncRead + Unpin,
+{
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Ok(String::from_utf8_lossy(&got).into_owned());
+            }
+        }
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// A request target that is not a path (`OPTIONS *`) would be appended to the authority
 /// (`https://api.test*`) and name another host than the one checked: refused, never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,13 @@ pub(super) type BoxBody = crate::upstream::Body;
 /// Byte counters of one connection (shared by its requests and upgrades).
 #[derive(Debug, Default)]
 pub(super) struct ConnCounters {
+    /// Requests that arrived.
     pub(super) requests: AtomicU64,
+    /// Requests whose response is over (or was given up on): fewer than `requests` while
+    /// one is in flight.
+    pub(super) answered: AtomicU64,
+    /// Times the connection was parked while idle (HTTP/1.1; see `park`).
+    pub(super) parks: AtomicU64,
     pub(super) up: AtomicU64,
     pub(super) down: AtomicU64,
 }
@@ -175,6 +181,7 @@ impl Drop for RequestAudit {
         );
         self.conn.up.fetch_add(up, Ordering::Relaxed);
         self.conn.down.fetch_add(down, Ordering::Relaxed);
+        self.conn.answered.fetch_add(1, Ordering::Relaxed);
         self.record.bytes_up = up;
         self.record.bytes_down = down;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;

@@ -17,6 +17,7 @@ mod filtered;
 mod forward;
 mod framing;
 mod hook;
+mod park;
 mod relay;
 mod respond;
 mod response;

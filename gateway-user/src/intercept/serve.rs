@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::body::ConnEnd;
 use super::framing::Sniffer;
 use super::state::{ConnState, Upgrades};
-use super::{ConnSummary, InterceptContext, InterceptError, forward, response};
+use super::{ConnSummary, InterceptContext, InterceptError, forward, park, response};
 use crate::conn::{Conn, Peer};
 use crate::host::Host;
 use crate::tls::LeafHost;
@@ -54,6 +54,8 @@ where
 {
     // Boxed: the handshake's state (the leaf's mint, the handshake timer) is over once the
     // connection is served, and unboxed it would size the connection for its whole life.
+    // The stream it returns is boxed too: moved from one async fn to the next, a TLS stream
+    // by value (over a kilobyte) keeps a copy in each one's state.
     let (tls, _) = Box::pin(accept(io, host, client_alpn, &ctx)).await?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let state = ConnState::new(ctx, peer, Some(host.clone()), h2);
@@ -153,7 +155,7 @@ async fn accept<IO>(
     host: &Host,
     client_alpn: &[Vec<u8>],
     ctx: &InterceptContext,
-) -> Result<(TlsStream<IO>, LeafHost), InterceptError>
+) -> Result<(Box<TlsStream<IO>>, LeafHost), InterceptError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -175,7 +177,7 @@ where
                 source,
             },
         })?;
-    Ok((tls, leaf_host))
+    Ok((Box::new(tls), leaf_host))
 }
 
 /// How a client refused the certificate, when that is how its handshake ended: the alert
@@ -204,7 +206,7 @@ fn trust_refusal(error: &std::io::Error) -> Option<&'static str> {
 /// server runs on `io` directly. (hyper-util's `auto` server first reads up to 24 bytes to
 /// look for the HTTP/2 preface, even when told HTTP/1 only, and replays them: hyper then
 /// parses a partial head and doubles its read buffer to 16 KiB, which every idle kept-alive
-/// connection went on holding.)
+/// connection went on holding.) An idle HTTP/1.1 connection is parked: see [`park`].
 async fn serve<IO>(io: IO, state: Arc<ConnState>) -> ConnSummary
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -217,15 +219,14 @@ where
         let state = service_state.clone();
         Box::pin(async move { Ok::<_, Infallible>(forward::handle(request, state).await) })
     });
-    let result = match &state.framing {
+    let error = match &state.framing {
         Some(verdicts) => {
             let io = Sniffer::new(io, verdicts.clone());
-            http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades()
-                .await
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            park::serve_http1(io, &builder, service, &state.counters, park::PARK_AFTER).await
         }
         None => {
             // Boxed: HTTP/2's connection state (codec, buffers, header tables) is the larger,
@@ -235,7 +236,7 @@ where
                 .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                 .adaptive_window(true)
                 .serve_connection(TokioIo::new(io), service);
-            Box::pin(conn).await
+            Box::pin(conn).await.err().map(park::hyper_error)
         }
     };
     // Dropped (and so aborted) with this future when a drain gives up on the connection.
@@ -246,8 +247,6 @@ where
         bytes_up: counters.up.load(Ordering::Relaxed),
         bytes_down: counters.down.load(Ordering::Relaxed),
         protocol: state.protocol().to_owned(),
-        error: result
-            .err()
-            .map(|e| format!("downstream: HTTP connection error: {e}")),
+        error,
     }
 }

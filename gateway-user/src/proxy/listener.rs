@@ -114,6 +114,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let aborted = drain.aborted();
+    // Boxed: by value it would be stored twice in the task (captured, and again in
+    // `select!`'s state): kilobytes more per connection.
+    let task = Box::pin(task);
     drain.spawn(async move {
         tokio::select! {
             () = task => {}
