@@ -91,7 +91,9 @@ impl ConnState {
 pub struct Upgrades {
     tunnels: JoinSet<()>,
     /// The record of the connection they belong to, written after them (explicit proxy).
-    end: Option<ConnEnd>,
+    /// Boxed: a connection's record is hundreds of bytes, and every intercepted
+    /// connection's state holds this, nearly always empty.
+    end: Option<Box<ConnEnd>>,
 }
 
 impl Upgrades {
@@ -107,6 +109,6 @@ impl Upgrades {
 
     /// Writes `end` once the tunnels are over (or aborted).
     pub(super) fn end_with(&mut self, end: ConnEnd) {
-        self.end = Some(end);
+        self.end = Some(Box::new(end));
     }
 }
