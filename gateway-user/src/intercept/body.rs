@@ -30,8 +30,18 @@ pub(super) struct ConnCounters {
     pub(super) answered: AtomicU64,
     /// Times the connection was parked while idle (HTTP/1.1; see `park`).
     pub(super) parks: AtomicU64,
+    /// Signalled whenever a request is answered (wakes a connection waiting to park).
+    pub(super) answer: tokio::sync::Notify,
     pub(super) up: AtomicU64,
     pub(super) down: AtomicU64,
+}
+
+impl ConnCounters {
+    /// Counts a request as answered, waking a connection waiting to park.
+    pub(super) fn count_answer(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.answer.notify_one();
+    }
 }
 
 /// The record of a connection that carries one request (an absolute-form request to the
@@ -181,7 +191,7 @@ impl Drop for RequestAudit {
         );
         self.conn.up.fetch_add(up, Ordering::Relaxed);
         self.conn.down.fetch_add(down, Ordering::Relaxed);
-        self.conn.answered.fetch_add(1, Ordering::Relaxed);
+        self.conn.count_answer();
         self.record.bytes_up = up;
         self.record.bytes_down = down;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;

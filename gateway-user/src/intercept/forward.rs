@@ -23,7 +23,23 @@ use crate::upstream::ViaProxy;
 const WHOLE_BODY_LIMIT: usize = 256 * 1024;
 
 /// Serves one request; never fails (failures become responses with readable bodies).
+///
+/// # Security
+/// On HTTP/1, a request that asks to switch protocols (CONNECT, or any `Upgrade` header) and
+/// is answered otherwise closes its connection: hyper keeps such a connection ready to hand
+/// over, and the framing check stops following the bytes after such a request, so nothing
+/// more may be read from it as HTTP.
 pub(super) async fn handle(request: Request<Incoming>, state: Arc<ConnState>) -> Response<BoxBody> {
+    let switching = !state.h2
+        && (request.method() == Method::CONNECT || request.headers().contains_key(UPGRADE));
+    let mut response = answer(request, state).await;
+    if switching && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        close_after(&mut response);
+    }
+    response
+}
+
+async fn answer(request: Request<Incoming>, state: Arc<ConnState>) -> Response<BoxBody> {
     let mut record = Record::new(Kind::Request);
     record.conn = Some(state.peer.conn.to_string());
     record.who = state.peer.who.clone();

@@ -14,13 +14,17 @@
 //! written for a whole check period. Bytes hyper had read but not parsed (the start of the
 //! next request head) are replayed to the next hyper connection.
 //!
+//! While a request is in flight (a long download, an event stream, an upload) nothing is
+//! checked: the next answer starts the quiet period again.
+//!
 //! # Security
 //! Parking gives a client no way to hold a connection for ever: a parked connection waits
 //! [`IDLE_LIMIT`] for the first bytes of its next request, and hyper's head read timeout
-//! then bounds the head. A connection resumed in the middle of a head parks again only
-//! after answering it, so a client trickling a head cannot have that timeout re-armed at
-//! every park. The stream keeps its framing sniffer across parks, so the framing check sees
-//! every byte exactly once, in order.
+//! then bounds the head (nginx's `keepalive_timeout` and `client_header_timeout` make the
+//! same two limits). A connection resumed in the middle of a head parks again only after
+//! answering it, so a client trickling a head cannot have that timeout re-armed at every
+//! park. The stream keeps its framing sniffer across parks, so the framing check sees every
+//! byte exactly once, in order.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -79,15 +83,12 @@ where
         if prefix.is_empty() {
             match tokio::time::timeout(IDLE_LIMIT, first_bytes(&mut inner)).await {
                 Ok(Ok(Some(bytes))) => prefix = bytes,
-                Ok(Ok(None)) | Err(_) => {
-                    // The client closed, or stayed idle too long: close as hyper would.
+                // The client closed (a reset or a TLS stream ended without close_notify
+                // included: hyper too takes any end between requests for a clean close), or
+                // stayed idle too long: closed as hyper would.
+                Ok(Ok(None) | Err(_)) | Err(_) => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, inner.shutdown()).await;
                     return None;
-                }
-                Ok(Err(error)) => {
-                    return Some(format!(
-                        "downstream: reading the next request failed: {error}"
-                    ));
                 }
             }
         }
@@ -108,21 +109,30 @@ where
         let answered_before = counters.answered.load(Ordering::Relaxed);
         let mut seen = watch.activity();
         check.as_mut().reset(Instant::now() + park_after);
+        // While a request is in flight (a long download, an event stream) the clock is not
+        // checked: the next answer restarts it.
+        let mut in_flight = false;
         loop {
             tokio::select! {
                 result = conn.as_mut() => return result.err().map(hyper_error),
-                () = check.as_mut() => {
+                () = counters.answer.notified(), if in_flight => {
+                    in_flight = false;
+                    seen = watch.activity();
+                    check.as_mut().reset(Instant::now() + park_after);
+                }
+                () = check.as_mut(), if !in_flight => {
                     let now = watch.activity();
                     let answered = counters.answered.load(Ordering::Relaxed);
-                    if now == seen
-                        && !watch.unflushed.load(Ordering::Relaxed)
-                        && answered > answered_before
-                        && answered == counters.requests.load(Ordering::Relaxed)
+                    if answered == answered_before
+                        || answered != counters.requests.load(Ordering::Relaxed)
                     {
+                        in_flight = true;
+                    } else if now == seen && !watch.unflushed.load(Ordering::Relaxed) {
                         break;
+                    } else {
+                        seen = now;
+                        check.as_mut().reset(Instant::now() + park_after);
                     }
-                    seen = now;
-                    check.as_mut().reset(Instant::now() + park_after);
                 }
             }
         }
