@@ -275,16 +275,18 @@ async fn a_parked_connection_is_closed_after_the_idle_limit() {
 }
 
 /// A stream that, like TLS without close_notify, reports its peer's end as an error.
-struct EndIsError(DuplexStream);
+struct EndIsError<S> {
+    io: S,
+}
 
-impl AsyncRead for EndIsError {
+impl<S: AsyncRead + Unpin> AsyncRead for EndIsError<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.get_mut().0).poll_read(cx, buf);
+        let polled = Pin::new(&mut self.get_mut().io).poll_read(cx, buf);
         match polled {
             Poll::Ready(Ok(())) if buf.filled().len() == before => {
                 Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into()))
@@ -294,29 +296,13 @@ impl AsyncRead for EndIsError {
     }
 }
 
-impl AsyncWrite for EndIsError {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
+crate::io::write_through!(EndIsError, io);
 
 #[tokio::test(start_paused = true)]
 async fn a_client_going_away_between_requests_is_a_clean_close_not_an_error() {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let mut client = Client::new(client);
-    let (counters, task) = serve(EndIsError(server));
+    let (counters, task) = serve(EndIsError { io: server });
     assert_eq!(client.get("/one").await.1, "1");
     sleep(QUIET).await;
     assert_eq!(counters.parks.load(Ordering::Relaxed), 1);
