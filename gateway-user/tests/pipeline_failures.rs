@@ -264,29 +264,46 @@ async fn a_connection_idle_between_requests_keeps_serving_and_checking_framing()
     gw.stop().await;
 }
 
-/// A request asking to switch protocols that is refused leaves no HTTP connection behind:
-/// hyper would keep the connection ready to hand over and the framing check stops following
-/// it after such a request, so the gateway closes it after the answer, and a request
+/// A request asking to switch protocols that is not switched leaves no HTTP connection
+/// behind: hyper would keep the connection ready to hand over and the framing check stops
+/// following it after such a request, so the gateway closes it after the answer — a refusal
+/// (421 here) or an upstream's answer to the request without its `Upgrade` — and a request
 /// pipelined behind it is never read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upgrade_closes_its_connection_and_nothing_behind_it_is_sent() {
     let up = Upstreams::start().await;
     let gw = Gateway::start(Setup::default(), &up).await;
-    let raw = b"GET /ws HTTP/1.1\r\nHost: other.test\r\nUpgrade: websocket\r\n\
-                Connection: upgrade\r\n\r\nGET /behind HTTP/1.1\r\nHost: api.test\r\n\r\n";
-    let tls = gw
-        .connect_tls(up.https, "api.test", &[b"http/1.1"])
-        .await
-        .unwrap();
-    // `exchange` returned: the gateway closed the connection after one answer.
-    let answer = exchange(tls, raw).await;
-    assert!(answer.starts_with("HTTP/1.1 421 "), "{answer}");
-    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
+    let behind = "GET /behind HTTP/1.1\r\nHost: api.test\r\n\r\n";
+    let cases = [
+        ("other.test", "websocket", "421"),
+        ("api.test", "h2c", "200"),
+    ];
+    for (host, protocol, status) in cases {
+        let raw = format!(
+            "GET /up HTTP/1.1\r\nHost: {host}\r\nUpgrade: {protocol}\r\n\
+             Connection: upgrade\r\n\r\n{behind}"
+        );
+        let tls = gw
+            .connect_tls(up.https, "api.test", &[b"http/1.1"])
+            .await
+            .unwrap();
+        // `exchange` returned: the gateway closed the connection after one answer.
+        let answer = exchange(tls, raw.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        up.heads(),
+        ["GET /up"],
+        "only the forwarded request went up"
     );
-    assert!(up.heads().is_empty(), "sent upstream: {:?}", up.heads());
     gw.stop().await;
 }
 

@@ -101,7 +101,7 @@ async fn answer(request: Request<Incoming>, state: Arc<ConnState>) -> Response<B
     audit.attach_notes(plan.notes.clone());
     if target.websocket {
         let request = Request::from_parts(parts, body);
-        return upgrade::forward(request, &target, &state, audit, plan.response).await;
+        return upgrade::forward(request, &state, audit, plan.response).await;
     }
     let slot = RefusalSlot::default();
     let body = Counted::request(body, audit.up(), slot.clone());
@@ -124,7 +124,7 @@ async fn answer(request: Request<Incoming>, state: Arc<ConnState>) -> Response<B
                 .extensions()
                 .get::<ViaProxy>()
                 .map(|via| via.0.to_string());
-            respond(upstream, &target, &state, audit, plan.response).await
+            respond(upstream, &state, audit, plan.response).await
         }
         Err(error) => match take_refusal(&slot) {
             Some(refusal) => refused_or_broken(audit, refusal),
@@ -198,7 +198,6 @@ fn check(parts: &Parts, state: &ConnState) -> Result<(Target, String), CheckErro
         port: authority.port_or_default(state.sni.is_some()),
         websocket: !state.h2
             && checks::is_websocket_upgrade(&parts.method, parts.version, &parts.headers),
-        had_upgrade: parts.headers.contains_key(UPGRADE),
         host: authority.host,
     };
     Ok((target, url))

@@ -1,7 +1,7 @@
 //! Answers to one intercepted request: the upstream's response streamed back through the
 //! plan's filter, or Sluice's own (refusals, failures), each writing the request's record.
 
-use http::header::{CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
@@ -23,8 +23,6 @@ pub(super) struct Target {
     pub(super) port: u16,
     /// An HTTP/1.1 WebSocket upgrade.
     pub(super) websocket: bool,
-    /// The request carried an `Upgrade` header (the tracker stops following after it).
-    pub(super) had_upgrade: bool,
 }
 
 /// Streams an upstream response back through the plan's filter, the audit guard riding on
@@ -36,7 +34,6 @@ pub(super) struct Target {
 /// of it is sent. A body that stops decoding later is cut off with an error.
 pub(super) async fn respond(
     upstream: Response<Incoming>,
-    target: &Target,
     state: &ConnState,
     mut audit: RequestAudit,
     filter: Option<Box<dyn ResponseFilter>>,
@@ -45,11 +42,6 @@ pub(super) async fn respond(
     let protocol = format!("{}>{}", state.protocol(), version_name(parts.version));
     audit.record_mut().protocol = Some(protocol);
     checks::strip_response_hop_by_hop(&mut parts.headers, false);
-    if target.had_upgrade && !state.h2 {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
     parts.version = Version::HTTP_11;
     let Some(mut filter) = filter else {
         audit.decide(Outcome::allowed(), parts.status.as_u16());

@@ -19,7 +19,7 @@ use super::body::{BoxBody, Counted, RequestAudit};
 use super::checks;
 use super::hook::ResponseFilter;
 use super::relay::{self, Tunnel};
-use super::respond::{Target, fail, respond};
+use super::respond::{fail, respond};
 use super::state::ConnState;
 use crate::audit::Outcome;
 use crate::upstream::Offer;
@@ -34,7 +34,6 @@ use crate::upstream::Offer;
 /// scrubs every message from the upstream.
 pub(super) async fn forward(
     mut request: Request<Incoming>,
-    target: &Target,
     state: &ConnState,
     mut audit: RequestAudit,
     filter: Option<Box<dyn ResponseFilter>>,
@@ -55,7 +54,7 @@ pub(super) async fn forward(
         Err(error) => return fail(audit, error.status(), &error),
     };
     if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return respond(upstream, target, state, audit, filter).await;
+        return respond(upstream, state, audit, filter).await;
     }
     let mut tunnel = match relay::tunnel(filter, upstream.headers()) {
         Ok(tunnel) => tunnel,
