@@ -216,6 +216,23 @@ fn curl_is_intercepted_over_h1_and_h2_with_the_request_intact() {
     );
     let mint_us = w.sluice.metric("sluice_tls_leaf_mint_microseconds_total");
     assert!(mint_us.is_some_and(|us| us > 0), "{mint_us:?}");
+    // The daemon's live heap: a running daemon holds at least its configuration, CA and
+    // cache, and far less than a gigabyte.
+    // `sluice run` re-executed itself (same pid) with a larger per-thread allocator cache.
+    let pid = w.sluice.pid().expect("the daemon runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|var| var == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=64"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    let heap = w.sluice.metric("sluice_heap_in_use_bytes");
+    assert!(
+        heap.is_some_and(|b| (64 * 1024..1 << 30).contains(&b)),
+        "{heap:?}"
+    );
     // Connections are served by one worker per core, each counted; none is open now.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for worker in 0..cores {

@@ -167,6 +167,7 @@ impl Cli {
                     Err(e) => fail(&format!("{e:#}")),
                 };
             }
+            Command::Run => crate::daemon::memory::reexec_with_allocator_tunables(),
             _ => {}
         }
         let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -118,6 +118,14 @@ pub fn render(node: &Node) -> String {
         "counter",
         node.dns_budget.refused(),
     );
+    if let Some(bytes) = crate::daemon::memory::heap_in_use() {
+        gauge(
+            "sluice_heap_in_use_bytes",
+            "Bytes allocated and not yet freed (glibc mallinfo2); RSS above it is freed memory the allocator keeps.",
+            "gauge",
+            bytes,
+        );
+    }
     let reloads = node.reloads();
     let _ = writeln!(
         out,

@@ -7,7 +7,7 @@ mod dns;
 pub mod leftovers;
 mod listeners;
 mod lock;
-mod memory;
+pub mod memory;
 mod node;
 mod reload;
 mod services;

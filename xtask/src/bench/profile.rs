@@ -41,8 +41,10 @@ const USER: &[(&str, &[&str])] = &[
     ),
     ("memory copies", &["memmove", "memcpy", "memset", "memcmp"]),
     (
-        "TLS (rustls, ring)",
+        "TLS (rustls, ring; OpenSSL for HAProxy)",
         &[
+            "libssl",
+            "libcrypto",
             "rustls",
             "ring::",
             "ring_core",
@@ -63,6 +65,7 @@ const USER: &[(&str, &[&str])] = &[
     ),
     ("audit records (serde_json)", &["serde", "audit"]),
     ("Sluice's own code", &["sluice::"]),
+    ("HAProxy's own code (HTTP, proxying)", &["haproxy "]),
 ];
 
 /// Categories and their share of the samples (percent), largest first. `children` is
@@ -168,5 +171,27 @@ mod tests {
         assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "largest first");
         let total: f64 = got.iter().map(|(_, p)| p).sum();
         assert!((total - 100.0).abs() < 1e-9, "{total}");
+    }
+
+    #[test]
+    fn haproxy_code_and_openssl_have_their_own_categories() {
+        let own = "\
+    40.00%  [kernel.kallsyms]  [k] finish_task_switch.isra.0
+    25.00%  haproxy            [.] h1_headers_to_hdr_list
+    20.00%  libcrypto.so.3     [.] aesni_gcm_encrypt
+    10.00%  libssl.so.3        [.] ssl3_read_bytes
+     5.00%  libc.so.6          [.] _int_malloc
+";
+        let got = breakdown("", own);
+        let get = |name: &str| {
+            got.iter()
+                .find(|(n, _)| n.starts_with(name))
+                .map(|(_, p)| *p)
+        };
+        assert_eq!(get("HAProxy's own"), Some(25.0), "{got:?}");
+        assert_eq!(get("TLS"), Some(30.0), "{got:?}");
+        assert_eq!(get("allocator"), Some(5.0), "{got:?}");
+        assert_eq!(get("kernel: other"), Some(40.0), "{got:?}");
+        assert_eq!(get("other user space"), None, "{got:?}");
     }
 }

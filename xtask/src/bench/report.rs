@@ -95,12 +95,88 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Targets and whether they were met.
     pub checks: Vec<Check>,
-    /// Hottest daemon symbols from `perf`, when profiled.
-    pub hotspots: Vec<String>,
-    /// The daemon's CPU by category (percent of its samples), when profiled.
-    pub cpu_breakdown: Vec<(String, f64)>,
+    /// CPU profiles under the W1 h1 load: the daemon's first, then HAProxy's (when profiled).
+    pub profiles: Vec<CpuProfile>,
     /// Caveats of this run.
     pub notes: Vec<String>,
+}
+
+/// The profiles side by side: each category's share of a proxy's samples and, from its CPU
+/// per request, the µs per request it stands for; then each proxy's hot spots.
+fn render_profiles(out: &mut String, profiles: &[CpuProfile]) {
+    let Some(first) = profiles.first() else {
+        return;
+    };
+    out.push_str(
+        "\n## Where the CPU goes (perf, W1 h1 keep-alive, 16 conns)\n\n\
+         Kernel time by the system call it was spent under (sending includes the loopback \
+         delivery to the receiver); user space by library. Each proxy was profiled alone under \
+         the same load, one after the other; µs per request = share × the proxy's CPU per \
+         request during its profile.\n\n| category |",
+    );
+    for p in profiles {
+        let _ = write!(out, " {} |", p.proxy);
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(profiles.len()));
+    out.push('\n');
+    let mut names: Vec<&str> = first.breakdown.iter().map(|(n, _)| n.as_str()).collect();
+    for p in &profiles[1..] {
+        for (n, _) in &p.breakdown {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+    }
+    let cell = |p: &CpuProfile, pct: f64| match p.cpu_us_per_req {
+        Some(us) => format!("{pct:.1}% ({:.1} µs)", pct / 100.0 * us),
+        None => format!("{pct:.1}%"),
+    };
+    for name in names {
+        let _ = write!(out, "| {name} |");
+        for p in profiles {
+            let pct = p
+                .breakdown
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, v)| *v);
+            let _ = write!(out, " {} |", cell(p, pct));
+        }
+        out.push('\n');
+    }
+    out.push_str("| **CPU per request** |");
+    for p in profiles {
+        match p.cpu_us_per_req {
+            Some(us) => {
+                let _ = write!(out, " {us:.1} µs |");
+            }
+            None => out.push_str(" n/a |"),
+        }
+    }
+    out.push('\n');
+    for p in profiles.iter().filter(|p| !p.hotspots.is_empty()) {
+        let _ = write!(
+            out,
+            "\n## Hot spots (perf, {} during W1 h1 keep-alive)\n\n",
+            p.proxy
+        );
+        for h in &p.hotspots {
+            let _ = writeln!(out, "- `{h}`");
+        }
+    }
+}
+
+/// What a `perf` profile of one proxy found under a W1-style h1 load.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuProfile {
+    /// The proxy and how it was reached: `Sluice (capture)`, `HAProxy (reverse)`.
+    pub proxy: String,
+    /// `perf report` lines of the hottest symbols (self time).
+    pub hotspots: Vec<String>,
+    /// Categories and their percent of the proxy's samples, largest first.
+    pub breakdown: Vec<(String, f64)>,
+    /// The proxy's CPU time (user + system) per request during the profiled load, µs.
+    pub cpu_us_per_req: Option<f64>,
 }
 
 /// The machine description.
@@ -258,23 +334,7 @@ impl Report {
                 );
             }
         }
-        if !self.cpu_breakdown.is_empty() {
-            out.push_str(
-                "\n## Where the daemon's CPU goes (perf, W1 h1 keep-alive via capture)\n\n\
-                 Kernel time by the system call it was spent under (sending includes the \
-                 loopback delivery to the receiver); user space by library.\n\n\
-                 | category | share of the daemon's CPU |\n|---|---|\n",
-            );
-            for (name, pct) in &self.cpu_breakdown {
-                let _ = writeln!(out, "| {name} | {pct:.1}% |");
-            }
-        }
-        if !self.hotspots.is_empty() {
-            out.push_str("\n## Hot spots (perf, daemon during W1 h1 keep-alive via capture)\n\n");
-            for h in &self.hotspots {
-                let _ = writeln!(out, "- `{h}`");
-            }
-        }
+        render_profiles(&mut out, &self.profiles);
         out.push_str("\n## Notes\n\n");
         for n in &self.notes {
             let _ = writeln!(out, "- {n}");

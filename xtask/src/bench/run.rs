@@ -88,12 +88,16 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
             step(&mut ctx);
         }
     }
-    let mut profile = workloads::Profile::default();
+    let mut profiles = Vec::new();
     let mut notes = Vec::new();
     if !args.quick && args.only.is_empty() || args.profile {
         check(&stop)?;
         match workloads::profile(&ctx) {
-            Ok(p) => profile = p,
+            Ok(p) => {
+                profiles.push(p.sluice);
+                profiles.extend(p.haproxy);
+                notes.extend(p.notes);
+            }
             Err(e) => notes.push(format!("no profile: {e}")),
         }
     }
@@ -145,8 +149,7 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<()> {
         versions: versions(),
         rows: sort(rows),
         checks: Vec::new(),
-        hotspots: profile.hotspots,
-        cpu_breakdown: profile.breakdown,
+        profiles,
         notes,
     };
     report.checks = workloads::targets::checks(&report);

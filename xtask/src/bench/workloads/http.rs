@@ -39,6 +39,8 @@ pub mod case {
 /// default `pool-purge-delay`, and the pool checks once per timeout), then the daemon gives
 /// freed memory back within 5 s.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+/// Bytes in a MiB, for notes.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// W1: small HTTPS requests over kept-alive connections, h1 and h2.
 pub fn w1(ctx: &mut Ctx<'_>) {
@@ -106,6 +108,7 @@ pub fn w2a(ctx: &mut Ctx<'_>) {
 /// W2b: a new SNI every connection (leaf cache miss), and concurrent misses minting once.
 pub fn w2b(ctx: &mut Ctx<'_>) {
     let rss_before = status_kib(ctx.daemon.pid(), "VmRSS");
+    let heap_before = heap_in_use(ctx);
     let count = if ctx.args.quick { 300 } else { 2000 };
     for (case, distinct) in [(case::SAME_SNI, None), (case::NEW_SNI, Some("n"))] {
         let mints_before = mint_counters(ctx);
@@ -160,13 +163,14 @@ pub fn w2b(ctx: &mut Ctx<'_>) {
             "{names} names; {mismatches} pairs got different leaves (0 = each name minted once)"
         );
     }
-    settled_rss(ctx, rss_before);
+    settled_rss(ctx, rss_before, heap_before);
 }
 
 /// A row for the daemon's RSS once W2b's thousands of names have gone idle, against its RSS
 /// before W2b: the leaf cache and the upstream pools are bounded, and what they freed is
-/// given back.
-fn settled_rss(ctx: &mut Ctx<'_>, before: Option<u64>) {
+/// given back. The daemon's live heap before and after tells data kept from memory the
+/// allocator holds.
+fn settled_rss(ctx: &mut Ctx<'_>, before: Option<u64>, heap_before: Option<u64>) {
     let pid = ctx.daemon.pid();
     let peak = ctx
         .rows
@@ -176,12 +180,20 @@ fn settled_rss(ctx: &mut Ctx<'_>, before: Option<u64>) {
         .max();
     std::thread::sleep(SETTLE);
     let after = status_kib(pid, "VmRSS");
+    let heap = match (heap_before, heap_in_use(ctx)) {
+        (Some(b), Some(a)) => format!(
+            "; heap in use {:.1} → {:.1} MiB (sluice_heap_in_use_bytes)",
+            b as f64 / MIB,
+            a as f64 / MIB
+        ),
+        _ => String::new(),
+    };
     let (value, note) = match (before, after) {
         _ if peak.is_none() => (None, "no W2b run through Sluice succeeded".to_owned()),
         (Some(before), Some(after)) => (
             Some((after as f64 - before as f64) / 1024.0),
             format!(
-                "{:.1} MiB before W2b, {:.1} MiB at its peak, {:.1} MiB {} s after",
+                "{:.1} MiB before W2b, {:.1} MiB at its peak, {:.1} MiB {} s after{heap}",
                 before as f64 / 1024.0,
                 peak.unwrap_or(0) as f64 / 1024.0,
                 after as f64 / 1024.0,
@@ -205,6 +217,12 @@ fn settled_rss(ctx: &mut Ctx<'_>, before: Option<u64>) {
         note,
         ..Row::default()
     });
+}
+
+/// The daemon's `sluice_heap_in_use_bytes`, if its `/metrics` answers and has it.
+fn heap_in_use(ctx: &Ctx<'_>) -> Option<u64> {
+    let text = ctx.daemon.metrics().ok()?;
+    crate::bench::control::metric(&text, "sluice_heap_in_use_bytes")
 }
 
 /// `bench-client sni` to nginx: `count` new TLS connections, `concurrency` at once.

@@ -26,7 +26,7 @@ use super::tools::{self, Load};
 pub use audit::w8;
 pub use bulk::{w3, w5};
 pub use http::{w1, w2a, w2b};
-pub use node::{Profile, profile, w9, w10};
+pub use node::{profile, w9, w10};
 pub use policy::{POLICY_BENCH_ENV, w7};
 pub use reload::w10_reload;
 pub use streams::{w4, w6};

@@ -4,8 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Ctx, Service, num};
-use crate::bench::report::Row;
+use super::{Ctx, Service, Via, num};
+use crate::bench::proc::Probe;
+use crate::bench::report::{CpuProfile, Row};
 use crate::bench::tools::{self, Load};
 
 /// Case names shared with the target checks.
@@ -123,19 +124,49 @@ pub fn w10(rows: &mut Vec<Row>, rules: usize, ready: Duration) {
     });
 }
 
-/// What a profile found: the hottest symbols (self time) and the CPU by category.
+/// Profiles of Sluice (via capture) and of HAProxy (when the peers run) under the same
+/// W1-style h1 load, one after the other.
 #[derive(Debug, Default)]
-pub struct Profile {
-    /// `perf report` lines of the hottest symbols.
-    pub hotspots: Vec<String>,
-    /// Categories and their percent of the daemon's samples, largest first.
-    pub breakdown: Vec<(String, f64)>,
+pub struct Profiles {
+    /// The daemon's profile.
+    pub sluice: CpuProfile,
+    /// HAProxy's profile, when it ran and could be profiled.
+    pub haproxy: Option<CpuProfile>,
+    /// Why a profile is missing.
+    pub notes: Vec<String>,
 }
 
-/// Records `perf` samples of the daemon during a W1-style h1 load via capture and returns
-/// the hottest symbols (self time), or why it could not.
-pub fn profile(ctx: &Ctx<'_>) -> Result<Profile, String> {
-    let perf = ctx.scratch("perf.data");
+/// Records `perf` samples of the daemon, then of HAProxy, each during a W1-style h1 load
+/// through it; the daemon's failure is an error, HAProxy's a note.
+pub fn profile(ctx: &Ctx<'_>) -> Result<Profiles, String> {
+    let sluice = profile_via(ctx, "capture")?;
+    let mut profiles = Profiles {
+        sluice,
+        ..Profiles::default()
+    };
+    match ctx.vias(&["haproxy"]).pop() {
+        Some(Ok(via)) => match profile_via_of(ctx, &via) {
+            Ok(p) => profiles.haproxy = Some(p),
+            Err(e) => profiles.notes.push(format!("no HAProxy profile: {e}")),
+        },
+        Some(Err((_, _, why))) => profiles.notes.push(format!("no HAProxy profile: {why}")),
+        None => {}
+    }
+    Ok(profiles)
+}
+
+fn profile_via(ctx: &Ctx<'_>, name: &str) -> Result<CpuProfile, String> {
+    let via = ctx
+        .vias(&[name])
+        .pop()
+        .and_then(Result::ok)
+        .ok_or_else(|| format!("no {name} path"))?;
+    profile_via_of(ctx, &via)
+}
+
+fn profile_via_of(ctx: &Ctx<'_>, via: &Via<'_>) -> Result<CpuProfile, String> {
+    let pid = via.pid.ok_or("the path has no proxy process")?;
+    let perf = ctx.scratch(&format!("perf-{}.data", via.path));
     let secs = ctx.secs();
     let mut record = Command::new("perf");
     record
@@ -143,7 +174,7 @@ pub fn profile(ctx: &Ctx<'_>) -> Result<Profile, String> {
         .arg(&perf)
         .args([
             "-p",
-            &ctx.daemon.pid().to_string(),
+            &pid.to_string(),
             "--",
             "sleep",
             &(secs + 1).to_string(),
@@ -154,14 +185,12 @@ pub fn profile(ctx: &Ctx<'_>) -> Result<Profile, String> {
         .spawn()
         .map_err(|e| format!("perf not runnable: {e}"))?;
     std::thread::sleep(Duration::from_millis(300));
-    let via = ctx
-        .vias(&["capture"])
-        .pop()
-        .and_then(Result::ok)
-        .ok_or("no capture path")?;
-    let load = super::http::h2load(ctx, &via, &["--h1", "-c16", "-m1"], secs);
+    let probe = Probe::start(pid);
+    let load = super::http::h2load(ctx, via, &["--h1", "-c16", "-m1"], secs);
+    let usage = probe.finish();
     let _ = recorder.wait();
-    load.map_err(|e| format!("load during profile failed: {e}"))?;
+    let load = load.map_err(|e| format!("load during profile failed: {e}"))?;
+    let cpu_us_per_req = (load.units > 0.0).then(|| usage.cpu_s * 1e6 / load.units);
     let report = |args: &[&str]| -> Result<String, String> {
         let mut report = Command::new("perf");
         report
@@ -188,8 +217,15 @@ pub fn profile(ctx: &Ctx<'_>) -> Result<Profile, String> {
         .collect();
     let own = report(&["--no-children", "--sort", "dso,symbol"])?;
     let children = report(&["--children", "--sort", "symbol"])?;
-    Ok(Profile {
+    let proxy = match via.path {
+        "sluice" => format!("Sluice ({})", via.entry),
+        "haproxy" => format!("HAProxy ({})", via.entry),
+        other => format!("{other} ({})", via.entry),
+    };
+    Ok(CpuProfile {
+        proxy,
         hotspots,
         breakdown: crate::bench::profile::breakdown(&children, &own),
+        cpu_us_per_req,
     })
 }
