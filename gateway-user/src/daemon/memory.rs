@@ -62,11 +62,15 @@ const TCACHE_COUNT: u32 = 64;
 /// Re-executes this process (same arguments, same pid) with [`TCACHE_TUNABLE`] set in
 /// `GLIBC_TUNABLES`, which glibc reads only at start. Call before any thread is started.
 /// Returns without doing anything if the tunable is already set (by an earlier call, or by
-/// the operator, whose value is kept); returns after logging if the exec fails, leaving the
-/// daemon on glibc's defaults (slower, not less safe).
+/// the operator, whose value is kept) or if the daemon does not run as root (a process
+/// holding capabilities without being root could lose them across `exec`); returns after
+/// logging if the exec fails, leaving the daemon on glibc's defaults (slower, not less safe).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn reexec_with_allocator_tunables() {
     use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
     let current = std::env::var("GLIBC_TUNABLES").ok();
     let Some(tunables) = tunables_with_tcache(current.as_deref()) else {
         return;

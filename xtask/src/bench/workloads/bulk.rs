@@ -172,10 +172,15 @@ fn flat_rss_note(ctx: &mut Ctx<'_>, case: &str) {
     {
         if let (Some(before), Some(peak)) = (row.rss_before_kib, row.peak_rss_kib) {
             let growth = peak.saturating_sub(before);
-            row.note = format!(
+            let rss = format!(
                 "RSS +{:.1} MiB; p50 column = time to first byte",
                 growth as f64 / 1024.0
             );
+            row.note = if row.note.is_empty() {
+                rss
+            } else {
+                format!("{rss}; {}", row.note)
+            };
         }
     }
 }
